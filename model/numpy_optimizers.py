@@ -1,0 +1,198 @@
+"""Optimizers in NumPy, written by hand with exactly the update rules of Keras 3's built-in ones.
+
+Each optimizer keeps its own state (``iterations`` and per-parameter slots) and ``step(params,
+grads)`` updates the parameter arrays in place. ``model/optimizers.py`` has the Keras twins with the
+same names, arguments, defaults and formulas in the same order, so the two files read side by side.
+
+``learning_rate`` is a float or a callable ``lr(iteration)`` (0-based), like a Keras schedule.
+Arithmetic is done in the parameters' dtype (float32), in the same order as Keras, and in place
+where that saves a temporary array (the Adam update is a third of an epoch's time otherwise).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Optimizer:
+    """Shared bookkeeping: the learning rate, the step counter and lazily created slots."""
+
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate):
+        if not callable(learning_rate) and not float(learning_rate) > 0:
+            raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+        self.learning_rate = learning_rate
+        self.iterations = 0  # completed steps
+        self.slots: dict[str, list[np.ndarray]] = {}
+
+    def current_learning_rate(self) -> float:
+        lr = self.learning_rate
+        return float(lr(self.iterations)) if callable(lr) else float(lr)
+
+    def build(self, params) -> None:
+        """Create one zero slot per parameter for each name in ``slot_names``."""
+        self.slots = {name: [np.zeros_like(p) for p in params] for name in self.slot_names}
+
+    def step(self, params, grads) -> None:
+        """Update every parameter in place with its gradient, then count the step."""
+        if len(params) != len(grads):
+            raise ValueError(f"got {len(params)} parameters but {len(grads)} gradients")
+        if not self.slots and self.slot_names:
+            self.build(params)
+        lr = self.current_learning_rate()
+        for i, (w, g) in enumerate(zip(params, grads)):
+            self.update_step(i, w, g.astype(w.dtype, copy=False), w.dtype.type(lr))
+        self.iterations += 1
+
+    def update_step(self, i, w, g, lr) -> None:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Gradient descent, optionally with (Nesterov) momentum.
+
+    momentum == 0:  w -= lr * g
+    momentum > 0:   v = momentum * v - lr * g
+                    w += v                           (classic)
+                    w += momentum * v - lr * g       (nesterov)
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+        super().__init__(learning_rate)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.slot_names = ("velocity",) if self.momentum else ()
+
+    def update_step(self, i, w, g, lr):
+        if not self.momentum:
+            w -= g * lr
+            return
+        momentum = w.dtype.type(self.momentum)
+        v = self.slots["velocity"][i]
+        v[...] = v * momentum - g * lr
+        if self.nesterov:
+            w += v * momentum - g * lr
+        else:
+            w += v
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad: per-parameter steps shrink with the sum of past squared gradients.
+
+    acc += g^2                       (acc starts at initial_accumulator_value)
+    w -= lr * g / sqrt(acc + eps)
+    """
+
+    slot_names = ("accumulator",)
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7):
+        super().__init__(learning_rate)
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.epsilon = float(epsilon)
+
+    def build(self, params):
+        self.slots = {"accumulator": [np.full_like(p, self.initial_accumulator_value) for p in params]}
+
+    def update_step(self, i, w, g, lr):
+        acc = self.slots["accumulator"][i]
+        acc += g * g
+        w -= (lr * g) / np.sqrt(acc + w.dtype.type(self.epsilon))
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class RMSprop(Optimizer):
+    """RMSprop: divide by a running root-mean-square of the gradients.
+
+    v = rho * v + (1 - rho) * g^2
+    w -= lr * g / sqrt(v + eps)
+    """
+
+    slot_names = ("velocity",)
+
+    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7):
+        super().__init__(learning_rate)
+        self.rho = float(rho)
+        self.epsilon = float(epsilon)
+
+    def update_step(self, i, w, g, lr):
+        rho = w.dtype.type(self.rho)
+        v = self.slots["velocity"][i]
+        v[...] = rho * v + (1 - rho) * (g * g)
+        w -= (lr * g) / np.sqrt(v + w.dtype.type(self.epsilon))
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+class Adam(Optimizer):
+    """Adam, in the form Keras 3 computes it (step t counted from 1):
+
+    alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+    m += (g - m) * (1 - beta_1)
+    v += (g^2 - v) * (1 - beta_2)
+    w -= alpha * m / (sqrt(v) + eps)
+    """
+
+    slot_names = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        super().__init__(learning_rate)
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = float(epsilon)
+
+    def update_step(self, i, w, g, lr):
+        dtype = w.dtype.type
+        t = dtype(self.iterations + 1)
+        beta_1, beta_2 = dtype(self.beta_1), dtype(self.beta_2)
+        alpha = lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+        m, v = self.slots["m"][i], self.slots["v"][i]
+        tmp = g - m
+        tmp *= 1 - beta_1
+        m += tmp
+        np.multiply(g, g, out=tmp)
+        tmp -= v
+        tmp *= 1 - beta_2
+        v += tmp
+        np.multiply(m, alpha, out=tmp)
+        denominator = np.sqrt(v)
+        denominator += dtype(self.epsilon)
+        tmp /= denominator
+        w -= tmp
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+OPTIMIZERS = {"sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSprop, "adam": Adam}
+
+
+def get(name: str, learning_rate=None, **kwargs) -> Optimizer:
+    """An optimizer by name: ``sgd``, ``momentum`` (SGD, momentum 0.9), ``nesterov``, ``adagrad``,
+    ``rmsprop`` or ``adam``."""
+    if name == "momentum":
+        name, kwargs = "sgd", {"momentum": 0.9, **kwargs}
+    elif name == "nesterov":
+        name, kwargs = "sgd", {"momentum": 0.9, "nesterov": True, **kwargs}
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of adagrad, adam, momentum, nesterov, rmsprop, sgd")
+    if learning_rate is not None:
+        kwargs["learning_rate"] = learning_rate
+    return OPTIMIZERS[name](**kwargs)
