@@ -1,0 +1,590 @@
+"""Tests for training/data.py: the MNIST loader (real files, downloads from a local HTTP server,
+checksums, IDX validation), the offline digits dataset, and the stratified split.
+
+The real MNIST files are found through $MNIST_DATA_DIR (set by CI), else
+<repo>/../shared/data/mnist; tests needing them are skipped, with the reason, when neither exists.
+No test uses the internet.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training import data
+from training.data import DataError
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def _find_real_mnist() -> Path | None:
+    env = os.environ.get("MNIST_DATA_DIR")
+    if env:
+        return Path(env)
+    fallback = REPO.parent / "shared" / "data" / "mnist"
+    return fallback if fallback.is_dir() else None
+
+
+REAL_MNIST = _find_real_mnist()
+needs_mnist = pytest.mark.skipif(
+    REAL_MNIST is None,
+    reason="real MNIST files not found: set MNIST_DATA_DIR to a folder with the four .gz files "
+    "(or provide <repo>/../shared/data/mnist)",
+)
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No MNIST_DATA_DIR / MNIST_MIRRORS, a private cache under tmp_path; returns the cache dir."""
+    monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
+    monkeypatch.delenv("MNIST_MIRRORS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return tmp_path / "xdg-cache" / "mnist-digits"
+
+
+@pytest.fixture(scope="module")
+def real_bytes() -> dict[str, bytes]:
+    if REAL_MNIST is None:
+        pytest.skip("real MNIST files not found (set MNIST_DATA_DIR)")
+    return {name: (REAL_MNIST / name).read_bytes() for name in data.MNIST_FILES}
+
+
+# ------------------------------------------------------------------------------------------
+# A local "mirror" server
+# ------------------------------------------------------------------------------------------
+
+
+class MirrorServer:
+    """Serves several URL prefixes, one behaviour each, on 127.0.0.1 at an ephemeral port.
+
+    /good/<name>      the real file
+    /corrupt/<name>   right length, one byte flipped (checksum fails)
+    /short/<name>     the first half, with an honest Content-Length (size/checksum fails)
+    /liar/<name>      announces the full length, sends half and closes (incomplete read)
+    /missing/<name>   404
+    """
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                server.requests.append(self.path)
+                kind, _, name = self.path.strip("/").partition("/")
+                body = server.files.get(name)
+                if body is None or kind == "missing":
+                    self.send_error(404)
+                    return
+                announced = len(body)
+                if kind == "corrupt":
+                    body = body[:100] + bytes([body[100] ^ 0xFF]) + body[101:]
+                elif kind == "short":
+                    body = body[: len(body) // 2]
+                    announced = len(body)
+                elif kind == "liar":
+                    body = body[: len(body) // 2]
+                elif kind != "good":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(announced))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up early, e.g. on seeing the wrong size announced
+                self.close_connection = True
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, kind: str) -> str:
+        return f"{self.base}/{kind}/"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def mirror(real_bytes: dict[str, bytes]) -> Iterator[MirrorServer]:
+    server = MirrorServer(real_bytes)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A mirror URL whose server accepts connections (via the listen backlog) but never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/mnist/"
+    sock.close()
+
+
+@pytest.fixture
+def dead_port_url() -> str:
+    """A mirror URL on a port with nothing listening (connection refused)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}/mnist/"
+
+
+def cache_listing(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+# ------------------------------------------------------------------------------------------
+# The real files
+# ------------------------------------------------------------------------------------------
+
+
+@needs_mnist
+def test_load_mnist_real_files_shapes_dtypes_range_and_label_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MNIST_DATA_DIR", str(REAL_MNIST))
+    monkeypatch.setenv("MNIST_MIRRORS", "http://127.0.0.1:9/never-used/")
+    started = time.perf_counter()
+    (x_train, y_train), (x_test, y_test) = data.load_mnist()
+    elapsed = time.perf_counter() - started
+
+    assert x_train.shape == (60_000, 784) and x_test.shape == (10_000, 784)
+    assert x_train.dtype == np.float32 and x_test.dtype == np.float32
+    assert y_train.dtype == np.int64 and y_test.dtype == np.int64
+    assert y_train.shape == (60_000,) and y_test.shape == (10_000,)
+    for x in (x_train, x_test):
+        assert x.min() == 0.0 and x.max() == 1.0
+    assert np.bincount(y_train, minlength=10).tolist() == TRAIN_COUNTS
+    assert np.bincount(y_test, minlength=10).tolist() == TEST_COUNTS
+    # pixels are exactly uint8 / 255
+    assert np.array_equal(np.round(x_train[:100] * 255), (x_train[:100] * 255).round())
+    assert set(np.unique(np.round(x_test * 255))) <= set(range(256))
+    assert elapsed < 5, f"loading MNIST took {elapsed:.1f} s"
+    # fresh, writable arrays that the caller owns
+    x_train[0, 0] = 0.5
+    assert data.load_mnist()[0][0][0, 0] == 0.0
+
+
+@needs_mnist
+def test_data_dir_argument_takes_precedence_over_env(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "does-not-exist"))
+    assert data.locate_mnist(REAL_MNIST) == REAL_MNIST
+
+
+def test_mnist_checksums_match_the_published_values() -> None:
+    sums = data.mnist_checksums()
+    assert sorted(sums) == sorted(data.MNIST_FILES)
+    assert sums["train-images-idx3-ubyte.gz"] == (
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"
+    )
+    sums["train-images-idx3-ubyte.gz"] = "tampered"
+    assert data.mnist_checksums() != sums, "mnist_checksums() must return a copy"
+    if REAL_MNIST is not None:
+        for name, expected in data.mnist_checksums().items():
+            assert data.sha256_file(REAL_MNIST / name) == expected
+
+
+# ------------------------------------------------------------------------------------------
+# Explicit folders and local checksums
+# ------------------------------------------------------------------------------------------
+
+
+def test_explicit_data_dir_missing_files_is_an_error_without_download(
+    isolated_env: Path, tmp_path: Path, mirror: MirrorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "partial"
+    folder.mkdir()
+    shutil.copy(REAL_MNIST / data.TEST_LABELS, folder)
+    monkeypatch.setenv("MNIST_MIRRORS", mirror.url("good"))
+    before = len(mirror.requests)
+    with pytest.raises(DataError) as info:
+        data.load_mnist(folder)
+    message = str(info.value)
+    assert str(folder) in message
+    for name in (data.TRAIN_IMAGES, data.TRAIN_LABELS, data.TEST_IMAGES):
+        assert name in message
+    assert "lacks" in message and data.TEST_LABELS not in message.split("lacks")[1].split(".gz.")[0]
+    assert "MNIST_DATA_DIR" in message and "--dataset digits" in message
+    assert len(mirror.requests) == before, "an explicit folder must not trigger downloads"
+    assert not isolated_env.exists()
+
+
+def test_env_var_pointing_at_missing_folder_is_an_error_without_download(
+    isolated_env: Path, tmp_path: Path, mirror: MirrorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "nowhere"
+    monkeypatch.setenv("MNIST_DATA_DIR", str(missing))
+    monkeypatch.setenv("MNIST_MIRRORS", mirror.url("good"))
+    before = len(mirror.requests)
+    with pytest.raises(DataError, match="MNIST_DATA_DIR") as info:
+        data.load_mnist()
+    assert str(missing) in str(info.value)
+    assert "does not exist" in str(info.value)
+    assert len(mirror.requests) == before
+    assert not isolated_env.exists()
+
+
+@needs_mnist
+def test_local_file_with_wrong_sum_names_file_and_both_sums(tmp_path: Path) -> None:
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name in data.MNIST_FILES:
+        (folder / name).symlink_to(REAL_MNIST / name)
+    bad = folder / data.TRAIN_LABELS
+    bad.unlink()
+    corrupted = bytearray((REAL_MNIST / data.TRAIN_LABELS).read_bytes())
+    corrupted[-20] ^= 0x01
+    bad.write_bytes(bytes(corrupted))
+    actual = data.sha256_file(bad)
+
+    with pytest.raises(DataError) as info:
+        data.load_mnist(folder)
+    message = str(info.value)
+    assert str(bad) in message
+    assert data.MNIST_SHA256[data.TRAIN_LABELS] in message
+    assert actual in message
+    assert bad.read_bytes() == bytes(corrupted), "a bad local file must be reported, not replaced"
+
+
+@needs_mnist
+def test_cached_file_with_wrong_sum_is_an_error_too(
+    isolated_env: Path, mirror: MirrorServer
+) -> None:
+    isolated_env.mkdir(parents=True)
+    (isolated_env / data.TEST_LABELS).write_bytes(b"\x1f\x8b not really mnist")
+    with pytest.raises(DataError, match="wrong SHA-256") as info:
+        data.load_mnist(mirrors=[mirror.url("good")], timeout=5)
+    assert data.TEST_LABELS in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------
+# Downloads, against the local mirror server
+# ------------------------------------------------------------------------------------------
+
+
+def test_download_falls_back_to_the_good_mirror_and_caches_only_verified_files(
+    isolated_env: Path, mirror: MirrorServer, real_bytes: dict[str, bytes]
+) -> None:
+    mirrors = [mirror.url(kind) for kind in ("missing", "corrupt", "short", "liar", "good")]
+    (x_train, y_train), (x_test, y_test) = data.load_mnist(mirrors=mirrors, timeout=5)
+
+    assert x_train.shape == (60_000, 784) and x_test.shape == (10_000, 784)
+    assert np.bincount(y_test, minlength=10).tolist() == TEST_COUNTS
+    assert cache_listing(isolated_env) == sorted(data.MNIST_FILES)
+    for name in data.MNIST_FILES:
+        assert (isolated_env / name).read_bytes() == real_bytes[name]
+    for kind in ("missing", "corrupt", "short", "liar", "good"):
+        assert f"/{kind}/{data.TRAIN_IMAGES}" in mirror.requests
+
+    # A second load uses the cache: no more requests.
+    before = len(mirror.requests)
+    data.load_mnist(mirrors=mirrors, timeout=5)
+    assert len(mirror.requests) == before
+
+
+def test_download_only_fetches_missing_files(
+    isolated_env: Path, mirror: MirrorServer, real_bytes: dict[str, bytes]
+) -> None:
+    isolated_env.mkdir(parents=True)
+    for name in (data.TRAIN_IMAGES, data.TEST_IMAGES, data.TRAIN_LABELS):
+        (isolated_env / name).write_bytes(real_bytes[name])
+    before = len(mirror.requests)
+    assert data.download_mnist(mirrors=[mirror.url("good")], timeout=5) == isolated_env
+    assert mirror.requests[before:] == [f"/good/{data.TEST_LABELS}"]
+    assert cache_listing(isolated_env) == sorted(data.MNIST_FILES)
+
+
+def test_mirrors_come_from_the_environment_variable(
+    isolated_env: Path, mirror: MirrorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MNIST_MIRRORS", f" {mirror.url('missing')} , {mirror.base}/good ")
+    assert data.resolve_mirrors() == [mirror.url("missing"), mirror.url("good")]
+    assert data.resolve_mirrors(["http://x/a"]) == ["http://x/a/"]
+    data.download_mnist(timeout=5)
+    assert cache_listing(isolated_env) == sorted(data.MNIST_FILES)
+    monkeypatch.delenv("MNIST_MIRRORS")
+    assert data.resolve_mirrors() == list(data.DEFAULT_MIRRORS)
+
+
+def test_all_mirrors_bad_reports_every_url_and_leaves_no_files(
+    isolated_env: Path, mirror: MirrorServer
+) -> None:
+    kinds = ("missing", "corrupt", "short", "liar")
+    with pytest.raises(DataError) as info:
+        data.load_mnist(mirrors=[mirror.url(kind) for kind in kinds], timeout=5)
+    message = str(info.value)
+    for kind in kinds:
+        for name in data.MNIST_FILES:
+            assert f"{mirror.url(kind)}{name}" in message
+    assert "HTTP 404" in message
+    assert "wrong SHA-256" in message
+    assert "truncated" in message or "wrong size" in message
+    assert "closed early" in message
+    assert str(isolated_env) in message, "the cache folder that was tried is named"
+    assert "MNIST_DATA_DIR" in message and "--dataset digits" in message
+    assert cache_listing(isolated_env) == [], "nothing unverified may land in the cache"
+
+
+def test_dead_and_silent_servers_fail_clearly_within_the_timeout(
+    isolated_env: Path, silent_server: str, dead_port_url: str
+) -> None:
+    started = time.perf_counter()
+    with pytest.raises(DataError) as info:
+        data.load_mnist(mirrors=[dead_port_url, silent_server], timeout=1.0)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 10, f"took {elapsed:.1f} s despite a 1 s timeout"
+    message = str(info.value)
+    assert f"{dead_port_url}{data.TRAIN_IMAGES}" in message
+    assert f"{silent_server}{data.TRAIN_IMAGES}" in message
+    assert "refused" in message.lower()
+    assert "timed out" in message.lower()
+    assert "skipped, mirror unreachable" in message, "a dead mirror is not retried for each file"
+    assert "--dataset digits" in message
+    assert cache_listing(isolated_env) == []
+
+
+def test_progress_bar_is_drawn_on_stderr_when_asked(
+    isolated_env: Path, mirror: MirrorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data.download_mnist(mirrors=[mirror.url("good")], timeout=5, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" in err and "100%" in err and data.TRAIN_IMAGES in err
+
+
+def test_download_file_never_leaves_temp_files(tmp_path: Path, mirror: MirrorServer) -> None:
+    dest = tmp_path / data.TEST_LABELS
+    with pytest.raises(data.DownloadError, match="wrong SHA-256"):
+        data.download_file(
+            mirror.url("corrupt") + data.TEST_LABELS, dest, data.MNIST_SHA256[data.TEST_LABELS],
+            timeout=5,
+        )
+    assert list(tmp_path.iterdir()) == []
+    data.download_file(
+        mirror.url("good") + data.TEST_LABELS, dest, data.MNIST_SHA256[data.TEST_LABELS], timeout=5
+    )
+    assert [p.name for p in tmp_path.iterdir()] == [data.TEST_LABELS]
+
+
+# ------------------------------------------------------------------------------------------
+# The IDX reader
+# ------------------------------------------------------------------------------------------
+
+
+def idx_bytes(magic: int, dims: tuple[int, ...], payload_len: int | None = None) -> bytes:
+    size = int(np.prod(dims)) if payload_len is None else payload_len
+    payload = (np.arange(size) % 256).astype(np.uint8).tobytes()
+    return struct.pack(f">I{len(dims)}I", magic, *dims) + payload
+
+
+def write_gz(path: Path, raw: bytes) -> Path:
+    path.write_bytes(gzip.compress(raw))
+    return path
+
+
+def test_read_idx_reads_valid_images_and_labels(tmp_path: Path) -> None:
+    images = data.read_idx(write_gz(tmp_path / "img.gz", idx_bytes(0x803, (3, 4, 5))))
+    assert images.shape == (3, 4, 5) and images.dtype == np.uint8
+    assert images.ravel()[:3].tolist() == [0, 1, 2]
+    labels = tmp_path / "labels-idx1-ubyte"  # uncompressed works too
+    labels.write_bytes(idx_bytes(0x801, (7,)))
+    assert data.read_idx(labels).shape == (7,)
+
+
+@needs_mnist
+def test_read_idx_on_real_labels() -> None:
+    labels = data.read_idx(REAL_MNIST / data.TEST_LABELS)
+    assert labels.shape == (10_000,)
+    assert np.bincount(labels).tolist() == TEST_COUNTS
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (idx_bytes(0x0803 + 0x0100, (2, 2, 2)), r"magic number 0x00000903"),
+        (b"<html>not found</html>", r"magic number 0x3c68746d"),
+        (idx_bytes(0x803, (10, 28, 28), payload_len=100), r"truncated"),
+        (idx_bytes(0x803, (2, 2, 2), payload_len=9), r"trailing bytes"),
+        (idx_bytes(0x801, (5,))[:6], r"truncated IDX header"),
+        (idx_bytes(0x803, (5,)), r"truncated|dimensions"),  # images magic with label dims
+        (b"\x00\x00", r"no header"),
+    ],
+    ids=["wrong-magic", "html", "truncated-payload", "extra-bytes", "short-header",
+         "dims-mismatch", "tiny"],
+)
+def test_read_idx_rejects_bad_content(tmp_path: Path, raw: bytes, expected: str) -> None:
+    path = write_gz(tmp_path / "bad-idx3-ubyte.gz", raw)
+    with pytest.raises(DataError, match=expected) as info:
+        data.read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_idx_rejects_a_non_gzip_file(tmp_path: Path) -> None:
+    path = tmp_path / "plain-idx3-ubyte.gz"
+    path.write_bytes(idx_bytes(0x803, (1, 2, 2)))
+    with pytest.raises(DataError, match="not a gzip file") as info:
+        data.read_idx(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99])
+def test_read_idx_rejects_truncated_gzip(tmp_path: Path, keep: float) -> None:
+    compressed = gzip.compress(idx_bytes(0x803, (50, 28, 28)))
+    path = tmp_path / "cut-idx3-ubyte.gz"
+    path.write_bytes(compressed[: int(len(compressed) * keep)])
+    with pytest.raises(DataError, match="corrupt or truncated gzip") as info:
+        data.read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_idx_rejects_corrupt_gzip(tmp_path: Path) -> None:
+    compressed = bytearray(gzip.compress(idx_bytes(0x803, (50, 28, 28))))
+    compressed[len(compressed) // 2] ^= 0xFF
+    path = tmp_path / "flipped-idx3-ubyte.gz"
+    path.write_bytes(bytes(compressed))
+    with pytest.raises(DataError, match="corrupt or truncated gzip"):
+        data.read_idx(path)
+
+
+def test_read_idx_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cannot read"):
+        data.read_idx(tmp_path / "absent.gz")
+
+
+# ------------------------------------------------------------------------------------------
+# Offline digits
+# ------------------------------------------------------------------------------------------
+
+
+def test_load_digits_28_shapes_range_classes_and_stratification() -> None:
+    (x_train, y_train), (x_test, y_test) = data.load_digits_28(seed=0, test_fraction=0.2)
+    assert x_train.shape[1:] == (784,) and x_test.shape[1:] == (784,)
+    assert len(x_train) + len(x_test) == 1797
+    assert len(x_test) == round(0.2 * 1797)
+    assert x_train.dtype == np.float32 and y_train.dtype == np.int64
+    assert x_test.dtype == np.float32 and y_test.dtype == np.int64
+    assert 0.0 <= x_train.min() and x_train.max() <= 1.0 and x_train.max() > 0.9
+    assert set(y_train.tolist()) == set(range(10)) == set(y_test.tolist())
+    all_counts = np.bincount(np.concatenate([y_train, y_test]))
+    assert np.all(np.abs(np.bincount(y_test) - 0.2 * all_counts) <= 1)
+    # MNIST-like framing: a 4-pixel empty border
+    images = np.concatenate([x_train, x_test]).reshape(-1, 28, 28)
+    assert images[:, :4].max() == 0 and images[:, -4:].max() == 0
+    assert images[:, :, :4].max() == 0 and images[:, :, -4:].max() == 0
+
+
+def test_load_digits_28_is_reproducible_by_seed() -> None:
+    (a, ya), (b, yb) = data.load_digits_28(seed=3)
+    (c, yc), (d, yd) = data.load_digits_28(seed=3)
+    (e, _), _ = data.load_digits_28(seed=4)
+    assert np.array_equal(a, c) and np.array_equal(ya, yc)
+    assert np.array_equal(b, d) and np.array_equal(yb, yd)
+    assert not np.array_equal(a, e)
+
+
+def test_importing_the_module_does_not_import_sklearn() -> None:
+    code = "import sys, training.data; assert 'sklearn' not in sys.modules, 'sklearn imported'"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_load_dataset_dispatches_and_rejects_unknown_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    digits = data.load_dataset("digits", seed=1)
+    assert np.array_equal(digits[1][1], data.load_digits_28(seed=1)[1][1])
+    calls = []
+    monkeypatch.setattr(data, "load_mnist", lambda data_dir=None: calls.append(data_dir) or "ok")
+    assert data.load_dataset("mnist", data_dir="/some/dir") == "ok"
+    assert calls == ["/some/dir"]
+    with pytest.raises(ValueError, match="unknown dataset 'fashion'"):
+        data.load_dataset("fashion")
+
+
+# ------------------------------------------------------------------------------------------
+# train_validation_split
+# ------------------------------------------------------------------------------------------
+
+
+def _toy(n: int = 1003, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.choice(10, size=n, p=np.linspace(1, 3, 10) / np.linspace(1, 3, 10).sum())
+    x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)  # row i starts with 3*i: identifies it
+    return x, y.astype(np.int64)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 0.9])
+def test_split_is_stratified_disjoint_and_complete(fraction: float) -> None:
+    x, y = _toy()
+    (x_tr, y_tr), (x_val, y_val) = train_val = data.train_validation_split(x, y, fraction, seed=0)
+    assert len(y_val) == round(fraction * len(y))
+    counts = np.bincount(y, minlength=10)
+    assert np.all(np.abs(np.bincount(y_val, minlength=10) - fraction * counts) <= 1)
+    ids_tr, ids_val = (x_tr[:, 0] // 3).astype(int), (x_val[:, 0] // 3).astype(int)
+    assert not set(ids_tr) & set(ids_val)
+    assert sorted(np.concatenate([ids_tr, ids_val]).tolist()) == list(range(len(y)))
+    assert np.array_equal(y[ids_tr], y_tr) and np.array_equal(y[ids_val], y_val)
+    assert x_tr.dtype == x.dtype and y_val.dtype == y.dtype
+    assert train_val[0][0].shape[1:] == (3,)
+
+
+def test_split_is_reproducible_and_depends_on_seed() -> None:
+    x, y = _toy()
+    first = data.train_validation_split(x, y, 0.2, seed=7)
+    again = data.train_validation_split(x, y, 0.2, seed=7)
+    other = data.train_validation_split(x, y, 0.2, seed=8)
+    for a, b in zip((*first[0], *first[1]), (*again[0], *again[1])):
+        assert np.array_equal(a, b)
+    assert not np.array_equal(first[1][0], other[1][0])
+
+
+def test_split_with_zero_fraction_gives_empty_validation_of_the_right_shape() -> None:
+    x, y = _toy(50)
+    (x_tr, y_tr), (x_val, y_val) = data.train_validation_split(x, y, 0.0, seed=0)
+    assert np.array_equal(x_tr, x) and np.array_equal(y_tr, y)
+    assert x_val.shape == (0, 3) and y_val.shape == (0,)
+    assert x_val.dtype == x.dtype and y_val.dtype == y.dtype
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5, float("nan")])
+def test_split_rejects_fractions_outside_zero_one(fraction: float) -> None:
+    x, y = _toy(20)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        data.train_validation_split(x, y, fraction, seed=0)
+
+
+def test_split_rejects_mismatched_lengths() -> None:
+    x, y = _toy(20)
+    with pytest.raises(ValueError):
+        data.train_validation_split(x, y[:-1], 0.2, seed=0)
