@@ -1,0 +1,64 @@
+"""gunicorn settings for the prediction service.
+
+    gunicorn -c service/gunicorn.conf.py "service.app:create_app()"
+
+- Binds ``0.0.0.0:$PORT`` (default 8000); ``--bind`` on the command line wins (tests use 127.0.0.1).
+- ``$WEB_CONCURRENCY`` workers (default 2), each a separate process that imports TensorFlow and loads
+  the model itself *after* the fork, in ``create_app()``, before it accepts a connection. Never
+  ``--preload``: a TensorFlow runtime initialised in the master makes every forked worker hang on its
+  first prediction. This file must not import TensorFlow (or the app) for the same reason.
+- Prometheus multiprocess mode: the master creates a fresh ``PROMETHEUS_MULTIPROC_DIR`` (or empties the
+  one given) before forking, marks dead workers so their live gauges disappear, and removes its own
+  temporary folder at exit.
+- No control socket (gunicorn >= 25 would create one in ``~/.gunicorn/`` or ``$XDG_RUNTIME_DIR``).
+"""
+
+import glob
+import os
+import shutil
+import tempfile
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "sync"
+preload_app = False  # see above: the model must be loaded in each worker, after the fork
+timeout = 60  # includes a worker's boot: importing TensorFlow and loading the model take seconds
+graceful_timeout = 30
+keepalive = 5
+control_socket_disable = True
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+
+_created_metrics_dir = None
+
+
+def on_starting(server):
+    """Master, before forking: a clean folder for the workers' Prometheus sample files."""
+    global _created_metrics_dir
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for stale in glob.glob(os.path.join(path, "*.db")):
+            os.remove(stale)
+    else:
+        path = _created_metrics_dir = tempfile.mkdtemp(prefix="mnist-prometheus-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    server.log.info("Prometheus multiprocess folder: %s", path)
+
+
+def post_worker_init(worker):
+    """Worker, after ``create_app()`` loaded and warmed the model, before accepting connections."""
+    worker.log.info("worker %s ready to accept requests", worker.pid)
+
+
+def child_exit(server, worker):
+    """Master: a worker ended; drop its live gauges (model version and readiness)."""
+    from prometheus_client import multiprocess  # imported here: the env var above must come first
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _created_metrics_dir:
+        shutil.rmtree(_created_metrics_dir, ignore_errors=True)

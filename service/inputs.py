@@ -1,0 +1,173 @@
+"""Request bodies -> validated ``(n, 784)`` float32 pixel batches, with messages a person can act on.
+
+Every problem raises :class:`InputError` (a message and an HTTP status); the app turns it into
+``{"error": message}``. The happy path is one ``json.loads`` and one ``np.asarray`` of the whole
+batch; only when that fails do we walk the instances one by one to say which one is wrong and how.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+PIXELS = 784
+SIDE = 28
+SHAPE_HINT = "784 numbers or 28 rows of 28 numbers"
+RANGE_HINT = "pixel values must be in [0, 1] (0 = background, 1 = ink): divide 0-255 pixel values by 255"
+TOLERANCE = 1e-6  # float rounding of 0 and 1 by a client is not an error
+
+
+class InputError(Exception):
+    """Bad input: ``message`` says what was wrong and what is expected; ``status`` is the HTTP code."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+# ---- bodies ---------------------------------------------------------------------------------------
+JSON_CONTENT_TYPES = {"", "application/json", "text/json", "text/plain", "application/x-www-form-urlencoded"}
+
+
+def is_json_content_type(mimetype: str) -> bool:
+    """JSON, ``+json`` types, or what ``curl -d`` and plain HTTP clients send (none, form, text)."""
+    mimetype = (mimetype or "").lower()
+    return mimetype in JSON_CONTENT_TYPES or mimetype.endswith("+json")
+
+
+def parse_json(body: bytes) -> object:
+    """Parse a JSON body. ``NaN``/``Infinity`` parse (TensorFlow Serving allows them) and are rejected
+    later with a clear message; anything unparsable is a 400 naming the position."""
+    if not body.strip():
+        raise InputError("the request body is empty; expected a JSON object")
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise InputError("the request body is not UTF-8 text; expected a JSON object") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise InputError("malformed JSON: nested too deeply") from None
+
+
+def require_object(payload: object, expected: str) -> dict:
+    if not isinstance(payload, dict):
+        raise InputError(f"the JSON body must be an object like {expected}; got {_kind(payload)}")
+    return payload
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def check_batch_size(count: int, max_batch: int, what: str = "instances") -> None:
+    if count == 0:
+        raise InputError(f"no {what}: send at least one")
+    if count > max_batch:
+        raise InputError(
+            f"too many {what}: {count}; at most {max_batch} per request (MAX_BATCH): "
+            f"split the request into batches of {max_batch}", status=413)
+
+
+# ---- pixel arrays ---------------------------------------------------------------------------------
+def contains_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, list):
+        return any(contains_bool(v) for v in value)
+    return False
+
+
+def to_pixel_batch(instances: object, *, label: str = "instance", allow_square: bool = True,
+                   has_bools: bool = True) -> np.ndarray:
+    """A list of instances (each 784 numbers, or 28x28 when ``allow_square``) -> ``(n, 784)`` float32.
+
+    ``has_bools=False`` (the raw body had no ``true``/``false`` token) skips the scan for booleans,
+    which NumPy would otherwise silently turn into 1.0 and 0.0.
+    """
+    if not isinstance(instances, list):
+        raise InputError(f"expected a list of {label}s ({SHAPE_HINT} each); got {_kind(instances)}")
+    try:
+        array = np.asarray(instances)
+        ok = array.dtype.kind in "fiu" and _good_shape(array.shape[1:], allow_square)
+    except (ValueError, TypeError, OverflowError):
+        ok = False
+    if not ok or (has_bools and contains_bool(instances)):
+        for index, instance in enumerate(instances):  # find the culprit for a precise message
+            to_pixels(instance, f"{label} {index}", allow_square)
+        raise InputError(f"the {label}s must all have the same shape ({SHAPE_HINT} each)")
+    array = array.reshape(len(array), PIXELS)
+    check_range(array, label)
+    return np.clip(array, 0, 1).astype(np.float32)
+
+
+def _good_shape(shape: tuple, allow_square: bool) -> bool:
+    return shape == (PIXELS,) or (allow_square and shape == (SIDE, SIDE))
+
+
+def to_pixels(instance: object, where: str, allow_square: bool = True) -> np.ndarray:
+    """One instance -> ``(784,)`` float32, or InputError saying what is wrong with it."""
+    hint = SHAPE_HINT if allow_square else f"{PIXELS} numbers"
+    if not isinstance(instance, list):
+        raise InputError(f"{where} must be a list of {hint}; got {_kind(instance)}")
+    bad = _first_non_number(instance)
+    if bad is not None:
+        raise InputError(f"{where} contains a non-numeric value ({json.dumps(bad)[:40]}); "
+                         f"expected {hint} in [0, 1]")
+    try:
+        array = np.asarray(instance, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raise InputError(f"{where} is a ragged list; expected {hint}") from None
+    if not _good_shape(array.shape, allow_square):
+        found = f"{array.size} numbers" if array.ndim == 1 else f"shape {list(array.shape)}"
+        raise InputError(f"{where} has {found}; expected {hint}")
+    array = array.reshape(1, PIXELS)
+    check_range(array, where, single=True)
+    return np.clip(array[0], 0, 1).astype(np.float32)
+
+
+def _first_non_number(value: object):
+    """The first leaf that is not an int or float (booleans count as non-numeric), else None."""
+    if isinstance(value, list):
+        for item in value:
+            bad = _first_non_number(item)
+            if bad is not None:
+                return bad
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value if value is not None else "null"
+    return None
+
+
+def check_range(array: np.ndarray, label: str, single: bool = False) -> None:
+    """Finite and within ``[0, 1]`` up to rounding slop; otherwise InputError naming the first bad row."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0][0])
+        where = label if single else f"{label} {row}"
+        value = array[~finite].flat[0]
+        token = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        raise InputError(f"{where} contains {token}; pixels must be finite numbers in [0, 1]")
+    low, high = array.min(), array.max()
+    if low < -TOLERANCE or high > 1 + TOLERANCE:
+        rows = np.argwhere((array < -TOLERANCE) | (array > 1 + TOLERANCE))
+        row = int(rows[0][0])
+        where = label if single else f"{label} {row}"
+        values = array[row]
+        value = float(values.max() if values.max() > 1 + TOLERANCE else values.min())
+        raise InputError(f"{where} has a value of {value:g}, outside [0, 1]; {RANGE_HINT}")

@@ -1,0 +1,205 @@
+"""Open Inference Protocol (KServe v2) over HTTP, so KServe and Triton clients work too.
+
+- ``GET  /v2``                                            server metadata
+- ``GET  /v2/health/live``, ``GET /v2/health/ready``      200 ``{"live"|"ready": true}`` (503 when not)
+- ``GET  /v2/models/<name>[/versions/<N>]``               model metadata (inputs/outputs, FP32)
+- ``GET  /v2/models/<name>[/versions/<N>]/ready``         200 ``{"name", "ready": true}`` (503 when not)
+- ``POST /v2/models/<name>[/versions/<N>]/infer``         one FP32 input ``[n, 784]`` ->
+  one FP32 output ``[n, 10]`` (``data`` flattened, row-major)
+
+The body is read as JSON whatever the Content-Type (Triton's HTTP client sends none). Triton's
+binary tensor data extension is supported both ways (``Inference-Header-Content-Length``), because
+Triton's client uses it by default.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from flask import Blueprint, Response, request
+
+from .inputs import (PIXELS, InputError, contains_bool, check_batch_size, check_range, parse_json,
+                     require_object)
+from .predictor import ModelNotReady, ModelVersion
+from .web import (body_has_bools, float32_lists, json_response, read_body, record_predictions, state,
+                  version_from_url)
+
+blueprint = Blueprint("kserve", __name__)
+
+SERVER_NAME = "mnist-digits"
+SERVER_VERSION = "0.1.0"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+DTYPES = {"FP32": "<f4", "FP64": "<f8", "FP16": "<f2"}  # accepted input datatypes (JSON or binary)
+EXPECTED = ('{"inputs": [{"name": "pixels", "shape": [n, 784], "datatype": "FP32", '
+            '"data": [n*784 numbers in [0, 1]]}]}')
+
+
+@blueprint.get("/v2")
+def server_metadata():
+    return json_response({"name": SERVER_NAME, "version": SERVER_VERSION,
+                          "extensions": ["binary_tensor_data"]})
+
+
+@blueprint.get("/v2/health/live")
+def live():
+    return json_response({"live": True})
+
+
+@blueprint.get("/v2/health/ready")
+def ready():
+    is_ready = state().predictor.ready
+    return json_response({"ready": is_ready}, 200 if is_ready else 503)
+
+
+def _model(name: str, version: str | None) -> ModelVersion:
+    st = state()
+    if name != st.config.model_name:
+        raise InputError(f"unknown model {name!r}; this server serves {st.config.model_name!r}",
+                         status=404)
+    return st.predictor.get(version_from_url(version, name))
+
+
+@blueprint.get("/v2/models/<name>")
+@blueprint.get("/v2/models/<name>/versions/<version>")
+def model_metadata(name: str, version: str | None = None):
+    model = _model(name, version)
+    return json_response({
+        "name": state().config.model_name,
+        "versions": [str(v) for v in state().predictor.loaded_versions()],
+        "platform": "tensorflow_savedmodel",
+        "inputs": [{"name": model.input_name, "datatype": "FP32", "shape": [-1, PIXELS]}],
+        "outputs": [{"name": model.output_name, "datatype": "FP32", "shape": [-1, 10]}],
+    })
+
+
+@blueprint.get("/v2/models/<name>/ready")
+@blueprint.get("/v2/models/<name>/versions/<version>/ready")
+def model_ready(name: str, version: str | None = None):
+    try:
+        _model(name, version)
+    except ModelNotReady:
+        return json_response({"name": name, "ready": False}, 503)
+    return json_response({"name": name, "ready": True})
+
+
+@blueprint.post("/v2/models/<name>/infer")
+@blueprint.post("/v2/models/<name>/versions/<version>/infer")
+def infer(name: str, version: str | None = None):
+    st = state()
+    model = _model(name, version)
+    body = read_body()
+    header_length = request.headers.get(HEADER_LENGTH)
+    if header_length is not None:
+        try:
+            split = int(header_length)
+            if not 0 < split <= len(body):
+                raise ValueError
+        except ValueError:
+            raise InputError(f"{HEADER_LENGTH} must be the length of the JSON header (1 to "
+                             f"{len(body)}); got {header_length!r}") from None
+        header, binary = body[:split], body[split:]
+    else:
+        header, binary = body, b""
+    payload = require_object(parse_json(header), EXPECTED)
+    tensor = _input_tensor(payload, model)
+    pixels = _pixels(tensor, binary, st.config.max_batch, body_has_bools(header))
+    outputs = _requested_outputs(payload, model)
+    probabilities = model.predict(pixels)
+    record_predictions(probabilities)
+    response = {"model_name": st.config.model_name, "model_version": str(model.version)}
+    if "id" in payload:
+        response["id"] = payload["id"]
+    output = {"name": model.output_name, "datatype": "FP32", "shape": list(probabilities.shape)}
+    if not _binary_output(payload, outputs):
+        output["data"] = float32_lists(probabilities.reshape(-1))
+        response["outputs"] = [output]
+        return json_response(response)
+    raw = probabilities.astype("<f4").tobytes()
+    output["parameters"] = {"binary_data_size": len(raw)}
+    response["outputs"] = [output]
+    head = json.dumps(response, separators=(",", ":")).encode()
+    return Response(head + raw, mimetype="application/octet-stream",
+                    headers={HEADER_LENGTH: str(len(head))})
+
+
+def _input_tensor(payload: dict, model: ModelVersion) -> dict:
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InputError(f"'inputs' must be a non-empty list of input tensors; expected {EXPECTED}")
+    if len(inputs) != 1:
+        raise InputError(f"the model has one input, {model.input_name!r}; got {len(inputs)} inputs")
+    tensor = inputs[0]
+    if not isinstance(tensor, dict):
+        raise InputError(f"each input must be an object with name, shape, datatype and data; "
+                         f"expected {EXPECTED}")
+    missing = [k for k in ("name", "shape", "datatype") if k not in tensor]
+    if missing:
+        raise InputError(f"input is missing {', '.join(repr(k) for k in missing)}; expected {EXPECTED}")
+    if tensor["name"] != model.input_name:
+        raise InputError(f"unknown input {tensor['name']!r}; the model's input is {model.input_name!r}")
+    if tensor["datatype"] not in DTYPES:
+        raise InputError(f"input datatype must be FP32 (got {tensor['datatype']!r})")
+    shape = tensor["shape"]
+    if (not isinstance(shape, list) or len(shape) != 2 or shape[1] != PIXELS
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        raise InputError(f"input shape must be [n, {PIXELS}] (n images of 784 pixels); got {shape!r}")
+    return tensor
+
+
+def _pixels(tensor: dict, binary: bytes, max_batch: int, has_bools: bool) -> np.ndarray:
+    count = tensor["shape"][0]
+    check_batch_size(count, max_batch)
+    size = count * PIXELS
+    params = _parameters(tensor, "input 'parameters'")
+    if "binary_data_size" in params:
+        nbytes = params["binary_data_size"]
+        itemsize = np.dtype(DTYPES[tensor["datatype"]]).itemsize
+        if nbytes != size * itemsize or len(binary) < nbytes:
+            raise InputError(f"binary_data_size must be {size * itemsize} bytes for shape "
+                             f"{tensor['shape']} {tensor['datatype']}, and that many bytes must follow "
+                             f"the JSON header; got {nbytes} declared, {len(binary)} sent")
+        array = np.frombuffer(binary[:nbytes], dtype=DTYPES[tensor["datatype"]]).astype(np.float64)
+    else:
+        if "data" not in tensor:
+            raise InputError(f"input is missing 'data'; expected {EXPECTED}")
+        try:
+            array = np.asarray(tensor["data"])
+            numeric = array.dtype.kind in "fiu"
+        except (ValueError, TypeError, OverflowError):
+            numeric = False
+        if not numeric or (has_bools and contains_bool(tensor["data"])):
+            raise InputError("'data' must be a flat or nested list of numbers in [0, 1] "
+                             "(non-numeric or ragged values found)")
+        if array.size != size:
+            raise InputError(f"'data' has {array.size} values; shape {tensor['shape']} needs {size}")
+    array = array.reshape(count, PIXELS)
+    check_range(array, "instance")
+    return np.clip(array, 0, 1).astype(np.float32)
+
+
+def _requested_outputs(payload: dict, model: ModelVersion) -> list:
+    outputs = payload.get("outputs") or []
+    if not isinstance(outputs, list):
+        raise InputError("'outputs' must be a list of {\"name\": ...} objects")
+    for item in outputs:
+        if not isinstance(item, dict) or item.get("name") != model.output_name:
+            name = item.get("name") if isinstance(item, dict) else item
+            raise InputError(f"unknown output {name!r}; the model's output is {model.output_name!r}")
+    return outputs
+
+
+def _parameters(owner: dict, where: str) -> dict:
+    params = owner.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InputError(f"{where} must be an object of name: value pairs")
+    return params
+
+
+def _binary_output(payload: dict, outputs: list) -> bool:
+    default = bool(_parameters(payload, "'parameters'").get("binary_data_output", False))
+    for item in outputs:
+        params = _parameters(item, "output 'parameters'")
+        if "binary_data" in params:
+            return bool(params["binary_data"])
+    return default

@@ -1,0 +1,89 @@
+"""Prometheus metrics, in gunicorn's multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set.
+
+Under gunicorn every worker writes its samples to files in that folder (set up and cleaned by
+``service/gunicorn.conf.py``), and ``/metrics`` on any worker aggregates all of them with
+``MultiProcessCollector``. Without the variable (tests, ``flask run``) each app has its own registry.
+
+Names: ``mnist_http_requests_total{route,method,status}``, ``mnist_http_request_duration_seconds{route}``,
+``mnist_instances_per_request{route}``, ``mnist_predictions_total{digit}``, ``mnist_model_version``
+(one sample per live worker: ``pid`` label), ``mnist_model_ready`` (per live worker),
+``mnist_model_reloads_total{outcome}``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25,
+                   0.5, 1.0, 2.5, 5.0)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+
+
+class Metrics:
+    """The service's metrics; one instance per app."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, max_batch: int = 256):
+        self.registry = CollectorRegistry()
+        reg = self.registry
+        self.requests = Counter("mnist_http_requests", "HTTP requests by route, method and status",
+                                ["route", "method", "status"], registry=reg)
+        self.latency = Histogram("mnist_http_request_duration_seconds",
+                                 "Time from request received to response ready, by route",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=reg)
+        buckets, size = [], 1
+        while size < max_batch:
+            buckets.append(size)
+            size *= 2
+        buckets.append(max_batch)
+        self.instances = Histogram("mnist_instances_per_request", "Instances per prediction request",
+                                   ["route"], buckets=buckets, registry=reg)
+        self.predictions = Counter("mnist_predictions", "Predicted digits", ["digit"], registry=reg)
+        self.model_version = Gauge("mnist_model_version", "Model version served by each worker",
+                                   multiprocess_mode="liveall", registry=reg)
+        self.model_ready = Gauge("mnist_model_ready", "1 if the worker has a model loaded and warm",
+                                 multiprocess_mode="liveall", registry=reg)
+        self.reloads = Counter("mnist_model_reloads", "Hot reloads of a newer model version by outcome",
+                               ["outcome"], registry=reg)
+        self._digit_counters = [self.predictions.labels(digit=str(d)) for d in range(10)]
+        for outcome in ("success", "failure"):
+            self.reloads.labels(outcome=outcome)
+        self.model_ready.set(0)
+
+    # ---- hooks -------------------------------------------------------------------------------
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route=route, method=method, status=str(status)).inc()
+        self.latency.labels(route=route).observe(seconds)
+
+    def observe_predictions(self, route: str, digits) -> None:
+        self.instances.labels(route=route).observe(len(digits))
+        for digit, count in enumerate(np.bincount(digits, minlength=10)[:10]):
+            if count:
+                self._digit_counters[digit].inc(int(count))
+
+    def model_loaded(self, model, initial: bool) -> None:
+        self.model_version.set(model.version)
+        self.model_ready.set(1)
+        if not initial:
+            self.reloads.labels(outcome="success").inc()
+
+    def model_failed(self, version: int, error: str) -> None:
+        self.reloads.labels(outcome="failure").inc()
+
+    # ---- exposition --------------------------------------------------------------------------
+    def render(self) -> bytes:
+        if multiprocess_dir():
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

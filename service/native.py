@@ -1,0 +1,99 @@
+"""``POST /predict``: the service's own API (JSON pixels, images, or base64 images in JSON).
+
+Response::
+
+    {"model": {"name": "mnist", "version": 3},
+     "predictions": [{"digit": 7, "confidence": 0.998, "probabilities": [10 numbers]}, ...]}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+from flask import Blueprint, request
+
+from . import images
+from .inputs import (InputError, check_batch_size, is_json_content_type, parse_json, require_object,
+                     to_pixel_batch, to_pixels)
+from .web import body_has_bools, float32_lists, json_response, read_body, record_predictions, state
+
+blueprint = Blueprint("native", __name__)
+
+EXPECTED = '{"instances": [[784 numbers in [0, 1]], ...]}'
+SUPPORTED = ("application/json, an image (image/png, image/jpeg, image/gif, image/bmp, image/webp) "
+             "or multipart/form-data with a file field named 'image'")
+
+
+@blueprint.post("/predict")
+def predict():
+    st = state()
+    mimetype = request.mimetype
+    if images.is_image_content_type(mimetype):
+        pixels = images.to_mnist(read_body(), st.config.max_image_pixels)[None, :]
+    elif mimetype == "multipart/form-data":
+        pixels = _multipart_image(st.config.max_image_pixels)
+    elif is_json_content_type(mimetype):
+        pixels = _json_instances(read_body(), st.config)
+    else:
+        raise InputError(f"unsupported Content-Type {mimetype!r}; send {SUPPORTED}", status=415)
+    model = st.predictor.get()
+    probabilities = model.predict(pixels)
+    record_predictions(probabilities)
+    digits = probabilities.argmax(axis=1).tolist()
+    values = float32_lists(probabilities)
+    return json_response({
+        "model": {"name": st.config.model_name, "version": model.version},
+        "predictions": [
+            {"digit": digit, "confidence": row[digit], "probabilities": row}
+            for digit, row in zip(digits, values)
+        ],
+    })
+
+
+def _multipart_image(max_pixels: int) -> np.ndarray:
+    upload = request.files.get("image")
+    if upload is None:
+        fields = sorted(set(request.files) | set(request.form))
+        raise InputError("the multipart form has no file field named 'image'"
+                         + (f" (it has: {', '.join(fields)})" if fields else ""))
+    return images.to_mnist(upload.read(), max_pixels)[None, :]
+
+
+def _json_instances(body: bytes, config) -> np.ndarray:
+    payload = require_object(parse_json(body), EXPECTED)
+    if "instances" not in payload:
+        raise InputError(f"missing key 'instances'; expected {EXPECTED} or "
+                         '{"instances": [{"b64": "<base64 image>"}]}')
+    instances = payload["instances"]
+    if not isinstance(instances, list):
+        raise InputError(f"'instances' must be a list; got {type(instances).__name__}; expected {EXPECTED}")
+    check_batch_size(len(instances), config.max_batch)
+    if not any(isinstance(item, dict) for item in instances):
+        return to_pixel_batch(instances, has_bools=body_has_bools(body))
+    rows = []
+    for index, item in enumerate(instances):
+        if isinstance(item, dict):
+            rows.append(_b64_image(item, index, config.max_image_pixels))
+        else:
+            rows.append(to_pixels(item, f"instance {index}"))
+    return np.stack(rows)
+
+
+def _b64_image(item: dict, index: int, max_pixels: int) -> np.ndarray:
+    if set(item) != {"b64"} or not isinstance(item["b64"], str):
+        raise InputError(f'instance {index} is an object, so it must be {{"b64": "<base64 image>"}}; '
+                         f"got keys {sorted(item)}")
+    text = item["b64"].strip()
+    if text.startswith("data:") and "," in text:  # a data: URL, e.g. from canvas.toDataURL()
+        text = text.split(",", 1)[1]
+    try:
+        data = base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4),
+                                validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"instance {index}: 'b64' is not valid base64") from None
+    try:
+        return images.to_mnist(data, max_pixels)
+    except InputError as exc:
+        raise InputError(f"instance {index}: {exc.message}", exc.status) from None

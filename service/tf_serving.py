@@ -1,0 +1,137 @@
+"""TensorFlow Serving's REST API (``/v1/models/...``), so existing TF Serving clients work unchanged.
+
+- ``GET  /v1/models/<name>[/versions/<N>]``               model status (``model_version_status``)
+- ``GET  /v1/models/<name>[/versions/<N>]/metadata``      ``model_spec`` + ``signature_def``
+- ``POST /v1/models/<name>[/versions/<N>]:predict``       row (``instances`` -> ``predictions``) or
+  columnar (``inputs`` -> ``outputs``) format; with one output the output name is omitted, as in
+  TF Serving. ``:classify`` / ``:regress`` answer 400 (this model has a predict signature only).
+
+Errors are ``{"error": "..."}``. One deliberate difference: while no version is loaded yet the
+service answers 503 (retry) where TF Serving answers 404.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, request
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from .inputs import (InputError, check_batch_size, is_json_content_type, parse_json, require_object,
+                     to_pixel_batch)
+from .predictor import SIGNATURE_NAME, ModelVersion
+from .web import (body_has_bools, float32_lists, json_response, read_body, record_predictions,
+                  set_route, state, version_from_url)
+
+blueprint = Blueprint("tf_serving", __name__)
+
+URL = re.compile(
+    r"^(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?$")
+
+
+@blueprint.route("/v1/models/<path:rest>", methods=["GET", "POST"])
+def dispatch(rest: str):
+    match = URL.match(rest)
+    if not match:
+        raise NotFound()
+    name, version, label, metadata, verb = match.group("name", "version", "label", "metadata", "verb")
+    suffix = "/metadata" if metadata else (f":{verb}" if verb else "")
+    set_route("/v1/models/<name>" + ("/versions/<version>" if version else "") + suffix)
+    st = state()
+    if verb is not None:
+        if verb not in ("predict", "classify", "regress"):
+            raise NotFound()
+        if request.method != "POST":
+            raise MethodNotAllowed(valid_methods=["POST"])
+    elif request.method != "GET":
+        raise MethodNotAllowed(valid_methods=["GET"])
+    if name != st.config.model_name:
+        raise InputError(f"Servable not found for request: model {name!r} is not served here; "
+                         f"the model is {st.config.model_name!r}", status=404)
+    if label is not None:
+        raise InputError(f"Servable not found for request: no version label {label!r}; this server "
+                         "has no labels: use /versions/<N> or no version", status=404)
+    version_number = version_from_url(version, name)
+    if verb is None:
+        return metadata_response(version_number) if metadata else status_response(version_number)
+    if verb != "predict":
+        raise InputError(f"the {SIGNATURE_NAME!r} signature of model {name!r} is a predict signature "
+                         f"(tensorflow/serving/predict), it cannot {verb}: use :predict")
+    return predict_response(version_number)
+
+
+def _model(version: int | None) -> ModelVersion:
+    st = state()
+    return st.predictor.get(version)
+
+
+def status_response(version: int | None):
+    """``GetModelStatusResponse`` as JSON: loaded versions AVAILABLE, broken newer ones END."""
+    st = state()
+    loaded = st.predictor.loaded_versions()
+    failures = {f.version: f for f in st.predictor.failures()}
+    entries = []
+    for number in sorted(set(loaded) | set(failures), reverse=True):
+        if version is not None and number != version:
+            continue
+        if number in loaded:
+            entries.append({"version": str(number), "state": "AVAILABLE",
+                            "status": {"error_code": "OK", "error_message": ""}})
+        else:
+            entries.append({"version": str(number), "state": "END",
+                            "status": {"error_code": "UNKNOWN",
+                                       "error_message": failures[number].error}})
+    if not entries:
+        what = f"version {version} of model" if version is not None else "any version of model"
+        raise InputError(f"Could not find {what} {st.config.model_name!r}"
+                         + ("" if st.predictor.ready else f" ({st.predictor.not_ready_reason()})"),
+                         status=404)
+    return json_response({"model_version_status": entries})
+
+
+def metadata_response(version: int | None):
+    model = _model(version)
+    return json_response({
+        "model_spec": {"name": state().config.model_name, "signature_name": "",
+                       "version": str(model.version)},
+        "metadata": {"signature_def": {"signature_def": model.signature_defs}},
+    })
+
+
+def predict_response(version: int | None):
+    st = state()
+    if not is_json_content_type(request.mimetype):
+        raise InputError(f"unsupported Content-Type {request.mimetype!r}; send the request as JSON "
+                         "(application/json)", status=415)
+    body = read_body()
+    payload = require_object(parse_json(body), '{"instances": [...]} or {"inputs": ...}')
+    signature = payload.get("signature_name", SIGNATURE_NAME)
+    if signature not in (SIGNATURE_NAME, ""):
+        raise InputError(f"Serving signature name: {signature!r} not found in signature def; "
+                         f"this model has {SIGNATURE_NAME!r}")
+    rows, columns = "instances" in payload, "inputs" in payload
+    if rows == columns:
+        raise InputError("Missing 'inputs' or 'instances' key" if not rows else
+                         "Must specify either 'inputs' or 'instances' but not both")
+    model = _model(version)
+    data = payload["instances" if rows else "inputs"]
+    if rows and isinstance(data, list) and data and all(isinstance(i, dict) for i in data):
+        data = [_named_input(item, model.input_name, f"instance {i}") for i, item in enumerate(data)]
+    elif columns and isinstance(data, dict):
+        data = _named_input(data, model.input_name, "'inputs'")
+    if isinstance(data, list):
+        check_batch_size(len(data), st.config.max_batch)
+    pixels = to_pixel_batch(data, allow_square=False, has_bools=body_has_bools(body))
+    probabilities = model.predict(pixels)
+    record_predictions(probabilities)
+    return json_response({"predictions" if rows else "outputs": float32_lists(probabilities)})
+
+
+def _named_input(item: dict, input_name: str, where: str):
+    unknown = sorted(set(item) - {input_name})
+    if unknown or input_name not in item:
+        raise InputError(f"{where} must have exactly the input {input_name!r} "
+                         f"(got {sorted(item) or 'no keys'})")
+    return item[input_name]
