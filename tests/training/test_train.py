@@ -1,0 +1,203 @@
+"""`python training/train.py` end to end: run files, a verified export, versions, resume, bad arguments."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, mnist_dir
+from training.export import list_versions, next_version
+
+TRAIN = [sys.executable, str(REPO / "training" / "train.py")]
+RUN_FILES = ("args.json", "history.csv", "metrics.json", "training_curves.png", "confusion_matrix.png")
+
+# Loads an export the way a stranger would: plain TensorFlow, from another folder, no project imports.
+LOAD_EXPORT = r"""
+import json, sys
+import numpy as np, tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+data = np.load(sys.argv[2])
+probabilities = serve(pixels=tf.constant(data["x"]))["probabilities"].numpy()
+leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("model", "training", "service"))
+print(json.dumps({"accuracy": float((probabilities.argmax(1) == data["y"]).mean()), "shape": probabilities.shape,
+                  "dtype": str(probabilities.dtype), "leaked": leaked,
+                  "inputs": list(serve.structured_input_signature[1]), "outputs": list(serve.structured_outputs)}))
+"""
+
+
+def run_train(*args, timeout=600, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(TRAIN + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO, env=env, **kwargs)
+
+
+def load_checkpoint_weights(path):
+    import keras
+
+    import model.network  # noqa: F401 - registers the custom layers, losses and optimizers
+
+    return keras.saving.load_model(path).get_weights()
+
+
+def check_run(run_dir: Path, export_base: Path, epochs: int, x_test, y_test, tmp_path):
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file(), f"{name} missing from {sorted(p.name for p in run_dir.iterdir())}"
+    assert any((run_dir / "tensorboard").iterdir()), "no TensorBoard event files"
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == \
+        [f"epoch-{e:03d}.keras" for e in range(1, epochs + 1)]
+    with open(run_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1))
+    assert set(rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
+    assert all(0 <= float(r["val_accuracy"]) <= 1 for r in rows)
+    learning_rates = [float(r["learning_rate"]) for r in rows]  # cosine decay: down to 0 at the last step
+    assert learning_rates[0] > 0 and learning_rates == sorted(learning_rates, reverse=True)
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = metrics["test"]
+    assert test["images"] == len(y_test)
+    assert len(test["per_class_accuracy"]) == 10
+    confusion = np.array(test["confusion_matrix"])
+    assert confusion.shape == (10, 10) and confusion.sum() == len(y_test)
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(test["accuracy"])
+    assert {"tensorflow", "keras", "numpy", "python"} <= set(metrics["versions"])
+    assert metrics["epochs_completed"] == epochs
+
+    version_dir = Path(metrics["export"]["path"])
+    assert version_dir.parent == export_base and version_dir.name == str(metrics["export"]["version"])
+    metadata = json.loads((version_dir / "assets.extra" / "metadata.json").read_text())
+    assert metadata["version"] == metrics["export"]["version"]
+    assert metadata["test_accuracy"] == test["accuracy"]
+    assert metadata["sizes"] == [784, 128, 64, 10]
+    for key in ("created", "activation", "optimizer", "hyperparameters", "dataset", "per_class_accuracy", "versions"):
+        assert key in metadata, key
+
+    # The export, loaded in a fresh process from another folder without the project, scores the same.
+    np.savez(tmp_path / "test.npz", x=x_test, y=y_test)
+    out = subprocess.run([sys.executable, "-c", LOAD_EXPORT, str(version_dir), str(tmp_path / "test.npz")],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert loaded["leaked"] == []
+    assert loaded["inputs"] == ["pixels"] and loaded["outputs"] == ["probabilities"]
+    assert loaded["shape"] == [len(y_test), 10] and loaded["dtype"] == "float32"
+    assert loaded["accuracy"] == pytest.approx(test["accuracy"], abs=1e-9)
+    return metrics
+
+
+def test_digits_end_to_end_exports_a_verified_servable_model(tmp_path):
+    from training.data import load_digits_28
+
+    run_dir, export_base = tmp_path / "run", tmp_path / "exports"
+    result = run_train("--dataset", "digits", "--epochs", 4, "--run-dir", run_dir, "--export-dir", export_base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Export verified on 359 test images" in result.stdout
+    assert "Test accuracy" in result.stdout and "Per-class accuracy" in result.stdout
+    (_, _), (x_test, y_test) = load_digits_28(seed=0)
+    metrics = check_run(run_dir, export_base, 4, x_test, y_test, tmp_path)
+    assert metrics["test"]["accuracy"] > 0.8
+    assert metrics["dataset"]["name"] == "digits"
+
+
+def test_mnist_slice_end_to_end_with_the_numpy_engine(tmp_path, mnist):
+    (_, _), (x_test, y_test) = mnist
+    run_dir, export_base = tmp_path / "run", tmp_path / "exports"
+    result = run_train("--engine", "numpy", "--limit-train", 6000, "--epochs", 3, "--batch-size", 32, "--data-dir", mnist_dir(),
+                       "--run-dir", run_dir, "--export-dir", export_base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = check_run(run_dir, export_base, 3, x_test, y_test, tmp_path)
+    assert metrics["test"]["accuracy"] > 0.9
+    assert metrics["dataset"]["sha256"]["train-images-idx3-ubyte.gz"].startswith("440fcabf")
+
+
+def test_two_exports_are_versions_1_and_2_and_temporary_folders_are_ignored(tmp_path):
+    export_base = tmp_path / "exports"
+    (export_base / ".tmp-7-killed").mkdir(parents=True)   # a killed export leaves this behind
+    (export_base / ".tmp-7-killed" / "saved_model.pb").write_bytes(b"half")
+    (export_base / "notes").mkdir()
+    for expected, run in ((1, "a"), (2, "b")):
+        result = run_train("--dataset", "digits", "--epochs", 1, "--run-dir", tmp_path / run,
+                           "--export-dir", export_base)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"{export_base / str(expected)} (version {expected})" in result.stdout
+    assert list_versions(export_base) == [1, 2]
+    assert next_version(export_base) == 3
+    assert not [p for p in export_base.iterdir() if p.name.startswith(".tmp-") and p.name != ".tmp-7-killed"]
+
+
+def test_same_seed_same_weights(tmp_path):
+    for run in ("a", "b"):
+        result = run_train("--dataset", "digits", "--epochs", 2, "--run-dir", tmp_path / run, "--no-export")
+        assert result.returncode == 0, result.stderr[-3000:]
+    a = load_checkpoint_weights(tmp_path / "a" / "checkpoints" / "epoch-002.keras")
+    b = load_checkpoint_weights(tmp_path / "b" / "checkpoints" / "epoch-002.keras")
+    for wa, wb in zip(a, b):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_a_run_killed_mid_training_and_resumed_ends_like_an_uninterrupted_one(tmp_path, mnist):
+    common = ["--limit-train", 12000, "--epochs", 3, "--batch-size", 32, "--data-dir", mnist_dir(), "--no-export"]
+    reference = run_train(*common, "--run-dir", tmp_path / "whole")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    killed_dir = tmp_path / "killed"
+    process = subprocess.Popen(TRAIN + [str(a) for a in common] + ["--run-dir", str(killed_dir)], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    first = killed_dir / "checkpoints" / "epoch-001.keras"
+    deadline = time.monotonic() + 300
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # during epoch 2: no chance to clean up
+    process.wait(timeout=30)
+    assert first.exists()
+    completed = len(list((killed_dir / "checkpoints").glob("epoch-*.keras")))
+    assert completed < 3, "the run finished before it could be killed; make the epochs longer"
+
+    resumed = run_train("--resume", "--run-dir", killed_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming {killed_dir} after epoch {completed} of 3" in resumed.stdout
+    with open(killed_dir / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+    whole = load_checkpoint_weights(tmp_path / "whole" / "checkpoints" / "epoch-003.keras")
+    again = load_checkpoint_weights(killed_dir / "checkpoints" / "epoch-003.keras")
+    for a, b in zip(whole, again):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--optimizer", "adamw"], "argument --optimizer: invalid choice: 'adamw'"),
+    (["--sizes", "784,abc,10"], "--sizes must be comma-separated integers like 784,128,64,10, got '784,abc,10'"),
+    (["--sizes", "100,64,10"], "--sizes must start with 784 (28x28 pixels) for mnist, got 100"),
+    (["--sizes", "784,64,7"], "--sizes must end with 10 (one output per digit), got 7"),
+    (["--data-dir", "/nonexistent/mnist"], "--data-dir /nonexistent/mnist is not a folder"),
+    (["--learning-rate", "-1"], "--learning-rate must be positive, got -1.0"),
+    (["--validation-fraction", "1.5"], "--validation-fraction must be in [0, 1), got 1.5"),
+    (["--resume"], "--resume needs --run-dir pointing at an earlier run"),
+])
+def test_bad_arguments_exit_2_with_one_clear_line(args, message, tmp_path):
+    started = time.monotonic()
+    result = run_train(*args, "--run-dir", tmp_path / "run") if "--resume" not in args else run_train(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("train.py: error: ") and message in lines[0], lines[0]
+    assert not (tmp_path / "run").exists(), "nothing may be written for bad arguments"
+    assert time.monotonic() - started < 30
+
+
+def test_help_explains_every_option():
+    result = run_train("--help")
+    assert result.returncode == 0
+    for option in ("--sizes", "--activation", "--optimizer", "--learning-rate", "--epochs", "--batch-size",
+                   "--validation-fraction", "--seed", "--dataset", "--data-dir", "--export-dir", "--run-dir",
+                   "--resume", "--engine"):
+        assert option in result.stdout, option

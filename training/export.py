@@ -1,0 +1,106 @@
+"""Versioned, atomic TensorFlow SavedModel export: the only contract between training and serving.
+
+Layout (the TensorFlow Serving one)::
+
+    <export_base>/
+        1/                      a complete SavedModel
+        2/
+            saved_model.pb
+            variables/
+            assets.extra/metadata.json
+        .tmp-3-<random>/        an export in progress: never served, never counted
+
+Signature ``serving_default``: input ``pixels`` float32 ``(None, 784)`` in ``[0, 1]``, output
+``probabilities`` float32 ``(None, 10)``. It loads with plain
+``tf.saved_model.load(path).signatures["serving_default"]`` in a process that never imports this
+project: the custom layers are traced into the graph.
+
+A version is written into a temporary folder beside its final place and renamed into place only when
+complete (``os.rename`` of a directory is atomic on POSIX), so a reader never sees half a version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from training.atomic import TEMP_PREFIX, write_json_atomic
+
+METADATA_PATH = Path("assets.extra") / "metadata.json"
+INPUT_NAME = "pixels"
+OUTPUT_NAME = "probabilities"
+
+
+def list_versions(export_base: str | os.PathLike) -> list[int]:
+    """Complete versions under ``export_base``, ascending. Temporary folders are never listed."""
+    base = Path(export_base)
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def next_version(export_base: str | os.PathLike) -> int:
+    """The next integer after the highest existing version (1 for an empty base)."""
+    versions = list_versions(export_base)
+    return versions[-1] + 1 if versions else 1
+
+
+def _write_savedmodel(model, path: Path) -> None:
+    """Trace ``model`` into a SavedModel at ``path`` with the ``serving_default`` signature."""
+    import keras
+    import tensorflow as tf
+
+    width = model.input_shape[-1]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, width), tf.float32, name=INPUT_NAME)])
+    def serving_default(pixels):
+        return {OUTPUT_NAME: model(pixels, training=False)}
+
+    archive.add_endpoint("serving_default", serving_default)
+    archive.write_out(str(path), verbose=False)
+
+
+def export_model(model, export_base: str | os.PathLike, metadata: dict | None = None, verify=None) -> Path:
+    """Export ``model`` as the next version under ``export_base`` and return the version folder.
+
+    ``metadata`` (plus ``version`` and ``created``) goes to ``assets.extra/metadata.json``.
+    ``verify(staged_dir)``, if given, runs on the complete SavedModel before it is published and
+    raises to abort: a version that fails it never appears under ``export_base``.
+    If another exporter takes the same version number first, the next number is tried.
+    """
+    from datetime import datetime, timezone
+
+    base = Path(export_base)
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=base, prefix=TEMP_PREFIX))
+    try:
+        staged = tmp / "model"
+        _write_savedmodel(model, staged)
+        if verify is not None:
+            verify(staged)
+        for _ in range(100):
+            version = next_version(base)
+            meta = dict(metadata or {})
+            meta.update(version=version, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            write_json_atomic(staged / METADATA_PATH, meta)
+            try:
+                os.rename(staged, base / str(version))
+            except OSError:
+                if (base / str(version)).exists():
+                    continue  # lost a race for this number: take the next one
+                raise
+            return base / str(version)
+        raise RuntimeError(f"could not claim a version number under {base}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_metadata(version_dir: str | os.PathLike) -> dict:
+    """The ``assets.extra/metadata.json`` of an exported version (empty if it has none)."""
+    path = Path(version_dir) / METADATA_PATH
+    return json.loads(path.read_text()) if path.exists() else {}
