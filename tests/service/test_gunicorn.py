@@ -1,0 +1,183 @@
+"""The real thing: gunicorn with 2 workers on 127.0.0.1, started from an empty export base.
+
+The tests of this module share one server and run in order: first no model (503), then version 1
+appears (200), concurrent requests, version 2 appears under load, a worker is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from .conftest import copy_version
+from .gunicorn_server import GunicornServer
+
+ZEROS = [0.0] * 784
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gunicorn")
+    base = folder / "exports"
+    srv = GunicornServer(base, folder / "gunicorn.log", workers=2, poll_seconds=0.5)
+    srv.export_base = base
+    try:
+        srv.wait_until_up()
+        yield srv
+    finally:
+        code = srv.stop()
+        print(srv.log()[-3000:])
+        assert code == 0, "gunicorn did not shut down cleanly on SIGTERM"
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def all_workers_agree(srv, path: str, check, tries: int = 12) -> bool:
+    """``check`` holds for ``tries`` fresh connections in a row (they spread over the workers)."""
+    for _ in range(tries):
+        try:
+            if not check(requests.get(srv.url(path), timeout=5)):
+                return False
+        except requests.RequestException:
+            return False
+    return True
+
+
+def test_readyz_goes_from_503_to_200_when_a_model_appears(server, version_dir):
+    response = requests.get(server.url("/readyz"), timeout=5)
+    assert response.status_code == 503
+    assert "no model loaded" in response.json()["error"]
+    assert requests.get(server.url("/healthz"), timeout=5).status_code == 200
+    predict = requests.post(server.url("/predict"), json={"instances": [ZEROS]}, timeout=5)
+    assert predict.status_code == 503 and "error" in predict.json()
+    copy_version(version_dir, server.export_base, 1)
+    wait_for(lambda: all_workers_agree(server, "/readyz", lambda r: r.status_code == 200), 60,
+             "both workers to load version 1")
+    assert requests.get(server.url("/readyz"), timeout=5).json()["model"] == {"name": "mnist", "version": 1}
+
+
+def test_master_never_loads_tensorflow(server):
+    maps = open(f"/proc/{server.process.pid}/maps").read()
+    assert "tensorflow" not in maps, "TensorFlow must only be loaded in the workers (no --preload)"
+    for pid in server.worker_pids():
+        assert "tensorflow" in open(f"/proc/{pid}/maps").read()
+
+
+def test_concurrent_requests_all_succeed(server, mnist_subset):
+    _, (xt, yt) = mnist_subset
+    x = xt[:40].tolist()
+
+    def client(offset: int):
+        results = []
+        with requests.Session() as session:
+            for i in range(25):
+                k = (offset + i) % 40
+                response = session.post(server.url("/predict"), json={"instances": [x[k]]}, timeout=30)
+                results.append((response.status_code, response.json()["predictions"][0]["digit"], k))
+        return results
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [r for batch in pool.map(client, range(8)) for r in batch]
+    assert len(results) == 200
+    assert all(status == 200 for status, _, _ in results)
+    accuracy = sum(digit == yt[k] for _, digit, k in results) / len(results)
+    assert accuracy > 0.85
+    metrics = requests.get(server.url("/metrics"), timeout=5).text
+    served = re.search(r'mnist_http_requests_total\{method="POST",route="/predict",status="200"\} (\d+)',
+                       metrics)
+    assert served and int(served.group(1)) >= 200  # counted across both workers (multiprocess)
+    assert len(re.findall(r'mnist_model_version\{pid="\d+"\} 1.0', metrics)) == 2
+
+
+def test_new_export_is_served_without_a_failed_request(server, version_dir):
+    failures, versions, stop = [], [], threading.Event()
+
+    def hammer():
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    r = session.post(server.url("/predict"), json={"instances": [ZEROS]}, timeout=30)
+                    if r.status_code != 200:
+                        failures.append(r.status_code)
+                    else:
+                        versions.append(r.json()["model"]["version"])
+                except requests.RequestException as exc:
+                    failures.append(repr(exc))
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        copy_version(version_dir, server.export_base, 2)
+        wait_for(lambda: versions[-30:].count(2) == 30, 60, "30 answers in a row from version 2")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert versions[0] == 1 and 1 in versions and versions[-1] == 2
+    metrics = requests.get(server.url("/metrics"), timeout=5).text
+    assert 'mnist_model_reloads_total{outcome="success"} 2.0' in metrics  # once in each worker
+    # the previous version stays loaded beside the new one: TF Serving clients can pin it
+    pinned = requests.post(server.url("/v1/models/mnist/versions/1:predict"),
+                           json={"instances": [ZEROS]}, timeout=5)
+    assert pinned.status_code == 200 and len(pinned.json()["predictions"][0]) == 10
+
+
+def test_broken_export_is_skipped_and_serving_continues(server):
+    broken = server.export_base / "3"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"garbage")
+    time.sleep(1.5)  # three poll intervals
+    for _ in range(6):
+        response = requests.post(server.url("/predict"), json={"instances": [ZEROS]}, timeout=5)
+        assert response.status_code == 200 and response.json()["model"]["version"] == 2
+    assert "model version 3" in server.log() and "broken" in server.log()
+    status = requests.get(server.url("/v1/models/mnist/versions/3"), timeout=5).json()
+    assert status["model_version_status"][0]["state"] == "END"
+
+
+def test_killed_worker_is_replaced_and_service_keeps_answering(server):
+    before = server.worker_pids()
+    assert len(before) == 2
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    statuses = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        response = requests.post(server.url("/predict"), json={"instances": [ZEROS]}, timeout=30)
+        statuses.append(response.status_code)
+        pids = server.worker_pids()
+        if len(pids) == 2 and victim not in pids and len(statuses) >= 20:
+            break
+        time.sleep(0.05)
+    assert set(statuses) == {200}, statuses
+    after = server.worker_pids()
+    assert victim not in after and len(after) == 2
+    (newcomer,) = after - before
+
+    def newcomer_serving():
+        metrics = requests.get(server.url("/metrics"), timeout=5).text
+        return set(re.findall(r'mnist_model_version\{pid="(\d+)"\} 2.0', metrics)) == {
+            str(p) for p in after}
+
+    # the new worker loads the newest good version before it accepts a connection; the dead
+    # worker's gauge is gone (child_exit -> mark_process_dead)
+    wait_for(newcomer_serving, 90, f"the new worker {newcomer} to load version 2")
+    assert f"worker {newcomer} ready to accept requests" in server.log()
+    assert all_workers_agree(server, "/readyz", lambda r: r.json()["model"]["version"] == 2, tries=12)
