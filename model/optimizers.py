@@ -1,0 +1,209 @@
+"""Optimizers as ``keras.optimizers.Optimizer`` subclasses: the Keras twins of ``model/numpy_optimizers.py``.
+
+Same names (``Scratch`` + the NumPy name), arguments, defaults and formulas, in the same order, so
+the two files read side by side. Each class creates its slots in ``build`` with
+``add_variable_from_reference`` and applies its rule in ``update_step(gradient, variable,
+learning_rate)`` with ``keras.ops`` only (no ``tf.``), so it runs on any Keras backend.
+
+Arithmetic mirrors the NumPy code exactly: every constant (momentum, rho, beta_1, beta_2, epsilon,
+the step ``t``) is cast to the variable's dtype (float32) first and ``1 - rho`` etc. are computed in
+that dtype, as NumPy does with ``w.dtype.type(...)``. (Keras' built-ins compute ``1 - rho`` in
+Python floats before the cast, which can differ in the last bit.)
+
+``learning_rate`` is a float, a ``keras.optimizers.schedules.LearningRateSchedule`` (called with the
+0-based iteration, like a NumPy ``lr(iteration)`` callable) or a Keras zero-argument callable.
+Other keyword arguments (``name``, ``clipnorm``, ...) go to ``keras.optimizers.Optimizer``.
+``self.iterations`` counts completed steps, so it is 0-based during a step (Adam's ``t`` is
+``iterations + 1``, as NumPy's ``self.iterations + 1``).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from model.layers import PACKAGE
+
+
+def _check_learning_rate(learning_rate):
+    if callable(learning_rate):
+        return learning_rate
+    if isinstance(learning_rate, bool) or not float(learning_rate) > 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+    return float(learning_rate)
+
+
+class _ScratchOptimizer(keras.optimizers.Optimizer):
+    """Shared bookkeeping: learning-rate check and one slot per variable for each of ``slot_names``."""
+
+    slot_names: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate, **kwargs):
+        super().__init__(learning_rate=_check_learning_rate(learning_rate), **kwargs)
+
+    def _slot_initializer(self, name):
+        return "zeros"
+
+    def build(self, var_list):
+        """Create one slot per variable for each name in ``slot_names`` (``self.slots[name][i]``)."""
+        if self.built:
+            return
+        super().build(var_list)
+        self.slots = {}
+        for name in self.slot_names:
+            self.slots[name] = [
+                None if self._overwrite_variable_with_gradient(v)
+                else self.add_variable_from_reference(v, name=name, initializer=self._slot_initializer(name))
+                for v in var_list
+            ]
+
+    def _slot(self, name, variable):
+        return self.slots[name][self._get_variable_index(variable)]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ScratchSGD(_ScratchOptimizer):
+    """Gradient descent, optionally with (Nesterov) momentum.
+
+    momentum == 0:  w -= lr * g
+    momentum > 0:   v = momentum * v - lr * g
+                    w += v                           (classic)
+                    w += momentum * v - lr * g       (nesterov)
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.slot_names = ("velocity",) if self.momentum else ()
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        g = ops.cast(gradient, dtype)
+        if not self.momentum:
+            self.assign_sub(variable, g * lr)
+            return
+        momentum = ops.cast(self.momentum, dtype)
+        v = self._slot("velocity", variable)
+        self.assign(v, v * momentum - g * lr)
+        if self.nesterov:
+            self.assign_add(variable, v * momentum - g * lr)
+        else:
+            self.assign_add(variable, v)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ScratchAdaGrad(_ScratchOptimizer):
+    """AdaGrad: per-parameter steps shrink with the sum of past squared gradients.
+
+    acc += g^2                       (acc starts at initial_accumulator_value)
+    w -= lr * g / sqrt(acc + eps)
+    """
+
+    slot_names = ("accumulator",)
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.epsilon = float(epsilon)
+
+    def _slot_initializer(self, name):
+        return keras.initializers.Constant(self.initial_accumulator_value)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        g = ops.cast(gradient, dtype)
+        acc = self._slot("accumulator", variable)
+        self.assign_add(acc, g * g)
+        self.assign_sub(variable, (lr * g) / ops.sqrt(acc + ops.cast(self.epsilon, dtype)))
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ScratchRMSprop(_ScratchOptimizer):
+    """RMSprop: divide by a running root-mean-square of the gradients.
+
+    v = rho * v + (1 - rho) * g^2
+    w -= lr * g / sqrt(v + eps)
+    """
+
+    slot_names = ("velocity",)
+
+    def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = float(rho)
+        self.epsilon = float(epsilon)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        g = ops.cast(gradient, dtype)
+        rho = ops.cast(self.rho, dtype)
+        v = self._slot("velocity", variable)
+        self.assign(v, rho * v + (1 - rho) * (g * g))
+        self.assign_sub(variable, (lr * g) / ops.sqrt(v + ops.cast(self.epsilon, dtype)))
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ScratchAdam(_ScratchOptimizer):
+    """Adam, in the form Keras 3 computes it (step t counted from 1):
+
+    alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+    m += (g - m) * (1 - beta_1)
+    v += (g^2 - v) * (1 - beta_2)
+    w -= alpha * m / (sqrt(v) + eps)
+    """
+
+    slot_names = ("m", "v")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = float(epsilon)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        g = ops.cast(gradient, dtype)
+        t = ops.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+        alpha = lr * ops.sqrt(1 - ops.power(beta_2, t)) / (1 - ops.power(beta_1, t))
+        m, v = self._slot("m", variable), self._slot("v", variable)
+        self.assign_add(m, (g - m) * (1 - beta_1))
+        self.assign_add(v, (g * g - v) * (1 - beta_2))
+        self.assign_sub(variable, (m * alpha) / (ops.sqrt(v) + ops.cast(self.epsilon, dtype)))
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+OPTIMIZERS = {"sgd": ScratchSGD, "adagrad": ScratchAdaGrad, "rmsprop": ScratchRMSprop, "adam": ScratchAdam}
+
+
+def get(name: str, learning_rate=None, **kwargs) -> keras.optimizers.Optimizer:
+    """An optimizer by name: ``sgd``, ``momentum`` (SGD, momentum 0.9), ``nesterov``, ``adagrad``,
+    ``rmsprop`` or ``adam``."""
+    if name == "momentum":
+        name, kwargs = "sgd", {"momentum": 0.9, **kwargs}
+    elif name == "nesterov":
+        name, kwargs = "sgd", {"momentum": 0.9, "nesterov": True, **kwargs}
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of adagrad, adam, momentum, nesterov, rmsprop, sgd")
+    if learning_rate is not None:
+        kwargs["learning_rate"] = learning_rate
+    return OPTIMIZERS[name](**kwargs)
