@@ -1,0 +1,120 @@
+# syntax=docker/dockerfile:1
+# mnist-digits prediction service (Flask + gunicorn + a TensorFlow SavedModel). docs/deployment.md has
+# the whole story; in short:
+#
+#     python training/train.py                      # writes exports/mnist/<version>/
+#     docker build -t mnist-digits .                # bakes exports/mnist/ in at /models/mnist
+#     docker run --rm -p 8000:8000 mnist-digits
+#
+# Stages:
+#   assets   the model export (checked first, so a build without one fails in seconds) and service/
+#   build    a virtual environment with the serving requirements, nothing else
+#   train    optional (`--target train`, docker-compose.yml's "train" profile): the training environment
+#   runtime  the default target: the venv, service/ and the model on a slim base, as a non-root user
+#
+# BASE_IMAGE must be a Debian-like image with python3 (3.11), python3 -m venv, useradd and a C++ runtime
+# (libstdc++): python:3.11-slim, or a debootstrap'ed Debian with python3 and python3-venv (see
+# tests/container/smoke.sh). The same base is used by every stage, so the venv's interpreter symlink
+# (/opt/venv/bin/python3 -> the base's python3) stays valid in the runtime stage.
+ARG BASE_IMAGE=python:3.11-slim
+
+# ---------------------------------------------------------------------------------------------- assets
+FROM ${BASE_IMAGE} AS assets
+# REQUIRE_MODEL=1 (default): no export in the build context is an error. REQUIRE_MODEL=0: build a
+# model-less image that serves a volume mounted at /models.
+ARG REQUIRE_MODEL=1
+COPY deploy/check-export.sh /usr/local/bin/check-export
+# `exports*` matches the exports/ folder when it exists and nothing otherwise; requirements-serve.txt
+# always exists, so this COPY never fails on a missing export and check-export can say what to do.
+# (.dockerignore admits only exports/mnist/ from exports/, without its temporary .tmp-* folders.)
+COPY requirements-serve.txt exports* /context/
+RUN sh /usr/local/bin/check-export /context/mnist /models/mnist \
+    && chown 10001:10001 /models/mnist \
+    && rm -rf /context
+COPY service/ /app/service/
+RUN chmod -R a+rX,go-w /app
+
+# ----------------------------------------------------------------------------------------------- build
+FROM ${BASE_IMAGE} AS build
+# PIP_CERT: a CA bundle for pip, for builds behind a TLS-intercepting proxy only. Unset by default;
+# when set, the file must be mounted into the build (podman build -v HOST.crt:/etc/ssl/host-ca.crt:ro).
+ARG PIP_CERT
+# Only requirements-serve.txt, not requirements.txt: the latter adds the training and test tools
+# (scikit-learn, matplotlib, tensorboard, pytest, linters) and `-e .`, none of which the serving process
+# imports. They would add hundreds of MB, slow the workers' start (Keras imports scikit-learn when it is
+# installed) and widen the attack surface. Every package there is pinned to an exact version and taken
+# as a wheel only (--only-binary): nothing is compiled, and no compiler is needed or shipped.
+# Then two things the service never loads go: TensorFlow's C++ headers (~290 MB, only for compiling
+# custom ops) and libclang (~60 MB, only for TensorFlow's build-time code generators).
+COPY requirements-serve.txt /tmp/requirements-serve.txt
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/python -m pip install --no-cache-dir --disable-pip-version-check --only-binary=:all: \
+        ${PIP_CERT:+--cert "$PIP_CERT"} -r /tmp/requirements-serve.txt \
+    && rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include \
+    && /opt/venv/bin/python -m pip uninstall --yes --disable-pip-version-check libclang
+
+# ----------------------------------------------------------------------------------------------- train
+# Not part of the default build: `docker build --target train` or `docker compose --profile train`.
+# The whole pinned requirements.txt (training and test tools included), with the project installed.
+FROM ${BASE_IMAGE} AS train
+ARG PIP_CERT
+WORKDIR /src
+COPY requirements.txt requirements-serve.txt pyproject.toml ./
+COPY model/ model/
+COPY training/ training/
+COPY service/ service/
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/python -m pip install --no-cache-dir --disable-pip-version-check \
+        ${PIP_CERT:+--cert "$PIP_CERT"} -r requirements.txt \
+    && chmod -R a+rX,go-w /src
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    MPLCONFIGDIR=/tmp/matplotlib
+USER 10001:10001
+ENTRYPOINT ["python", "training/train.py"]
+CMD ["--export-dir", "/models/mnist", "--run-dir", "/tmp/runs"]
+
+# --------------------------------------------------------------------------------------------- runtime
+FROM ${BASE_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="mnist-digits" \
+      org.opencontainers.image.description="MNIST digit prediction service: Flask + gunicorn + a TensorFlow SavedModel"
+# A fixed, unprivileged UID/GID (no login shell, no home): Kubernetes' runAsNonRoot can check a
+# numeric USER, and files on a mounted /models volume need only be world-readable.
+RUN groupadd --gid 10001 mnist \
+    && useradd --uid 10001 --gid mnist --no-create-home --no-log-init --home-dir /nonexistent \
+        --shell /usr/sbin/nologin mnist
+COPY --from=build /opt/venv /opt/venv
+COPY --from=assets /models /models
+COPY --from=assets /app /app
+WORKDIR /app
+# The service's variables (docs/deployment.md has the table); MAX_BATCH, MAX_BODY_BYTES,
+# MAX_IMAGE_PIXELS and KEEP_VERSIONS keep the service's defaults unless set at `docker run -e`.
+# HOME=/tmp: the root filesystem may be read-only (Kubernetes, compose) and /tmp is the one writable
+# place; gunicorn's prometheus multiprocess directory goes there too.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    HOME=/tmp \
+    MODEL_DIR=/models/mnist \
+    MODEL_NAME=mnist \
+    PORT=8000 \
+    WEB_CONCURRENCY=2 \
+    MODEL_POLL_SECONDS=10 \
+    TF_NUM_THREADS=1
+# No VOLUME instruction: it would create an anonymous volume on every `docker run`. Mount a volume at
+# /models (an export base at /models/mnist/<version>/) to replace the baked-in model.
+USER 10001:10001
+EXPOSE 8000
+# /healthz answers 200 while the process is alive (readiness, i.e. a loaded model, is /readyz).
+# Python, not curl: slim bases have no curl. start-period covers TensorFlow's start (~10 s per worker).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
+# gunicorn is PID 1 (exec form, no shell in between), so it receives SIGTERM itself: it stops accepting,
+# lets the workers finish their requests (graceful_timeout in service/gunicorn.conf.py) and exits 0.
+# Give `docker stop` at least that long: --stop-timeout / stop_grace_period / terminationGracePeriodSeconds.
+STOPSIGNAL SIGTERM
+CMD ["gunicorn", "-c", "service/gunicorn.conf.py", "service.app:create_app()"]

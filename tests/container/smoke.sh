@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# Container smoke test: build the image from this repository with a freshly trained small export, run
+# it, and check it the way an operator would. Run by .ci/checks.d/50-container.sh; by hand:
+#
+#     bash tests/container/smoke.sh          # needs podman (+ runc), debootstrap, MNIST_DATA_DIR
+#
+#  1. a build context without a model export fails within seconds with a clear message
+#  2. training: `python training/train.py` (a small MNIST model, ~10 s) into the context's exports/mnist/
+#  3. `podman build` (no Docker engine needed), timed; image checks: size, non-root USER, HEALTHCHECK,
+#     no compiler, no tests or training code, tensorflow-cpu only
+#  4. two containers at once on 127.0.0.1:
+#       A  the baked-in model; read-only root filesystem, all capabilities dropped (as in Kubernetes)
+#       B  PORT=9000, WEB_CONCURRENCY=1 and a volume at /models with version 7 under MODEL_DIR
+#     A's HEALTHCHECK must pass and both /readyz answer 200; real MNIST test digits through
+#     POST /predict must match the export run outside the container and be mostly right; every
+#     process runs as UID 10001; B serves version 7 with one worker
+#  5. SIGTERM to A while a client sends requests: every accepted request is answered, exit status 0;
+#     `podman stop` of B: exit status 0
+#  Containers, the built images and temporary files are removed on exit, failure included; the local
+#  base image (localhost/debian-py311:bookworm) is kept as a cache for the next run.
+#
+# Environment: MNIST_DATA_DIR (default ../shared/data/mnist), SMOKE_BASE_IMAGE (default a local
+# debootstrap'ed Debian bookworm with Python 3.11, made by base-image.sh when missing; python:3.11-slim
+# where a registry is reachable), PODMAN_RUNTIME (default runc: this machine's crun cannot set rlimits),
+# SMOKE_TRAIN_ARGS (default: 6,000 MNIST images, 2 epochs), PYTHON (default: the venv's python).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE="$ROOT/tests/container"
+cd "$ROOT"
+
+PODMAN_RUNTIME=${PODMAN_RUNTIME:-runc}
+BASE_IMAGE=${SMOKE_BASE_IMAGE:-localhost/debian-py311:bookworm}
+MNIST_DIR=${MNIST_DATA_DIR:-$ROOT/../shared/data/mnist}
+if [ -z "${PYTHON:-}" ]; then
+    if [ -n "${VIRTUAL_ENV:-}" ]; then PYTHON=python; else PYTHON="$ROOT/.venv/bin/python"; fi
+fi
+read -r -a TRAIN_ARGS <<<"${SMOKE_TRAIN_ARGS:---dataset mnist --limit-train 6000 --epochs 2}"
+CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+GRACEFUL_TIMEOUT=30 # service/gunicorn.conf.py
+
+ID="smoke-$$"
+IMAGE="localhost/mnist-digits:$ID"
+CTR_A="mnist-$ID-a"
+CTR_B="mnist-$ID-b"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/mnist-container-smoke.XXXXXX")
+LOAD_PID=""
+T0=$SECONDS
+
+say() { printf '\n== [%3d s] %s\n' "$((SECONDS - T0))" "$*"; }
+fail() {
+    echo "SMOKE FAILED: $*" >&2
+    exit 1
+}
+# podman, minus the noise of a machine without systemd (healthcheck timers cannot be installed; the
+# test runs the checks itself with `podman healthcheck run`)
+pm() {
+    podman --runtime "$PODMAN_RUNTIME" "$@" 2> >(grep -v 'unable to get systemd connection' >&2)
+}
+client() { "$PYTHON" "$HERE/smoke_client.py" "$@"; }
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    set +e
+    [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null
+    if [ "$status" != 0 ]; then
+        for ctr in "$CTR_A" "$CTR_B"; do
+            if podman container exists "$ctr"; then
+                echo "---- last log lines of $ctr" >&2
+                podman logs --tail 40 "$ctr" 2>&1 | grep -v -e oneDNN -e absl >&2
+            fi
+        done
+    fi
+    for ctr in "$CTR_A" "$CTR_B"; do
+        podman container exists "$ctr" && podman rm --force --time 0 "$ctr" >/dev/null 2>&1
+    done
+    for image in "$IMAGE" "$IMAGE-assets"; do
+        podman image exists "$image" && podman rmi --force "$image" >/dev/null 2>&1
+    done
+    rm -rf "$WORK"
+    if [ "$status" = 0 ]; then
+        echo "== container smoke test passed in $((SECONDS - T0)) s (cleaned up: containers, images, $WORK)"
+    else
+        echo "== container smoke test FAILED (status $status) after $((SECONDS - T0)) s; cleaned up" >&2
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------------------------------ preflight
+command -v podman >/dev/null || fail "podman is not installed (apt-get install podman buildah runc debootstrap)"
+command -v "$PODMAN_RUNTIME" >/dev/null || fail "the OCI runtime '$PODMAN_RUNTIME' is not installed"
+[ -f "$MNIST_DIR/t10k-images-idx3-ubyte.gz" ] ||
+    fail "no MNIST test set in $MNIST_DIR: set MNIST_DATA_DIR to the folder with the IDX .gz files"
+MNIST_DIR=$(cd "$MNIST_DIR" && pwd)
+"$PYTHON" -c "import numpy, tensorflow" 2>/dev/null ||
+    fail "$PYTHON cannot import numpy and tensorflow (pip install -r requirements.txt)"
+echo "podman $(podman version --format '{{.Client.Version}}'), runtime $PODMAN_RUNTIME, base $BASE_IMAGE, work dir $WORK"
+
+BUILD_OPTS=(--format docker --layers=false --build-arg "BASE_IMAGE=$BASE_IMAGE")
+# `--format docker`: the OCI image format has no HEALTHCHECK. --layers=false: no intermediate images
+# are left behind. The host's CA bundle lets pip inside the build through a TLS-intercepting proxy.
+if [ -f "$CA_BUNDLE" ]; then
+    BUILD_OPTS+=(-v "$CA_BUNDLE:/etc/ssl/host-ca.crt:ro" --build-arg PIP_CERT=/etc/ssl/host-ca.crt)
+fi
+RUN_OPTS=(--ulimit nofile=1024:20000 --ulimit nproc=1024:1024)
+
+# ------------------------------------------------------------------------------------------ base image
+say "base image"
+if [ "$BASE_IMAGE" = localhost/debian-py311:bookworm ]; then
+    bash "$HERE/base-image.sh" "$BASE_IMAGE"
+elif ! podman image exists "$BASE_IMAGE"; then
+    echo "$BASE_IMAGE is not in the local store: the build will pull it"
+fi
+
+# ---------------------------------------------------------------------------------- the build context
+say "build context: the repository's files (tracked and untracked, not ignored) without exports/"
+CTX="$WORK/context"
+mkdir -p "$CTX"
+git -C "$ROOT" ls-files -z --cached --others --exclude-standard |
+    (cd "$ROOT" && xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh) |
+    tar -C "$ROOT" --null -T - -cf - | tar -C "$CTX" -xf -
+rm -rf "$CTX/exports"
+[ -f "$CTX/Dockerfile" ] || fail "no Dockerfile in the build context"
+
+say "a build without a model export must fail early, with a clear message"
+start=$SECONDS
+if pm build "${BUILD_OPTS[@]}" -t "$IMAGE" "$CTX" >"$WORK/no-export.log" 2>&1; then
+    fail "the build succeeded without a model export"
+fi
+elapsed=$((SECONDS - start))
+grep -q "no model export in exports/mnist/" "$WORK/no-export.log" ||
+    { tail -20 "$WORK/no-export.log" >&2; fail "the build failed without the expected message"; }
+grep -q "Collecting tensorflow" "$WORK/no-export.log" &&
+    fail "the build without an export ran pip before failing (not early)"
+echo "failed as expected after ${elapsed} s:"
+grep -A3 "^ERROR: no model export" "$WORK/no-export.log" | sed 's/^/    /'
+pm build "${BUILD_OPTS[@]}" --target assets --build-arg REQUIRE_MODEL=0 -t "$IMAGE-assets" "$CTX" \
+    >"$WORK/no-export-allowed.log" 2>&1 ||
+    { tail -20 "$WORK/no-export-allowed.log" >&2; fail "REQUIRE_MODEL=0 did not allow a build without an export"; }
+grep -q "building a model-less image" "$WORK/no-export-allowed.log" ||
+    fail "REQUIRE_MODEL=0: no warning about the model-less image"
+podman rmi --force "$IMAGE-assets" >/dev/null
+echo "with --build-arg REQUIRE_MODEL=0 the (model-less) build goes on, with a warning"
+
+# ------------------------------------------------------------------------------------------- training
+say "train a small model: python training/train.py ${TRAIN_ARGS[*]}"
+start=$SECONDS
+MNIST_DATA_DIR="$MNIST_DIR" "$PYTHON" training/train.py "${TRAIN_ARGS[@]}" \
+    --export-dir "$CTX/exports/mnist" --run-dir "$WORK/run" >"$WORK/train.log" 2>&1 ||
+    { tail -30 "$WORK/train.log" >&2; fail "training failed"; }
+grep -E "^(Test accuracy|SavedModel)" "$WORK/train.log" | sed 's/^/    /'
+[ -f "$CTX/exports/mnist/1/saved_model.pb" ] || fail "training wrote no export at exports/mnist/1/"
+TRAIN_SECONDS=$((SECONDS - start))
+
+# ---------------------------------------------------------------------------------------------- build
+say "podman build -t $IMAGE (the Dockerfile's default target)"
+start=$SECONDS
+pm build "${BUILD_OPTS[@]}" -t "$IMAGE" "$CTX" >"$WORK/build.log" 2>&1 ||
+    { grep -v -E '^(Copying|Writing|Storing)' "$WORK/build.log" | tail -40 >&2; fail "podman build failed"; }
+BUILD_SECONDS=$((SECONDS - start))
+SIZE=$(podman image inspect --format '{{.Size}}' "$IMAGE")
+SIZE_MB=$((SIZE / 1000000))
+echo "built in ${BUILD_SECONDS} s; image size ${SIZE_MB} MB"
+
+say "image checks"
+[ "$(podman image inspect --format '{{.Config.User}}' "$IMAGE")" = "10001:10001" ] || fail "USER is not 10001:10001"
+podman image inspect --format '{{json .Config.Healthcheck}}' "$IMAGE" | grep -q /healthz ||
+    fail "no HEALTHCHECK against /healthz in the image (built with --format docker?)"
+podman image inspect --format '{{json .Config.ExposedPorts}}' "$IMAGE" | grep -q '8000/tcp' || fail "no EXPOSE 8000"
+[ "$(podman image inspect --format '{{.Config.StopSignal}}' "$IMAGE")" = SIGTERM ] || fail "STOPSIGNAL is not SIGTERM"
+[ "$SIZE_MB" -lt 1800 ] || fail "the image is ${SIZE_MB} MB: something that does not belong is in it"
+pm run --rm -i "${RUN_OPTS[@]}" --entrypoint python "$IMAGE" - <"$HERE/inside_image.py" ||
+    fail "image content check"
+echo "USER 10001:10001, HEALTHCHECK on /healthz, EXPOSE 8000, STOPSIGNAL SIGTERM, no compiler, no tests"
+
+# -------------------------------------------------------------------------------------------- run
+say "run A (baked-in model, read-only root fs, no capabilities) and B (PORT, WEB_CONCURRENCY, volume)"
+PORT_A=$(client free-port)
+PORT_B=$(client free-port)
+while [ "$PORT_B" = "$PORT_A" ]; do PORT_B=$(client free-port); done
+# B: an export base on a volume, under another name, with version 7, read-only
+mkdir -p "$WORK/volume/custom"
+cp -R "$CTX/exports/mnist/1" "$WORK/volume/custom/7"
+chmod -R a+rX "$WORK/volume"
+start=$SECONDS
+pm run -d --name "$CTR_A" "${RUN_OPTS[@]}" --read-only --cap-drop ALL --security-opt no-new-privileges \
+    -p "127.0.0.1:$PORT_A:8000" "$IMAGE" >/dev/null
+pm run -d --name "$CTR_B" "${RUN_OPTS[@]}" -e PORT=9000 -e WEB_CONCURRENCY=1 -e MODEL_DIR=/models/custom \
+    -v "$WORK/volume:/models:ro" -p "127.0.0.1:$PORT_B:9000" "$IMAGE" >/dev/null
+
+say "wait for A's HEALTHCHECK to pass (podman healthcheck run) and both /readyz to answer 200"
+healthy=""
+for _ in $(seq 1 120); do
+    [ "$(podman inspect --format '{{.State.Running}}' "$CTR_A")" = true ] || fail "container A exited"
+    if pm healthcheck run "$CTR_A" >/dev/null 2>&1; then
+        healthy=yes
+        break
+    fi
+    sleep 1
+done
+[ -n "$healthy" ] || fail "A's HEALTHCHECK did not pass within 120 s"
+status=$(podman inspect --format '{{.State.Health.Status}}' "$CTR_A")
+[ "$status" = healthy ] || fail "A's health status is '$status', expected 'healthy'"
+echo "A is healthy after $((SECONDS - start)) s"
+client wait-ready "http://127.0.0.1:$PORT_A" 120
+client wait-ready "http://127.0.0.1:$PORT_B" 120
+echo "both ready $((SECONDS - start)) s after start"
+
+say "predictions: real MNIST test digits"
+client predict "http://127.0.0.1:$PORT_A" --mnist-dir "$MNIST_DIR" --export "$CTX/exports/mnist" --version 1 \
+    2> >(grep -v -e absl -e oneDNN >&2)
+client predict "http://127.0.0.1:$PORT_B" --mnist-dir "$MNIST_DIR" --export "$WORK/volume/custom" --version 7 \
+    --count 100 2> >(grep -v -e absl -e oneDNN >&2)
+echo "B serves version 7 from the volume at /models/custom (MODEL_DIR), on PORT 9000"
+
+say "processes: all non-root; B has WEB_CONCURRENCY=1 worker"
+procs() {
+    podman exec "$1" /bin/sh -c 'for f in /proc/[0-9]*/status; do
+        [ -r "$f" ] && awk "/^Name:/ {n=\$2} /^Uid:/ {print n, \$2, \$3, \$4, \$5}" "$f"; done' 2>/dev/null
+}
+procs "$CTR_A" >"$WORK/procs-a"
+procs "$CTR_B" >"$WORK/procs-b"
+sed 's/^/    A: /' "$WORK/procs-a"
+awk '$2 != 10001 || $3 != 10001 || $4 != 10001 || $5 != 10001 {bad = 1} END {exit bad}' "$WORK/procs-a" "$WORK/procs-b" ||
+    fail "a process in a container runs with a UID other than 10001"
+[ "$(podman exec "$CTR_A" cat /proc/1/comm)" = gunicorn ] || fail "PID 1 in A is not gunicorn"
+[ "$(grep -c '^gunicorn ' "$WORK/procs-a")" = 3 ] || fail "A: expected gunicorn master + 2 workers"
+[ "$(grep -c '^gunicorn ' "$WORK/procs-b")" = 2 ] || fail "B: expected gunicorn master + 1 worker (WEB_CONCURRENCY=1)"
+echo "every process runs as UID 10001; PID 1 is gunicorn; A has 2 workers, B has 1"
+MEM_A=$(podman stats --no-stream --format '{{.MemUsage}}' "$CTR_A" 2>/dev/null | cut -d/ -f1 | tr -d ' ')
+echo "memory in use by A (2 workers): ${MEM_A:-unknown}"
+
+# --------------------------------------------------------------------------------- graceful shutdown
+say "SIGTERM to A while a client sends requests"
+client load "http://127.0.0.1:$PORT_A" --out "$WORK/load.json" --seconds 60 &
+LOAD_PID=$!
+for _ in $(seq 1 100); do
+    [ -s "$WORK/load.json" ] && break
+    sleep 0.1
+done
+sleep 1
+start=$SECONDS
+pm kill --signal TERM "$CTR_A" >/dev/null
+timeout $((GRACEFUL_TIMEOUT + 15)) podman wait "$CTR_A" >/dev/null || fail "A did not exit after SIGTERM"
+stop_seconds=$((SECONDS - start))
+wait "$LOAD_PID" || true
+LOAD_PID=""
+code=$(podman inspect --format '{{.State.ExitCode}}' "$CTR_A")
+podman logs "$CTR_A" >"$WORK/a.log" 2>&1
+grep -q "Handling signal: term" "$WORK/a.log" || fail "A's log does not show gunicorn handling SIGTERM"
+grep -q "Shutting down: Master" "$WORK/a.log" || fail "A's log does not show gunicorn's orderly shutdown"
+[ "$code" = 0 ] || fail "A exited with status $code after SIGTERM, expected 0"
+client check-load "$WORK/load.json"
+echo "A exited with status 0 ${stop_seconds} s after SIGTERM (gunicorn: Handling signal: term ... Shutting down: Master)"
+
+say "podman stop B (STOPSIGNAL, then a ${GRACEFUL_TIMEOUT}+10 s grace period)"
+pm stop --time $((GRACEFUL_TIMEOUT + 10)) "$CTR_B" >/dev/null
+code=$(podman inspect --format '{{.State.ExitCode}}' "$CTR_B")
+[ "$code" = 0 ] || fail "B exited with status $code after podman stop, expected 0"
+echo "B exited with status 0"
+
+say "summary"
+echo "training ${TRAIN_SECONDS} s; podman build ${BUILD_SECONDS} s; image ${SIZE_MB} MB; memory (A, 2 workers) ${MEM_A:-?}"
