@@ -70,7 +70,8 @@ def logits_model(model: keras.Model) -> keras.Model:
     except ValueError:
         raise ValueError(f"model {model.name!r} has no layer named {LOGITS_NAME!r}; "
                          "build it with build_model or from_numpy") from None
-    return keras.Model(model.inputs, logits.output, name=f"{model.name}_{LOGITS_NAME}")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # the input structure of `model`
+    return keras.Model(inputs, logits.output, name=f"{model.name}_{LOGITS_NAME}")
 
 
 def compile_for_training(model: keras.Model, optimizer="adam", learning_rate=1e-3, loss="cross_entropy",

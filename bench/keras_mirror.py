@@ -1,0 +1,140 @@
+"""Benchmark: one training epoch of the Keras mirror against the same network built from Keras' own parts.
+
+    MNIST_DATA_DIR=../shared/data/mnist .venv/bin/python bench/keras_mirror.py [--repeats 5] [--threads 2]
+
+"ours":     build_model (ScratchDense + ScratchSoftmax) trained through compile_for_training
+            (logits model, our cross-entropy from logits, ScratchAdam).
+"built-in": the same 784-128-64-10 network from keras.layers.Dense (relu hidden layers, linear
+            logits), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            keras.optimizers.Adam, the same accuracy metric.
+
+Both are built, compiled and warmed up (one untimed epoch each, which also traces the train
+function), then timed epoch by epoch in alternation (ours, built-in, ours, ...), so that load from
+other processes hits both alike. Reports median / min / max seconds per epoch and the ratio
+ours / built-in (of the medians, and of the minima). Thread counts are set before TensorFlow starts
+(TF intra-/inter-op, OMP/OpenBLAS) and printed with the load average, since the numbers mean
+nothing without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="timed epochs per implementation (default 5)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--samples", type=int, default=60_000, help="training samples per epoch (default 60000)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="TensorFlow intra-op threads (also OMP/OpenBLAS threads); default 2")
+    parser.add_argument("--inter-op-threads", type=int, default=1, help="TensorFlow inter-op threads (default 1)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--jit-compile", action="store_true", help="compile both with XLA")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="random MNIST-shaped data instead of real MNIST (timing does not depend on values)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def load_data(args):
+    import numpy as np
+
+    if not args.synthetic:
+        try:
+            from training.data import load_mnist
+
+            (x, y), _ = load_mnist(os.environ.get("MNIST_DATA_DIR") or None)
+            return x[:args.samples], y[:args.samples], "MNIST"
+        except Exception as error:  # noqa: BLE001 - report and fall back
+            print(f"real MNIST unavailable ({error}); using synthetic data", file=sys.stderr)
+    rng = np.random.default_rng(args.seed)
+    x = rng.random((args.samples, 784), dtype=np.float32)
+    y = rng.integers(0, 10, args.samples)
+    return x, y, "synthetic"
+
+
+def builtin_model(keras, sizes, seed):
+    inputs = keras.Input((sizes[0],), name="pixels")
+    x = inputs
+    for i, units in enumerate(sizes[1:-1]):
+        x = keras.layers.Dense(units, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed + i),
+                               name=f"hidden_{i + 1}")(x)
+    logits = keras.layers.Dense(sizes[-1], kernel_initializer=keras.initializers.HeNormal(seed + len(sizes) - 2),
+                                name="logits")(x)
+    return keras.Model(inputs, logits, name="builtin_logits")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    import keras
+
+    from model.network import build_model, compile_for_training
+
+    x, y, source = load_data(args)
+    sizes = (784, 128, 64, 10)
+
+    ours = compile_for_training(build_model(sizes, "relu", seed=args.seed), "adam", args.learning_rate,
+                                jit_compile=args.jit_compile)
+    theirs = builtin_model(keras, sizes, args.seed)
+    theirs.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                   jit_compile=args.jit_compile)
+    models = {"ours": ours, "built-in": theirs}
+
+    def epoch(model):
+        start = time.perf_counter()
+        history = model.fit(x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0)
+        return time.perf_counter() - start, history.history["accuracy"][-1]
+
+    print(f"data: {source}, {x.shape[0]} samples, batch {args.batch_size}, "
+          f"{-(-x.shape[0] // args.batch_size)} steps per epoch, jit_compile={args.jit_compile}")
+    print(f"threads: TF intra-op {tf.config.threading.get_intra_op_parallelism_threads()}, "
+          f"inter-op {tf.config.threading.get_inter_op_parallelism_threads()}, "
+          f"OMP/OpenBLAS {args.threads}; cpu_count {os.cpu_count()}; "
+          f"load average before {os.getloadavg()[0]:.2f}")
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, NumPy {np.__version__}")
+    warm = {name: epoch(model)[0] for name, model in models.items()}
+    print("warm-up epoch (includes tracing): " + ", ".join(f"{k} {v:.2f}s" for k, v in warm.items()))
+
+    times = {name: [] for name in models}
+    accuracy = {}
+    for _ in range(args.repeats):
+        for name, model in models.items():
+            seconds, accuracy[name] = epoch(model)
+            times[name].append(seconds)
+
+    print()
+    print(f"{'implementation':<15}{'median s':>10}{'min s':>9}{'max s':>9}{'train acc':>11}  epochs")
+    for name, values in times.items():
+        print(f"{name:<15}{statistics.median(values):>10.3f}{min(values):>9.3f}{max(values):>9.3f}"
+              f"{accuracy[name]:>11.4f}  " + " ".join(f"{v:.2f}" for v in values))
+    ratio_median = statistics.median(times["ours"]) / statistics.median(times["built-in"])
+    ratio_min = min(times["ours"]) / min(times["built-in"])
+    print()
+    print(f"ratio ours / built-in: median {ratio_median:.3f}, min {ratio_min:.3f} (target <= 1.1)")
+    print(f"load average after {os.getloadavg()[0]:.2f}")
+    return ratio_median
+
+
+if __name__ == "__main__":
+    main()
