@@ -162,8 +162,10 @@ def _add_error_handlers(app: Flask) -> None:
 
 def _drain_body() -> None:
     """Read what is left of a refused body so the client gets the 413 instead of a broken pipe."""
-    length = request.content_length or 0
-    if length > DRAIN_LIMIT:
+    length = request.content_length
+    if length is None and "wsgi.input_terminated" in request.environ:
+        length = DRAIN_LIMIT  # chunked: read to the end, up to the cap
+    if not length or length > DRAIN_LIMIT:
         return
     stream = request.environ.get("wsgi.input")
     try:

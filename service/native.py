@@ -17,7 +17,8 @@ from flask import Blueprint, request
 from . import images
 from .inputs import (InputError, check_batch_size, is_json_content_type, parse_json, require_object,
                      to_pixel_batch, to_pixels)
-from .web import body_has_bools, float32_lists, json_response, read_body, record_predictions, state
+from .web import (body_has_bools, check_streamed_body_limit, float32_lists, json_response, read_body,
+                  record_predictions, state)
 
 blueprint = Blueprint("native", __name__)
 
@@ -54,6 +55,7 @@ def predict():
 
 def _multipart_image(max_pixels: int) -> np.ndarray:
     upload = request.files.get("image")
+    check_streamed_body_limit()
     if upload is None:
         fields = sorted(set(request.files) | set(request.form))
         raise InputError("the multipart form has no file field named 'image'"

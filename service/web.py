@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from flask import Response, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .config import Config
 from .inputs import InputError
@@ -44,7 +45,24 @@ def set_route(label: str) -> None:
 
 def read_body() -> bytes:
     """The raw request body (413 through ``MAX_CONTENT_LENGTH`` if it is too large)."""
-    return request.get_data(cache=True, as_text=False, parse_form_data=False)
+    body = request.get_data(cache=True, as_text=False, parse_form_data=False)
+    check_streamed_body_limit(len(body))
+    return body
+
+
+def check_streamed_body_limit(received: int | None = None) -> None:
+    """Werkzeug stops reading a body without Content-Length (chunked) at ``MAX_CONTENT_LENGTH`` and
+    returns it cut short; make that a 413 instead of a confusing "malformed" error.
+
+    ``received``: bytes read so far, if known (below the limit nothing can have been cut off)."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is not None or limit is None:
+        return
+    if received is not None and received < limit:
+        return
+    stream = request.environ.get("wsgi.input")
+    if stream is not None and stream.read(1):
+        raise RequestEntityTooLarge()
 
 
 def body_has_bools(body: bytes) -> bool:

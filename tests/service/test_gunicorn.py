@@ -152,6 +152,23 @@ def test_broken_export_is_skipped_and_serving_continues(server):
     assert status["model_version_status"][0]["state"] == "END"
 
 
+def test_oversized_body_gets_a_json_413_not_a_broken_pipe(server):
+    body = b'{"instances": [' + b"0.5, " * (1_300_000) + b'0.5]}'  # ~6.5 MB > 4 MiB default
+    response = requests.post(server.url("/predict"), data=body,
+                             headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 413
+    assert "MAX_BODY_BYTES" in response.json()["error"]
+
+    def chunks():  # no Content-Length: the limit still holds while streaming
+        for _ in range(100):
+            yield b"0.5, " * 10_000
+    response = requests.post(server.url("/predict"), data=chunks(),
+                             headers={"Content-Type": "application/json"}, timeout=30)
+    assert response.status_code == 413 and "error" in response.json()
+    ok = requests.post(server.url("/predict"), json={"instances": [ZEROS]}, timeout=5)
+    assert ok.status_code == 200
+
+
 def test_killed_worker_is_replaced_and_service_keeps_answering(server):
     before = server.worker_pids()
     assert len(before) == 2

@@ -1,0 +1,329 @@
+"""Serving benchmark: the service under gunicorn vs. the tutorial pattern, under the same load.
+
+    python bench/serving.py                       # uses exports/mnist, or makes a small export
+    python bench/serving.py --requests 3000 --baseline-server gunicorn
+
+It starts, one after the other on 127.0.0.1:
+
+- **service**: ``gunicorn -c service/gunicorn.conf.py "service.app:create_app()"`` with ``--workers``
+  workers (default 2, each with TF_NUM_THREADS=1);
+- **baseline**: a minimal Flask app that loads the export with Keras and calls
+  ``keras.Model.predict`` on every request, the common tutorial pattern, run with Flask's own server
+  (``app.run(threaded=True)``, as tutorials do) or, with ``--baseline-server gunicorn``, under
+  gunicorn with the same number of workers (to separate the process model from the per-request code).
+
+and drives both with the same bounded load from separate client processes (one keep-alive HTTP
+connection each): single-instance requests at concurrency 1 and 8, and 64-instance batches. Each
+scenario sends ``--requests`` requests (batches: a quarter of that) or stops after ``--max-seconds``,
+after a few warm-up requests. Bodies are real MNIST test digits when ``MNIST_DATA_DIR`` (or
+../shared/data/mnist) has them, as a client would send them (``pixels / 255`` as JSON floats).
+
+It prints p50/p99 latency and requests/s for each server and scenario, and the ratios. This machine
+has 2 cores shared by the servers, the load generator and anything else running: note the load
+average printed at the start, and compare numbers from the same run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+BASELINE_APP = '''
+"""The tutorial pattern: Keras model, model.predict per request, Flask."""
+import os, sys
+import numpy as np
+import keras
+from flask import Flask, jsonify, request
+
+inputs = keras.Input((784,), name="pixels")
+outputs = keras.layers.TFSMLayer(os.environ["BASELINE_MODEL"], call_endpoint="serving_default")(inputs)
+model = keras.Model(inputs, outputs["probabilities"] if isinstance(outputs, dict) else outputs)
+
+app = Flask(__name__)
+
+
+@app.route("/predict", methods=["POST"])
+def predict():
+    x = np.array(request.get_json()["instances"], dtype="float32")
+    probabilities = model.predict(x, verbose=0)
+    return jsonify({"predictions": [{"digit": int(p.argmax()), "confidence": float(p.max()),
+                                     "probabilities": p.tolist()} for p in probabilities]})
+
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=int(sys.argv[1]), threaded=True)
+'''
+
+MAKE_EXPORT = '''
+"""A small 784-128-64-10 Keras MLP (untrained: serving cost does not depend on the weights)."""
+import sys
+import keras
+sys.path.insert(0, sys.argv[2])
+from training.export import export_model
+keras.utils.set_random_seed(0)
+inputs = keras.Input((784,), name="pixels")
+hidden = keras.layers.Dense(128, activation="relu")(inputs)
+hidden = keras.layers.Dense(64, activation="relu")(hidden)
+model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden))
+print(export_model(model, sys.argv[1], {"sizes": [784, 128, 64, 10], "note": "bench, untrained"}))
+'''
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def test_digits(count: int) -> np.ndarray:
+    """``count`` MNIST test images as float (n, 784) in [0, 1]; sparse random digits without MNIST."""
+    folder = os.environ.get("MNIST_DATA_DIR") or (str(SHARED_MNIST) if SHARED_MNIST.is_dir() else "")
+    path = Path(folder) / "t10k-images-idx3-ubyte.gz"
+    if path.is_file():
+        data = gzip.open(path).read()
+        images = np.frombuffer(data, np.uint8, offset=16).reshape(-1, 784)[:count]
+        return images / 255.0
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (count, 784)) * (rng.random((count, 784)) < 0.19)
+    return images / 255.0
+
+
+# ---- servers --------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def has_version(model_dir: Path) -> bool:
+    return model_dir.is_dir() and any(p.name.isdigit() and p.is_dir() for p in model_dir.iterdir())
+
+
+def newest_version(model_dir: Path) -> Path:
+    return max((p for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir()), key=lambda p: int(p.name))
+
+
+class Server:
+    def __init__(self, name: str, command: list[str], env: dict, port: int, log_dir: Path):
+        self.name, self.port = name, port
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=self._log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, path: str, body: bytes | None, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        good = 0
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                conn.request("POST" if body else "GET", path, body=body,
+                             headers={"Content-Type": "application/json"})
+                status = conn.getresponse().status
+                conn.close()
+                good = good + 1 if status == 200 else 0
+                if good >= 6:  # several fresh connections: every worker is up
+                    return
+                continue
+            except OSError:
+                good = 0
+            time.sleep(0.3)
+        raise TimeoutError(f"{self.name} not ready after {timeout} s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+
+def gunicorn_command(app: str, port: int, workers: int, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py", "--bind",
+            f"127.0.0.1:{port}", "--workers", str(workers), *extra, app]
+
+
+# ---- load -----------------------------------------------------------------------------------------
+def _client(port: int, bodies: list[bytes], count: int, deadline: float, warmup: int, queue) -> None:
+    """One keep-alive connection; sends requests one after another; reports latencies (s)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "application/json"}
+    latencies, errors, first = [], 0, None
+    for i in range(warmup + count):
+        if i == warmup:
+            first = time.monotonic()
+        body = bodies[i % len(bodies)]
+        started = time.perf_counter()
+        try:
+            conn.request("POST", "/predict", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            ok = response.status == 200
+        except (OSError, http.client.HTTPException):
+            ok = False
+            conn.close()
+        elapsed = time.perf_counter() - started
+        if i >= warmup:
+            latencies.append(elapsed)
+            errors += not ok
+            if time.monotonic() > deadline:
+                break
+    conn.close()
+    queue.put((latencies, errors, first, time.monotonic()))
+
+
+def run_load(port: int, bodies: list[bytes], requests: int, concurrency: int, max_seconds: float) -> dict:
+    ctx = mp.get_context("fork")  # the parent never imports TensorFlow
+    queue = ctx.Queue()
+    per_client = max(1, requests // concurrency)
+    deadline = time.monotonic() + max_seconds
+    procs = [ctx.Process(target=_client, args=(port, bodies[c::concurrency] or bodies, per_client,
+                                                deadline, 3, queue)) for c in range(concurrency)]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    latencies = np.concatenate([np.asarray(r[0]) for r in results])
+    # throughput over the measured part (after every client's warm-up): requests / wall time
+    wall = max(r[3] for r in results) - min(r[2] for r in results)
+    return {"requests": int(latencies.size), "errors": int(sum(r[1] for r in results)),
+            "rps": latencies.size / wall, "p50": float(np.percentile(latencies, 50) * 1e3),
+            "p99": float(np.percentile(latencies, 99) * 1e3)}
+
+
+def scenarios(args, digits: np.ndarray) -> list[tuple[str, list[bytes], int, int]]:
+    singles = [json.dumps({"instances": [d.tolist()]}).encode() for d in digits[:200]]
+    batches = [json.dumps({"instances": digits[i:i + 64].tolist()}).encode()
+               for i in range(0, 64 * 8, 64)]
+    return [
+        ("1 instance, c=1", singles, 1, args.requests),
+        (f"1 instance, c={args.concurrency}", singles, args.concurrency, args.requests),
+        (f"64 instances, c={args.batch_concurrency}", batches, args.batch_concurrency,
+         max(args.requests // 4, args.batch_concurrency)),
+    ]
+
+
+def bench_server(server: Server, args, digits) -> dict:
+    results = {}
+    for name, bodies, concurrency, count in scenarios(args, digits):
+        results[name] = run_load(server.port, bodies, count, concurrency, args.max_seconds)
+        r = results[name]
+        print(f"  {server.name:9s} {name:22s} {r['requests']:6d} req  {r['rps']:8.1f} req/s  "
+              f"p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  errors {r['errors']}", flush=True)
+    return results
+
+
+# ---- main -----------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", default="exports/mnist",
+                        help="export base to serve (default exports/mnist; a small export is made "
+                             "in a temporary folder if it has no version)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="requests per single-instance scenario (batches: a quarter)")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--batch-concurrency", type=int, default=8)
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="cap per scenario")
+    parser.add_argument("--baseline-server", choices=["flask", "gunicorn", "none"], default="flask")
+    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class for the service")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread)")
+    args = parser.parse_args(argv)
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    model_dir = Path(args.model_dir)
+    if not model_dir.is_absolute():
+        model_dir = REPO / model_dir
+    servers = []
+    try:
+        if not has_version(model_dir):
+            model_dir = scratch / "exports"
+            print(f"no export in {args.model_dir}: making a small one in {model_dir}", flush=True)
+            subprocess.run([sys.executable, "-c", MAKE_EXPORT, str(model_dir), str(REPO)], check=True,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdout=subprocess.DEVNULL)
+        digits = test_digits(512)
+        body = json.dumps({"instances": [digits[0].tolist()]}).encode()
+        load = os.getloadavg()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True).stdout.strip()
+        print(f"commit {commit}; {os.cpu_count()} cores; load average {load[0]:.2f} {load[1]:.2f} "
+              f"{load[2]:.2f}; serving {newest_version(model_dir)}; service: {args.workers} "
+              f"{args.worker_class} workers x TF_NUM_THREADS=1; baseline: {args.baseline_server}; "
+              f"single-instance body {len(body)} bytes", flush=True)
+
+        env = {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_POLL_SECONDS": "0",
+               "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_THREADS": "1"}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        results = {}
+
+        port = free_port()
+        extra = ["--worker-class", args.worker_class, "--threads", str(args.threads)]
+        service = Server("service", gunicorn_command("service.app:create_app()", port, args.workers, extra),
+                         env, port, scratch)
+        servers.append(service)
+        service.wait_ready("/readyz", None)
+        results["service"] = bench_server(service, args, digits)
+        service.stop()
+
+        if args.baseline_server != "none":
+            app_file = scratch / "baseline_app.py"
+            app_file.write_text(textwrap.dedent(BASELINE_APP))
+            port = free_port()
+            benv = {**env, "BASELINE_MODEL": str(newest_version(model_dir)),
+                    "PYTHONPATH": str(scratch)}
+            benv.pop("TF_NUM_THREADS")
+            if args.baseline_server == "flask":
+                command = [sys.executable, str(app_file), str(port)]
+            else:
+                command = gunicorn_command("baseline_app:app", port, args.workers, [])
+            baseline = Server("baseline", command, benv, port, scratch)
+            servers.append(baseline)
+            baseline.wait_ready("/predict", body)
+            results["baseline"] = bench_server(baseline, args, digits)
+            baseline.stop()
+        report(results)
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+def report(results: dict) -> None:
+    print()
+    print(f"{'server':9s} {'scenario':22s} {'requests':>8s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s}")
+    for server, rows in results.items():
+        for name, r in rows.items():
+            print(f"{server:9s} {name:22s} {r['requests']:8d} {r['rps']:9.1f} {r['p50']:8.2f} "
+                  f"{r['p99']:8.2f} {r['errors']:6d}")
+    if "baseline" in results:
+        print()
+        print(f"{'ratio service/baseline':32s} {'throughput':>10s} {'p50 latency':>12s} {'p99 latency':>12s}")
+        for name in results["service"]:
+            s, b = results["service"][name], results["baseline"][name]
+            print(f"{name:32s} {s['rps'] / b['rps']:9.1f}x {s['p50'] / b['p50']:11.3f}x "
+                  f"{s['p99'] / b['p99']:11.3f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
