@@ -4,7 +4,7 @@ The activations are the ones of ``model/numpy_functions.py``, with the same name
 formulas (only the forward function: the backend's autodiff derives the rest)::
 
     sigmoid(z)     = 1 / (1 + exp(-z))              never overflows
-    relu(z)        = z if z > 0 else 0              derivative 0 at z == 0, as in NumPy
+    relu(z)        = max(z, 0) = z * (z > 0)        derivative 0 at z == 0, as in NumPy
     tanh(z)
     leaky_relu(z)  = z if z > 0 else 0.01 * z
     softmax(z)_k   = exp(z_k - max(z)) / sum_j exp(z_j - max(z))          row-wise, stable
@@ -45,10 +45,11 @@ def sigmoid(z):
 def relu(z):
     """relu(z) = max(z, 0).
 
-    Written as ``where(z > 0, z, 0)`` so that autodiff gives ``relu'(0) = 0`` like
-    ``numpy_functions.relu_derivative`` (the gradient of ``maximum(z, 0)`` is 1 at ``z == 0``).
+    Written as ``z * (z > 0)`` so that autodiff gives exactly ``relu'(z) = 1 if z > 0 else 0`` like
+    ``numpy_functions.relu_derivative`` (the gradient of ``maximum(z, 0)`` is 1 at ``z == 0`` on
+    TensorFlow, and backends differ there); also a little faster than ``where`` here.
     """
-    return ops.where(z > 0, z, ops.zeros_like(z))
+    return z * ops.cast(z > 0, z.dtype)
 
 
 def tanh(z):
