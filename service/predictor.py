@@ -204,7 +204,7 @@ class Predictor:
         self._on_failure = on_failure
         self._current: ModelVersion | None = None
         self._loaded: dict[int, ModelVersion] = {}  # replaced, never mutated: lock-free reads
-        self._failures: dict[int, LoadFailure] = {}
+        self._failures: dict[int, LoadFailure] = {}  # also replaced, never mutated
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -272,23 +272,23 @@ class Predictor:
             if current is not None and version == current.version:
                 return False
             folder = self.model_dir / str(version)
-            print_ = fingerprint(folder)
+            files_print = fingerprint(folder)
             known = self._failures.get(version)
-            if known is not None and known.fingerprint == print_:
+            if known is not None and known.fingerprint == files_print:
                 continue
             started = time.perf_counter()
             try:
                 model = load_version(folder, version)
             except Exception as exc:  # noqa: BLE001 - any failure: skip this version, keep serving
                 error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-                self._failures[version] = LoadFailure(version, print_, error)
+                self._failures = {**self._failures, version: LoadFailure(version, files_print, error)}
                 log.error("model version %d in %s is broken and was skipped (%s); %s", version,
                           self.model_dir, error,
                           f"still serving version {current.version}" if current else "no version loaded")
                 if self._on_failure:
                     self._on_failure(version, error)
                 continue
-            self._failures.pop(version, None)
+            self._failures = {v: f for v, f in self._failures.items() if v != version}
             self._install(model)
             log.info("model version %d loaded from %s in %.2f s%s", version, folder,
                      time.perf_counter() - started,
