@@ -160,7 +160,8 @@ class ScratchDense(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: fan_in})
 
     def call(self, inputs):
-        return self._activation_fn(ops.matmul(inputs, self.kernel) + self.bias)
+        # ops.add (not +): on TensorFlow it becomes BiasAdd, which fuses with the MatMul.
+        return self._activation_fn(ops.add(ops.matmul(inputs, self.kernel), self.bias))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
