@@ -102,15 +102,17 @@ def to_pixel_batch(instances: object, *, label: str = "instance", allow_square: 
     """
     if not isinstance(instances, list):
         raise InputError(f"expected a list of {label}s ({SHAPE_HINT} each); got {_kind(instances)}")
+    if not instances:
+        raise InputError(f"no {label}s: send at least one")
     try:
         array = np.asarray(instances)
         ok = array.dtype.kind in "fiu" and _good_shape(array.shape[1:], allow_square)
     except (ValueError, TypeError, OverflowError):
         ok = False
     if not ok or (has_bools and contains_bool(instances)):
-        for index, instance in enumerate(instances):  # find the culprit for a precise message
-            to_pixels(instance, f"{label} {index}", allow_square)
-        raise InputError(f"the {label}s must all have the same shape ({SHAPE_HINT} each)")
+        # one by one: names the culprit precisely, or accepts a mix of 784 and 28x28 instances
+        return np.stack([to_pixels(instance, f"{label} {index}", allow_square)
+                         for index, instance in enumerate(instances)])
     array = array.reshape(len(array), PIXELS)
     check_range(array, label)
     return np.clip(array, 0, 1).astype(np.float32)

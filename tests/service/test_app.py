@@ -49,6 +49,13 @@ def test_predict_accepts_28_rows_of_28(client, digits, reference):
                                   reference(x[:1])[0])
 
 
+def test_predict_accepts_a_mix_of_flat_and_square_instances(client, digits):
+    x, y = digits
+    response = client.post("/predict", json={"instances": [x[0].tolist(), x[1].reshape(28, 28).tolist()]})
+    assert response.status_code == 200
+    assert [p["digit"] for p in response.get_json()["predictions"]] == y[:2].tolist()
+
+
 def test_predict_accepts_integers_and_json_without_content_type(client):
     body = json.dumps({"instances": [[0] * 784, [1] * 784]})
     for headers in ({}, {"Content-Type": "application/x-www-form-urlencoded"}):

@@ -85,6 +85,7 @@ CASES = [
     ("v1 28x28", "POST", "/v1/models/mnist:predict", {"instances": [[[0] * 28] * 28]}, J, 400, "784 numbers"),
     ("v1 wrong input name", "POST", "/v1/models/mnist:predict", {"instances": [{"image": ZEROS}]}, J, 400, "'pixels'"),
     ("v1 too many", "POST", "/v1/models/mnist:predict", {"inputs": [ZEROS] * 65}, J, 413, "MAX_BATCH"),
+    ("v1 empty inputs", "POST", "/v1/models/mnist:predict", {"inputs": {"pixels": []}}, J, 400, "no instances"),
     ("v1 range", "POST", "/v1/models/mnist:predict", {"instances": [[2] * 784]}, J, 400, "divide 0-255"),
     ("v1 image body", "POST", "/v1/models/mnist:predict", b"\x89PNG", "image/png", 415, "JSON"),
     # Open Inference Protocol
