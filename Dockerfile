@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # mnist-digits prediction service (Flask + gunicorn + a TensorFlow SavedModel). docs/deployment.md has
 # the whole story; in short:
 #
