@@ -27,10 +27,15 @@ from model.layers import PACKAGE, log_softmax, softmax
 
 def one_hot_targets(y_true, logits):
     """``y_true`` as one-hot rows in the logits' dtype: class ids ``(n,)`` or ``(n, 1)`` are
-    expanded, rows ``(n, K)`` are used as they are."""
+    expanded, rows ``(n, K)`` are used as they are.
+
+    Shapes are checked; values cannot be inside a compiled graph without backend-specific asserts:
+    a class id outside ``[0, K)`` becomes an all-zero row (no loss, no gradient), so labels are
+    validated where they enter (``NumpyNetwork`` and ``training/data.py`` do).
+    """
     k = logits.shape[-1]
     rank = len(y_true.shape)
-    if rank == len(logits.shape) and y_true.shape[-1] == k and not (k == 1 and rank == 1):
+    if rank == len(logits.shape) and y_true.shape[-1] == k and k > 1:
         return ops.cast(y_true, logits.dtype)
     if rank == len(logits.shape) and y_true.shape[-1] == 1:
         y_true = ops.squeeze(y_true, axis=-1)
