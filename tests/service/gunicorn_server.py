@@ -46,14 +46,16 @@ class GunicornServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_until_up(self, timeout: float = 120.0) -> None:
-        """Until a worker answers ``/healthz`` (workers load their model before accepting)."""
+    def wait_until_up(self, timeout: float = 120.0, workers: int = 1) -> None:
+        """Until ``workers`` workers have booted (each logs that it accepts requests, after loading
+        its model) and one answers ``/healthz``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+            booted = self.log().count("ready to accept requests")
             try:
-                if requests.get(self.url("/healthz"), timeout=2).status_code == 200:
+                if booted >= workers and requests.get(self.url("/healthz"), timeout=2).status_code == 200:
                     return
             except requests.RequestException:
                 pass

@@ -29,7 +29,7 @@ def server(tmp_path_factory):
     srv = GunicornServer(base, folder / "gunicorn.log", workers=2, poll_seconds=0.5)
     srv.export_base = base
     try:
-        srv.wait_until_up()
+        srv.wait_until_up(workers=2)
         yield srv
     finally:
         code = srv.stop()
@@ -44,6 +44,12 @@ def wait_for(predicate, timeout: float, what: str):
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def workers_serving(srv, version: int) -> set[int]:
+    """Worker pids whose ``mnist_model_version`` gauge says ``version`` (multiprocess metrics)."""
+    metrics = requests.get(srv.url("/metrics"), timeout=5).text
+    return {int(pid) for pid in re.findall(rf'mnist_model_version{{pid="(\d+)"}} {version}.0', metrics)}
 
 
 def all_workers_agree(srv, path: str, check, tries: int = 12) -> bool:
@@ -65,8 +71,9 @@ def test_readyz_goes_from_503_to_200_when_a_model_appears(server, version_dir):
     predict = requests.post(server.url("/predict"), json={"instances": [ZEROS]}, timeout=5)
     assert predict.status_code == 503 and "error" in predict.json()
     copy_version(version_dir, server.export_base, 1)
-    wait_for(lambda: all_workers_agree(server, "/readyz", lambda r: r.status_code == 200), 60,
+    wait_for(lambda: workers_serving(server, 1) == server.worker_pids(), 60,
              "both workers to load version 1")
+    assert all_workers_agree(server, "/readyz", lambda r: r.status_code == 200)
     assert requests.get(server.url("/readyz"), timeout=5).json()["model"] == {"name": "mnist", "version": 1}
 
 
@@ -125,6 +132,8 @@ def test_new_export_is_served_without_a_failed_request(server, version_dir):
         time.sleep(0.5)
         copy_version(version_dir, server.export_base, 2)
         wait_for(lambda: versions[-30:].count(2) == 30, 60, "30 answers in a row from version 2")
+        wait_for(lambda: workers_serving(server, 2) == server.worker_pids(), 30,
+                 "both workers to serve version 2")
     finally:
         stop.set()
         for t in threads:
@@ -188,13 +197,8 @@ def test_killed_worker_is_replaced_and_service_keeps_answering(server):
     assert victim not in after and len(after) == 2
     (newcomer,) = after - before
 
-    def newcomer_serving():
-        metrics = requests.get(server.url("/metrics"), timeout=5).text
-        return set(re.findall(r'mnist_model_version\{pid="(\d+)"\} 2.0', metrics)) == {
-            str(p) for p in after}
-
     # the new worker loads the newest good version before it accepts a connection; the dead
     # worker's gauge is gone (child_exit -> mark_process_dead)
-    wait_for(newcomer_serving, 90, f"the new worker {newcomer} to load version 2")
+    wait_for(lambda: workers_serving(server, 2) == after, 90, f"the new worker {newcomer} to load version 2")
     assert f"worker {newcomer} ready to accept requests" in server.log()
     assert all_workers_agree(server, "/readyz", lambda r: r.json()["model"]["version"] == 2, tries=12)
