@@ -55,10 +55,12 @@ skip() {
     echo "== container checks: Dockerfile lint, Kubernetes and Compose validation passed; smoke test SKIPPED"
     exit 0
 }
+# Each package has a command of its own name. (Not `dpkg -s`: it succeeds for a removed package whose
+# configuration files are still there.)
 packages=(podman buildah runc debootstrap)
 missing=()
 for pkg in "${packages[@]}"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    command -v "$pkg" >/dev/null || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || skip "no apt-get on this machine (missing: ${missing[*]})"
