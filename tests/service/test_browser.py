@@ -37,7 +37,8 @@ def page(live_url):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        context = browser.new_context(viewport={"width": 900, "height": 700})
+        context = browser.new_context(viewport={"width": 900, "height": 700},
+                                      bypass_csp=True)  # lets the test evaluate its own JS
         page = context.new_page()
         page.errors = []
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))
@@ -64,6 +65,12 @@ def stroke(page, points, *, check_while_drawing=None):
     page.mouse.up()
 
 
+def settled(page) -> None:
+    """Until the last request (sent after the mouse was released) has been answered."""
+    page.wait_for_function("document.body.dataset.state === 'idle' && "
+                           "document.getElementById('prediction').textContent !== ''", timeout=30000)
+
+
 def bar_widths(page) -> list[float]:
     return page.eval_on_selector_all("#bars .fill", "els => els.map(e => parseFloat(e.style.width) || 0)")
 
@@ -74,8 +81,7 @@ def test_drawing_a_one_shows_the_prediction_while_drawing(page):
 
     stroke(page, [(140, 40), (140, 120), (140, 200), (140, 245)],
            check_while_drawing=prediction_appears_before_release)
-    page.wait_for_timeout(300)  # the last request (after release) lands
-    page.wait_for_function("document.getElementById('prediction').textContent !== ''")
+    settled(page)
     assert page.inner_text("#prediction") == "1"
     widths = bar_widths(page)
     assert len(widths) == 10 and widths.index(max(widths)) == 1 and sum(widths) > 90
@@ -87,8 +93,7 @@ def test_drawing_a_seven_then_clear(page):
     page.click("#clear")
     assert page.inner_text("#prediction") == ""
     stroke(page, [(70, 60), (210, 60), (180, 120), (150, 180), (125, 240)])
-    page.wait_for_function("document.getElementById('prediction').textContent !== ''")
-    page.wait_for_timeout(300)
+    settled(page)
     assert page.inner_text("#prediction") == "7"
     page.click("#clear")
     assert page.inner_text("#prediction") == "" and max(bar_widths(page)) == 0
