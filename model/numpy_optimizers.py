@@ -7,6 +7,9 @@ same names, arguments, defaults and formulas in the same order, so the two files
 ``learning_rate`` is a float or a callable ``lr(iteration)`` (0-based), like a Keras schedule.
 Arithmetic is done in the parameters' dtype (float32), in the same order as Keras, and in place
 where that saves a temporary array (the Adam update is a third of an epoch's time otherwise).
+Constants such as ``1 - beta_2`` are computed in Python floats and then cast, as Keras does:
+``float32(1) - float32(0.999)`` is 1.3e-5 (relative) away from ``float32(0.001)``, enough to drift
+3e-6 from Keras's Adam in 50 steps at a learning rate of 1e-2.
 """
 
 from __future__ import annotations
@@ -131,9 +134,9 @@ class RMSprop(Optimizer):
         self.epsilon = float(epsilon)
 
     def update_step(self, i, w, g, lr):
-        rho = w.dtype.type(self.rho)
+        rho, one_minus_rho = w.dtype.type(self.rho), w.dtype.type(1 - self.rho)
         v = self.slots["velocity"][i]
-        v[...] = rho * v + (1 - rho) * (g * g)
+        v[...] = rho * v + one_minus_rho * (g * g)
         w -= (lr * g) / np.sqrt(v + w.dtype.type(self.epsilon))
 
     def get_config(self):
@@ -164,11 +167,11 @@ class Adam(Optimizer):
         alpha = lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
         m, v = self.slots["m"][i], self.slots["v"][i]
         tmp = g - m
-        tmp *= 1 - beta_1
+        tmp *= dtype(1 - self.beta_1)
         m += tmp
         np.multiply(g, g, out=tmp)
         tmp -= v
-        tmp *= 1 - beta_2
+        tmp *= dtype(1 - self.beta_2)
         v += tmp
         np.multiply(m, alpha, out=tmp)
         denominator = np.sqrt(v)

@@ -152,7 +152,7 @@ class ScratchRMSprop(_ScratchOptimizer):
         g = ops.cast(gradient, dtype)
         rho = ops.cast(self.rho, dtype)
         v = self._slot("velocity", variable)
-        self.assign(v, rho * v + (1 - rho) * (g * g))
+        self.assign(v, rho * v + ops.cast(1 - self.rho, dtype) * (g * g))
         self.assign_sub(variable, (lr * g) / ops.sqrt(v + ops.cast(self.epsilon, dtype)))
 
     def get_config(self):
@@ -185,8 +185,8 @@ class ScratchAdam(_ScratchOptimizer):
         beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
         alpha = lr * ops.sqrt(1 - ops.power(beta_2, t)) / (1 - ops.power(beta_1, t))
         m, v = self._slot("m", variable), self._slot("v", variable)
-        self.assign_add(m, (g - m) * (1 - beta_1))
-        self.assign_add(v, (g * g - v) * (1 - beta_2))
+        self.assign_add(m, (g - m) * ops.cast(1 - self.beta_1, dtype))
+        self.assign_add(v, (g * g - v) * ops.cast(1 - self.beta_2, dtype))
         self.assign_sub(variable, (m * alpha) / (ops.sqrt(v) + ops.cast(self.epsilon, dtype)))
 
     def get_config(self):
