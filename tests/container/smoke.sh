@@ -59,10 +59,14 @@ pm() {
 }
 client() { "$PYTHON" "$HERE/smoke_client.py" "$@"; }
 
+# the script's own stdout and stderr, for cleanup: a signal trap runs with the redirections of the
+# command it interrupted (often >/dev/null)
+exec 3>&1 4>&2
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
     set +e
+    exec 1>&3 2>&4
     [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null
     if [ "$status" != 0 ]; then
         for ctr in "$CTR_A" "$CTR_B"; do
