@@ -10,6 +10,8 @@
 - Prometheus multiprocess mode: the master creates a fresh ``PROMETHEUS_MULTIPROC_DIR`` (or empties the
   one given) before forking, marks dead workers so their live gauges disappear, and removes its own
   temporary folder at exit.
+- Workers refuse to import scikit-learn, SciPy, matplotlib and pandas (``service/lean.py``): Keras
+  would import them when installed, for nothing.
 - No control socket (gunicorn >= 25 would create one in ``~/.gunicorn/`` or ``$XDG_RUNTIME_DIR``).
 """
 
@@ -45,6 +47,16 @@ def on_starting(server):
         path = _created_metrics_dir = tempfile.mkdtemp(prefix="mnist-prometheus-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     server.log.info("Prometheus multiprocess folder: %s", path)
+
+
+def post_fork(server, worker):
+    """Worker, right after the fork, before the app (and TensorFlow) is imported."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from service.lean import keep_out
+
+    keep_out()  # scikit-learn & co.: imported by Keras when installed, never used here
 
 
 def post_worker_init(worker):

@@ -77,11 +77,13 @@ def test_readyz_goes_from_503_to_200_when_a_model_appears(server, version_dir):
     assert requests.get(server.url("/readyz"), timeout=5).json()["model"] == {"name": "mnist", "version": 1}
 
 
-def test_master_never_loads_tensorflow(server):
+def test_master_never_loads_tensorflow_and_workers_stay_lean(server):
     maps = open(f"/proc/{server.process.pid}/maps").read()
     assert "tensorflow" not in maps, "TensorFlow must only be loaded in the workers (no --preload)"
     for pid in server.worker_pids():
-        assert "tensorflow" in open(f"/proc/{pid}/maps").read()
+        worker_maps = open(f"/proc/{pid}/maps").read()
+        assert "tensorflow" in worker_maps
+        assert "/sklearn/" not in worker_maps and "/scipy/" not in worker_maps  # service/lean.py
 
 
 def test_concurrent_requests_all_succeed(server, mnist_subset):
