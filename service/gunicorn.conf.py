@@ -26,7 +26,8 @@ worker_class = "sync"
 preload_app = False  # see above: the model must be loaded in each worker, after the fork
 timeout = 60  # includes a worker's boot: importing TensorFlow and loading the model take seconds
 graceful_timeout = 30
-keepalive = 5
+keepalive = 5  # used only with a threaded worker class (GUNICORN_CMD_ARGS="--worker-class gthread")
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat files off the disk
 control_socket_disable = True
 accesslog = None
 errorlog = "-"
