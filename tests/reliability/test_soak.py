@@ -1,0 +1,130 @@
+"""A bounded soak: mixed valid and invalid traffic at the highest rate the machine sustains.
+
+One gunicorn (2 sync workers) on 127.0.0.1; 8 client threads, each with its own HTTP/1.1
+connection, send requests back to back for ``RELIABILITY_SOAK_SECONDS`` (default 60): about half
+valid (single digits, 16-digit batches, 28x28 arrays, TF Serving and KServe v2 bodies, PNG and
+base64 images), half invalid (malformed JSON, wrong shapes, 0-255 pixels, NaN, empty bodies, wrong
+Content-Type, too many instances, unknown routes and models, wrong methods and, now and then, a
+5 MiB body). Closed loop: each thread sends its next request as soon as it has the answer, so the
+rate is whatever the service sustains here.
+
+Asserted: every valid request gets 200 with the model's own digits (zero failures); every invalid
+one gets its documented 4xx with a JSON error (no 5xx, no dropped connection); no worker restarts;
+each worker's resident memory grows less than 10 % from the 10-second mark to the end; and the
+master and workers hold as many file descriptors after the soak as before it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from .support import (REPORT, LoadGenerator, fd_snapshot, histogram, invalid_templates, pin_answers,
+                      rss_mib, table, valid_templates, wait_for)
+
+pytestmark = pytest.mark.reliability
+
+SOAK_SECONDS = float(os.environ.get("RELIABILITY_SOAK_SECONDS", "60"))
+CONCURRENCY = 8
+MEMORY_MARK = 10.0  # seconds: the baseline for memory growth (allocators and caches warm up before it)
+MAX_GROWTH = 0.10
+# Descriptors a process may hold after the soak beyond what it held before. 0: every descriptor a
+# request needs (its socket, a decoded image's buffer) is closed when the request ends, and the ones
+# opened lazily on first use (Prometheus' multiprocess files, TensorFlow's) are opened during the
+# warm-up, before the "before" count. A leak of one descriptor per request would show as thousands.
+FD_SLACK = 0
+
+
+def test_soak_mixed_traffic(service, digits, expected):
+    x, _ = digits
+    valid = valid_templates(x[:16], expected[:16].argmax(1))
+    pin_answers(service.port, valid)
+    templates = valid + invalid_templates()
+    # warm-up: every kind of request a few times, so that lazily opened files exist before counting
+    LoadGenerator(service.port, templates, concurrency=4, seconds=3, max_requests=60, seed=99).start().join()
+    time.sleep(1.0)
+    workers = sorted(service.worker_pids())
+    assert len(workers) == 2
+    fds_before = fd_snapshot(service)
+    rss_start = {pid: rss_mib(pid) for pid in workers}
+
+    samples: dict[int, list[tuple[float, float]]] = {pid: [] for pid in workers}
+    stop = threading.Event()
+
+    def sample_memory():
+        started = time.monotonic()
+        while not stop.wait(1.0):
+            for pid in workers:
+                try:
+                    samples[pid].append((time.monotonic() - started, rss_mib(pid)))
+                except (OSError, RuntimeError):
+                    pass
+
+    load = LoadGenerator(service.port, templates, concurrency=CONCURRENCY, seconds=SOAK_SECONDS, seed=1)
+    sampler = threading.Thread(target=sample_memory, daemon=True)
+    load.start()
+    sampler.start()
+    result = load.join()
+    stop.set()
+    sampler.join(5)
+    rss_end = {pid: rss_mib(pid) for pid in workers}
+    workers_after = sorted(service.worker_pids())
+
+    # descriptors are released as the last connections close: allow a moment, bounded
+    def settled():
+        now = fd_snapshot(service)
+        return now if all(now.get(pid, 10**6) - fds_before[pid] <= FD_SLACK for pid in fds_before) else None
+    try:
+        fds_after = wait_for(settled, 5.0, "descriptor counts to settle", interval=0.5)
+    except AssertionError:
+        fds_after = fd_snapshot(service)
+
+    mark = min(MEMORY_MARK, SOAK_SECONDS / 6)
+    at_mark = {pid: next((rss for t, rss in samples[pid] if t >= mark), rss_start[pid]) for pid in workers}
+    growth = {pid: (rss_end[pid] - at_mark[pid]) / at_mark[pid] for pid in workers}
+    peak = {pid: max([rss for _, rss in samples[pid]] + [rss_end[pid]]) for pid in workers}
+    valid_failed, invalid_failed = result.failed(True), result.failed(False)
+
+    REPORT.requests["soak"] = (result.requests, len(valid_failed) + len(invalid_failed))
+    REPORT.section(f"Soak: {SOAK_SECONDS:.0f} s of mixed traffic", [
+        f"{CONCURRENCY} client threads, each with its own keep-alive HTTP/1.1 connection, sending back to "
+        "back (closed loop: the highest rate this machine sustains with the service and the clients "
+        f"sharing its {os.cpu_count()} cores) to gunicorn with 2 sync workers on 127.0.0.1. Valid: single "
+        "digits, 16-digit batches, 28x28 arrays, TF Serving and KServe v2 bodies, PNG and base64 images, "
+        "each answer checked against the model's own digits. Invalid: malformed JSON, 783 numbers, 0-255 "
+        "pixels, NaN, empty body, not an image, wrong Content-Type, 257 instances, unknown model and route, "
+        "wrong method, and now and then a 5 MiB body, each checked for its 4xx and JSON error.",
+        "",
+        *table(["requests", "valid", "invalid", "rate", "failed valid", "failed invalid", "status codes"],
+               [[result.requests, result.valid_sent, result.invalid_sent,
+                 f"{result.requests / result.seconds:.0f} req/s", len(valid_failed), len(invalid_failed),
+                 histogram(result.statuses)]]),
+        "",
+        "Requests by kind: " + histogram(result.sent) + ".",
+        "",
+        f"Worker memory (VmRSS, MiB; growth from the {mark:.0f}-second mark to the end, limit "
+        f"{MAX_GROWTH:.0%}):",
+        "",
+        *table(["worker", "before the soak", f"at {mark:.0f} s", "at the end", "peak", "growth"],
+               [[pid, f"{rss_start[pid]:.1f}", f"{at_mark[pid]:.1f}", f"{rss_end[pid]:.1f}",
+                 f"{peak[pid]:.1f}", f"{growth[pid]:+.2%}"] for pid in workers]),
+        "",
+        f"Open file descriptors (allowed increase: {FD_SLACK}):",
+        "",
+        *table(["process", "before", "after"],
+               [[("master " if pid == service.process.pid else "worker ") + str(pid), fds_before[pid],
+                 fds_after.get(pid, "gone")] for pid in fds_before]),
+    ])
+
+    assert workers_after == workers, "a worker died or was replaced during the soak"
+    assert not valid_failed, f"{len(valid_failed)} valid requests failed: {[f[2] for f in valid_failed[:5]]}"
+    assert not invalid_failed, f"{len(invalid_failed)} invalid requests got a wrong answer: " \
+                               f"{[f[2] for f in invalid_failed[:5]]}"
+    assert result.valid_sent > 0 and result.invalid_sent > 0
+    for pid in workers:
+        assert growth[pid] < MAX_GROWTH, f"worker {pid} grew {growth[pid]:.1%} after {mark:.0f} s"
+    for pid, before in fds_before.items():
+        assert fds_after[pid] - before <= FD_SLACK, f"process {pid}: {before} -> {fds_after[pid]} descriptors"
