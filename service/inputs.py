@@ -86,10 +86,14 @@ def check_batch_size(count: int, max_batch: int, what: str = "instances") -> Non
 
 # ---- pixel arrays ---------------------------------------------------------------------------------
 def contains_bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, list):
-        return any(contains_bool(v) for v in value)
+    """True if a (nested) list holds a boolean anywhere (iterative: any nesting depth is safe)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            return True
+        if isinstance(item, list):
+            stack.extend(item)
     return False
 
 
@@ -145,15 +149,19 @@ def to_pixels(instance: object, where: str, allow_square: bool = True) -> np.nda
 
 def _first_non_number(value: object):
     """The first leaf that is not an int or float (booleans count as non-numeric), else None."""
-    if isinstance(value, list):
-        for item in value:
-            bad = _first_non_number(item)
-            if bad is not None:
-                return bad
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return value if value is not None else "null"
+    stack = [iter([value])]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, list):
+            stack.append(iter(item))
+        elif isinstance(item, bool) or not isinstance(item, (int, float)):
+            return item if item is not None else "null"
     return None
+
+
+_END = object()
 
 
 def check_range(array: np.ndarray, label: str, single: bool = False) -> None:

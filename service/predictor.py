@@ -72,7 +72,8 @@ def list_versions(export_base: str | os.PathLike) -> list[int]:
         entries = list(os.scandir(export_base))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(int(e.name) for e in entries if e.name.isdigit() and e.is_dir())
+    return sorted(int(e.name) for e in entries
+                  if e.name.isascii() and e.name.isdigit() and len(e.name) <= 18 and e.is_dir())
 
 
 def fingerprint(version_dir: Path) -> tuple:

@@ -84,7 +84,7 @@ def record_predictions(probabilities: np.ndarray) -> None:
 def version_from_url(text: str | None, model_name: str) -> int | None:
     if text is None:
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise InputError(f"model version must be a positive integer; got {text!r} for model "
                          f"{model_name!r}", status=404)
     return int(text)

@@ -16,7 +16,7 @@ from .conftest import copy_version
 
 
 def test_list_versions_ignores_temporary_folders_files_and_other_names(tmp_path):
-    for name in ("1", "3", "12", ".tmp-4-abc", "tmp", "v5", "2a"):
+    for name in ("1", "3", "12", ".tmp-4-abc", "tmp", "v5", "2a", "\u00b2", "\u0661", "9" * 40):
         (tmp_path / name).mkdir()
     (tmp_path / "7").write_text("a file, not a version")
     assert list_versions(tmp_path) == [1, 3, 12]
