@@ -246,8 +246,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-concurrency", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=30.0, help="cap per scenario")
     parser.add_argument("--baseline-server", choices=["flask", "gunicorn", "none"], default="flask")
-    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class for the service")
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (gthread)")
+    parser.add_argument("--worker-class", default=None,
+                        help="gunicorn worker class for the service (default: service/gunicorn.conf.py's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per worker (default: service/gunicorn.conf.py's, $GUNICORN_THREADS or 2)")
     args = parser.parse_args(argv)
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -268,7 +270,9 @@ def main(argv=None) -> int:
                                 text=True).stdout.strip()
         print(f"commit {commit}; {os.cpu_count()} cores; load average {load[0]:.2f} {load[1]:.2f} "
               f"{load[2]:.2f}; serving {newest_version(model_dir)}; service: {args.workers} "
-              f"{args.worker_class} workers x TF_NUM_THREADS=1; baseline: {args.baseline_server}; "
+              f"{args.worker_class or 'gthread'} workers x "
+              f"{args.threads or os.environ.get('GUNICORN_THREADS', '2')} threads, TF_NUM_THREADS=1; "
+              f"baseline: {args.baseline_server}; "
               f"single-instance body {len(body)} bytes", flush=True)
 
         env = {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_POLL_SECONDS": "0",
@@ -277,7 +281,8 @@ def main(argv=None) -> int:
         results = {}
 
         port = free_port()
-        extra = ["--worker-class", args.worker_class, "--threads", str(args.threads)]
+        extra = ((["--worker-class", args.worker_class] if args.worker_class else [])
+                 + (["--threads", str(args.threads)] if args.threads else []))
         service = Server("service", gunicorn_command("service.app:create_app()", port, args.workers, extra),
                          env, port, scratch)
         servers.append(service)
