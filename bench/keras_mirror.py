@@ -20,6 +20,7 @@ numbers mean nothing without them. Not a unit test: timing belongs here, not in 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -44,6 +45,7 @@ def parse_args(argv=None):
     parser.add_argument("--synthetic", action="store_true",
                         help="random MNIST-shaped data instead of real MNIST (timing does not depend on values)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures here as JSON")
     return parser.parse_args(argv)
 
 
@@ -148,6 +150,16 @@ def main(argv=None):
     print(f"CPU-time ratio (median process CPU seconds per epoch, less sensitive to other processes): "
           f"{statistics.median(cpu['ours']) / statistics.median(cpu['built-in']):.3f}")
     print(f"load average after {os.getloadavg()[0]:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "data": source, "samples": int(x.shape[0]), "batch_size": args.batch_size, "repeats": args.repeats,
+            "jit_compile": args.jit_compile,
+            "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                        "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+                        "blas": args.threads},
+            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+            "warmup_seconds": warm, "seconds": times, "cpu_seconds": cpu,
+            "train_accuracy": {k: float(v) for k, v in accuracy.items()}, "pair_ratios": pair_ratios}, indent=1))
     return ratio_median
 
 

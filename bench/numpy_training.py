@@ -25,6 +25,7 @@ printed: with 2 threads on a busy 2-core machine matrix products slow down by 3x
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -136,6 +137,7 @@ def main(argv=None):
     parser.add_argument("--loop-samples", type=int, default=60000,
                         help="images the per-sample loop runs on; its epoch time is scaled to 60,000")
     parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DATA_DIR, then the cache)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures here as JSON")
     args = parser.parse_args(argv)
 
     x, y = load_training_images(args.data_dir)
@@ -185,6 +187,12 @@ def main(argv=None):
           f"2048^3 {peak_big:.1f} GFLOP/s")
     if args.loop_samples < n:
         print(f"(per-sample loop timed on {args.loop_samples} images and scaled to {n})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "repeats": args.repeats, "threads": args.threads, "blas": blas, "images": n,
+            "loop_samples": min(args.loop_samples, n), "epoch_flops": epoch_flops,
+            "seconds": results, "peak_gflops": {"128x784x128": peak_layer, "2048^3": peak_big},
+            "versions": {"python": platform.python_version(), "numpy": np.__version__}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python bench/serving.py                       # uses exports/mnist, or makes a small export
     python bench/serving.py --requests 3000 --baseline-server gunicorn
 
-It starts, one after the other on 127.0.0.1:
+It starts, one after the other on 127.0.0.1 (both then stay up while they are measured):
 
 - **service**: ``gunicorn -c service/gunicorn.conf.py "service.app:create_app()"`` with ``--workers``
   workers (default 2, each with TF_NUM_THREADS=1);
@@ -15,10 +15,12 @@ It starts, one after the other on 127.0.0.1:
 and drives both with the same bounded load from separate client processes (one keep-alive HTTP
 connection each): single-instance requests at concurrency 1 and 8, and 64-instance batches. Each
 scenario sends ``--requests`` requests (batches: a quarter of that) or stops after ``--max-seconds``,
-after a few warm-up requests. Bodies are real MNIST test digits when ``MNIST_DATA_DIR`` (or
+after a few warm-up requests; with ``--repeats N`` both servers stay up and take turns, scenario by
+scenario, in alternating order (so that load from other processes hits both alike). Bodies are real MNIST test digits when ``MNIST_DATA_DIR`` (or
 ../shared/data/mnist) has them, as a client would send them (``pixels / 255`` as JSON floats).
 
-It prints p50/p99 latency and requests/s for each server and scenario, and the ratios. This machine
+It prints p50/p99 latency and requests/s for each server and scenario (median, min and max over the
+repeats), and the ratios; ``--json PATH`` also writes them, with more percentiles, as JSON. This machine
 has 2 cores shared by the servers, the load generator and anything else running: note the load
 average printed at the start, and compare numbers from the same run only.
 """
@@ -207,7 +209,11 @@ def run_load(port: int, bodies: list[bytes], requests: int, concurrency: int, ma
     wall = max(r[3] for r in results) - min(r[2] for r in results)
     return {"requests": int(latencies.size), "errors": int(sum(r[1] for r in results)),
             "rps": latencies.size / wall, "p50": float(np.percentile(latencies, 50) * 1e3),
-            "p99": float(np.percentile(latencies, 99) * 1e3)}
+            "p99": float(np.percentile(latencies, 99) * 1e3),
+            "percentiles": {str(q): float(np.percentile(latencies, q) * 1e3) for q in PERCENTILES}}
+
+
+PERCENTILES = (50, 75, 90, 95, 99, 99.9)
 
 
 def scenarios(args, digits: np.ndarray) -> list[tuple[str, list[bytes], int, int]]:
@@ -222,13 +228,18 @@ def scenarios(args, digits: np.ndarray) -> list[tuple[str, list[bytes], int, int
     ]
 
 
-def bench_server(server: Server, args, digits) -> dict:
-    results = {}
-    for name, bodies, concurrency, count in scenarios(args, digits):
-        results[name] = run_load(server.port, bodies, count, concurrency, args.max_seconds)
-        r = results[name]
-        print(f"  {server.name:9s} {name:22s} {r['requests']:6d} req  {r['rps']:8.1f} req/s  "
-              f"p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  errors {r['errors']}", flush=True)
+def bench_servers(servers: list[Server], args, digits) -> dict:
+    """Every scenario ``--repeats`` times; within a repeat the servers take turns, in alternating order,
+    so that load from other processes hits both alike. Returns server -> scenario -> list of runs."""
+    results = {server.name: {} for server in servers}
+    for repeat in range(args.repeats):
+        for name, bodies, concurrency, count in scenarios(args, digits):
+            for server in (servers if repeat % 2 == 0 else servers[::-1]):
+                r = run_load(server.port, bodies, count, concurrency, args.max_seconds)
+                results[server.name].setdefault(name, []).append(r)
+                print(f"  [{repeat + 1}/{args.repeats}] {server.name:9s} {name:22s} {r['requests']:6d} req  "
+                      f"{r['rps']:8.1f} req/s  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  "
+                      f"errors {r['errors']}", flush=True)
     return results
 
 
@@ -245,11 +256,14 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch-concurrency", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=30.0, help="cap per scenario")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of every scenario per server, the servers taking turns (default 1)")
     parser.add_argument("--baseline-server", choices=["flask", "gunicorn", "none"], default="flask")
     parser.add_argument("--worker-class", default=None,
                         help="gunicorn worker class for the service (default: service/gunicorn.conf.py's)")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads per worker (default: service/gunicorn.conf.py's, $GUNICORN_THREADS or 2)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures here as JSON")
     args = parser.parse_args(argv)
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -258,7 +272,8 @@ def main(argv=None) -> int:
         model_dir = REPO / model_dir
     servers = []
     try:
-        if not has_version(model_dir):
+        made = not has_version(model_dir)
+        if made:
             model_dir = scratch / "exports"
             print(f"no export in {args.model_dir}: making a small one in {model_dir}", flush=True)
             subprocess.run([sys.executable, "-c", MAKE_EXPORT, str(model_dir), str(REPO)], check=True,
@@ -273,12 +288,12 @@ def main(argv=None) -> int:
               f"{args.worker_class or 'gthread'} workers x "
               f"{args.threads or os.environ.get('GUNICORN_THREADS', '2')} threads, TF_NUM_THREADS=1; "
               f"baseline: {args.baseline_server}; "
-              f"single-instance body {len(body)} bytes", flush=True)
+              f"single-instance body {len(body)} bytes; {args.repeats} repeat(s), servers taking turns",
+              flush=True)
 
         env = {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_POLL_SECONDS": "0",
                "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_THREADS": "1"}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        results = {}
 
         port = free_port()
         extra = ((["--worker-class", args.worker_class] if args.worker_class else [])
@@ -287,8 +302,6 @@ def main(argv=None) -> int:
                          env, port, scratch)
         servers.append(service)
         service.wait_ready("/readyz", None)
-        results["service"] = bench_server(service, args, digits)
-        service.stop()
 
         if args.baseline_server != "none":
             app_file = scratch / "baseline_app.py"
@@ -304,9 +317,16 @@ def main(argv=None) -> int:
             baseline = Server("baseline", command, benv, port, scratch)
             servers.append(baseline)
             baseline.wait_ready("/predict", body)
-            results["baseline"] = bench_server(baseline, args, digits)
-            baseline.stop()
+        results = bench_servers(servers, args, digits)
+        for server in servers:
+            server.stop()
         report(results)
+        if args.json:
+            Path(args.json).write_text(json.dumps({
+                "settings": {k: v for k, v in vars(args).items() if k != "json"},
+                "model": "small untrained 784-128-64-10 export" if made else str(newest_version(model_dir)),
+                "body_bytes": len(body), "load_average_before": load, "load_average_after": os.getloadavg(),
+                "results": results}, indent=1))
     finally:
         for server in servers:
             server.stop()
@@ -314,20 +334,34 @@ def main(argv=None) -> int:
     return 0
 
 
+def _summary(runs: list[dict], key: str) -> tuple[float, float, float]:
+    values = [r[key] for r in runs]
+    return float(np.median(values)), min(values), max(values)
+
+
 def report(results: dict) -> None:
+    """Median (min-max) over the repeats of each figure, and the service/baseline ratios: of the
+    medians, and the median of the per-repeat ratios (each repeat measured both back to back)."""
     print()
-    print(f"{'server':9s} {'scenario':22s} {'requests':>8s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'errors':>6s}")
+    print(f"{'server':9s} {'scenario':22s} {'requests':>8s} {'req/s median (min-max)':>26s} "
+          f"{'p50 ms':>22s} {'p99 ms':>22s} {'errors':>6s}")
     for server, rows in results.items():
-        for name, r in rows.items():
-            print(f"{server:9s} {name:22s} {r['requests']:8d} {r['rps']:9.1f} {r['p50']:8.2f} "
-                  f"{r['p99']:8.2f} {r['errors']:6d}")
+        for name, runs in rows.items():
+            cells = []
+            for key, fmt in (("rps", ".1f"), ("p50", ".2f"), ("p99", ".2f")):
+                med, lo, hi = _summary(runs, key)
+                cells.append(f"{med:{fmt}} ({lo:{fmt}}-{hi:{fmt}})")
+            print(f"{server:9s} {name:22s} {sum(r['requests'] for r in runs):8d} {cells[0]:>26s} "
+                  f"{cells[1]:>22s} {cells[2]:>22s} {sum(r['errors'] for r in runs):6d}")
     if "baseline" in results:
         print()
-        print(f"{'ratio service/baseline':32s} {'throughput':>10s} {'p50 latency':>12s} {'p99 latency':>12s}")
+        print(f"{'ratio service/baseline':32s} {'throughput':>10s} {'p50 latency':>12s} {'p99 latency':>12s}  "
+              f"(of the medians)")
         for name in results["service"]:
             s, b = results["service"][name], results["baseline"][name]
-            print(f"{name:32s} {s['rps'] / b['rps']:9.1f}x {s['p50'] / b['p50']:11.3f}x "
-                  f"{s['p99'] / b['p99']:11.3f}x")
+            print(f"{name:32s} {_summary(s, 'rps')[0] / _summary(b, 'rps')[0]:9.1f}x "
+                  f"{_summary(s, 'p50')[0] / _summary(b, 'p50')[0]:11.3f}x "
+                  f"{_summary(s, 'p99')[0] / _summary(b, 'p99')[0]:11.3f}x")
 
 
 if __name__ == "__main__":
