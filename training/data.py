@@ -28,6 +28,8 @@ file with the wrong sum is an error naming the file and both sums; it is never u
 replaced behind the user's back. A download goes to a hidden temporary file next to its
 destination and is renamed into place only once its size and sum are right, so an interrupted or
 corrupt download cannot poison the cache; a bad download is deleted and the next mirror is tried.
+A temporary file left by a download that was killed midway is deleted by the next download of that
+file (a live download holds a lock on its own).
 Connecting and each read time out (``timeout``, default 30 s), and a mirror that cannot be reached
 is not tried again for the remaining files.
 
@@ -43,6 +45,7 @@ second for the full dataset), and returns fresh arrays that the caller owns.
 
 from __future__ import annotations
 
+import glob
 import gzip
 import hashlib
 import http.client
@@ -60,6 +63,11 @@ from pathlib import Path
 from typing import IO, TextIO
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: temporary files of killed downloads are then left in place
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -409,24 +417,58 @@ def download_file(
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(
-            dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False
-        )
+        _remove_abandoned_parts(dest)
+        handle = _locked_part_file(dest)
     except OSError as exc:
         raise DownloadError(f"cannot write to the folder {dest.parent} ({exc})") from exc
     tmp_path = Path(handle.name)
     try:
-        with handle:
+        with handle:  # renamed while still open: the lock holds until the file has its name
             actual = _fetch(url, handle, timeout, expected_size, progress, dest.name)
             handle.flush()
             os.fsync(handle.fileno())
-        if actual != expected_sha256:
-            raise DownloadError(
-                f"wrong SHA-256 checksum (expected {expected_sha256}, got {actual}); discarded"
-            )
-        os.replace(tmp_path, dest)
+            if actual != expected_sha256:
+                raise DownloadError(
+                    f"wrong SHA-256 checksum (expected {expected_sha256}, got {actual}); discarded"
+                )
+            os.replace(tmp_path, dest)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _locked_part_file(dest: Path) -> IO[bytes]:
+    """A new hidden ``.NAME.*.part`` file next to dest, exclusively locked while this process lives
+    (the kernel drops the lock when it dies, however it dies), so another run can tell a download in
+    progress from one abandoned by a killed process."""
+    for _ in range(3):
+        handle = tempfile.NamedTemporaryFile(
+            dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False
+        )
+        if fcntl is None:
+            return handle
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:  # still ours? (another run may have taken it for abandoned before the lock)
+            if os.path.samestat(os.fstat(handle.fileno()), os.stat(handle.name)):
+                return handle
+        except FileNotFoundError:
+            pass
+        handle.close()
+    raise OSError(f"could not create a temporary file for {dest.name}")
+
+
+def _remove_abandoned_parts(dest: Path) -> None:
+    """Delete temporary ``.NAME.*.part`` files of dest that no live download holds locked: what a
+    download killed midway (SIGKILL, out of memory, power loss) left behind."""
+    if fcntl is None:
+        return
+    for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+        try:
+            with open(part, "rb") as probe:
+                fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                part.unlink()
+                log.info("removed %s, left by an interrupted download", part)
+        except (BlockingIOError, FileNotFoundError):
+            continue  # a download in progress, or already gone
 
 
 def _fetch(

@@ -1,7 +1,8 @@
 """Injected faults, each with its expected outcome asserted and recorded in docs/reliability.md.
 
-1. A worker killed with SIGKILL under load: only its in-flight request fails, the other worker keeps
-   answering, the master starts a replacement that loads the model before accepting.
+1. A worker killed with SIGKILL under load: only the requests on its clients' connections fail, one
+   per client at most; the other worker keeps answering; the master starts a replacement that loads
+   the model before accepting.
 2. A corrupt newer version during hot reload: the old version keeps serving without a failed request;
    a good newer version is then picked up.
 3. The model folder missing, or its only version corrupt, at start: a clear log line, /readyz 503,
@@ -18,9 +19,12 @@ import http.server
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -30,7 +34,7 @@ from tests.service.gunicorn_server import GunicornServer
 from tests.training import test_train as training_tests
 
 from .conftest import copy_version
-from .support import REPORT, LoadGenerator, pin_answers, valid_templates, wait_for
+from .support import REPORT, LoadGenerator, established_connections, pin_answers, valid_templates, wait_for
 
 pytestmark = pytest.mark.reliability
 
@@ -82,6 +86,7 @@ def test_worker_killed_with_sigkill_under_load(service, digits, expected):
     try:
         time.sleep(3.0)
         victim = min(before)
+        connections = established_connections(victim)  # its clients' keep-alive connections
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
 
@@ -101,17 +106,20 @@ def test_worker_killed_with_sigkill_under_load(service, digits, expected):
     first_success = after_kill[0] - killed_at if after_kill else float("inf")
     gaps = [b - a for a, b in zip([killed_at] + after_kill, after_kill)]
     failed = result.failed(True)
+    per_client = Counter(f[3] for f in failed)
     REPORT.requests["fault: worker killed under load"] = (result.requests, len(failed))
     REPORT.fault(
         "worker killed with SIGKILL under load",
-        f"{CONCURRENCY} clients sending valid requests; at most the victim's in-flight request fails "
-        "(a sync worker handles one at a time), the other worker keeps answering, a replacement "
-        "loads the model before accepting",
-        f"{len(failed)} of {result.requests} requests failed"
-        + (f" ({failed[0][2][:80]})" if failed else "") + f"; victim {victim} replaced by {newcomer}",
+        f"{CONCURRENCY} clients (keep-alive connections) sending valid requests: only requests on the "
+        "victim's connections fail, at most one per client (its next request on a new connection "
+        "succeeds); the other worker keeps answering; a replacement loads the model before accepting",
+        f"{len(failed)} of {result.requests} requests failed, from {len(per_client)} clients, one each; the "
+        f"victim held {connections} client connections"
+        + (f" (e.g. `{failed[0][2][:70]}`)" if failed else "") + f"; victim {victim} replaced by {newcomer}",
         f"next 200 {first_success * 1000:.0f} ms after the kill; longest gap without a 200 "
         f"{max(gaps) * 1000:.0f} ms; replacement ready after {replaced_after:.1f} s")
-    assert len(failed) <= 1, [f[2] for f in failed[:5]]
+    assert all(count == 1 for count in per_client.values()), per_client
+    assert len(failed) <= min(CONCURRENCY, max(connections, 1)), [f[2] for f in failed[:10]]
     assert first_success < 5.0
     assert max(gaps) < 5.0
     assert versions_served(service) == {1}
@@ -312,6 +320,66 @@ def test_download_interrupted_midway_leaves_nothing_in_the_cache(tmp_path, monke
         "the cache ($XDG_CACHE_HOME/mnist-digits), not even a temporary .part file",
         f"`{line.strip()[2:].replace(flaky_mirror.base, 'http://127.0.0.1:PORT')}`; cache empty in both cases",
         f"closed: failed after {results['close'][0]:.1f} s; stalled: after {results['stall'][0]:.1f} s")
+
+
+DOWNLOAD = "from training.data import load_mnist; load_mnist(timeout=30)"
+
+
+def test_download_killed_midway_leaves_no_partial_file_for_long(tmp_path, flaky_mirror):
+    """A process killed during a download cannot delete its temporary file; the next download of
+    that file must (it was left in the cache for good before: found by this suite, fixed in
+    training/data.py), while never touching the file of a download still in progress."""
+    from training import data
+
+    cache = tmp_path / "cache" / "mnist-digits"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "MNIST_MIRRORS": f"{flaky_mirror.base}/stall/", "PYTHONPATH": str(Path(__file__).parents[2])}
+    env.pop("MNIST_DATA_DIR", None)
+
+    def start():
+        return subprocess.Popen([sys.executable, "-c", DOWNLOAD], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+
+    def parts():
+        return sorted(p.name for p in cache.glob(".*.part")) if cache.exists() else []
+
+    first = start()
+    try:
+        left = wait_for(parts, 60, "the first download to start writing")
+        time.sleep(0.3)  # midway: the mirror has sent half the file and stalls
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        assert parts() == left, "the killed download's temporary file is there"
+        second = start()  # a download of the same file in progress ...
+        try:
+            wait_for(lambda: len(parts()) == 1 and parts() != left, 60, "the second download to start")
+            live = parts()
+            # ... a third run meanwhile must leave the live download's file alone
+            with pytest.raises(data.DataError):
+                data.download_file(f"{flaky_mirror.base}/close/{data.TRAIN_IMAGES}", cache / data.TRAIN_IMAGES,
+                                   data.MNIST_SHA256[data.TRAIN_IMAGES], timeout=1.0,
+                                   expected_size=data.MNIST_SIZES[data.TRAIN_IMAGES])
+            assert parts() == live, "a live download's temporary file was removed"
+        finally:
+            second.send_signal(signal.SIGKILL)
+            second.wait(30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(30)
+    started = time.monotonic()
+    with pytest.raises(data.DataError, match="closed early"):
+        data.download_file(f"{flaky_mirror.base}/close/{data.TRAIN_IMAGES}", cache / data.TRAIN_IMAGES,
+                           data.MNIST_SHA256[data.TRAIN_IMAGES], timeout=1.0,
+                           expected_size=data.MNIST_SIZES[data.TRAIN_IMAGES])
+    assert sorted(p.name for p in cache.iterdir()) == [], "partial files of killed downloads remain"
+    REPORT.fault(
+        "download killed midway (SIGKILL)",
+        "the killed process cannot delete its temporary .part file; the next download of that file "
+        "removes it (no live process holds its lock), never the file of a download still running",
+        "before the fix the .part file stayed in the cache for good; now: the next attempt leaves the "
+        "cache empty, and a concurrent live download's file was left alone",
+        f"next attempt done in {time.monotonic() - started:.1f} s")
 
 
 # ---- 5. a training run killed mid-epoch and resumed -----------------------------------------------
