@@ -298,7 +298,8 @@ def section_serving(stage: dict, plot_link: str | None) -> list[str]:
     lines += ["", f"Every figure: median (min-max) over {st['repeats']} repeat(s); each repeat sends up to "
               f"{st['requests']} requests per single-instance scenario (a quarter for batches), at most "
               f"{st['max_seconds']:.0f} s, from separate client processes with one keep-alive connection each. "
-              f"Service: gunicorn, {st['workers']} {st['worker_class']} workers, TF_NUM_THREADS=1. Baseline: "
+              f"Service: gunicorn, {st['workers']} {st['worker_class']} workers x {st['threads']} threads "
+              "(service/gunicorn.conf.py), TF_NUM_THREADS=1. Baseline: "
               f"Flask's own threaded server, Keras `model.predict` per request. Model: {d['model']}; "
               f"single-instance body {d['body_bytes']} bytes (a real MNIST test digit as JSON floats). Both "
               "servers stay up and take turns, scenario by scenario, in alternating order."]

@@ -323,7 +323,9 @@ def main(argv=None) -> int:
         report(results)
         if args.json:
             Path(args.json).write_text(json.dumps({
-                "settings": {k: v for k, v in vars(args).items() if k != "json"},
+                "settings": {**{k: v for k, v in vars(args).items() if k != "json"},
+                             "worker_class": args.worker_class or "gthread",
+                             "threads": args.threads or int(os.environ.get("GUNICORN_THREADS", "2"))},
                 "model": "small untrained 784-128-64-10 export" if made else str(newest_version(model_dir)),
                 "body_bytes": len(body), "load_average_before": load, "load_average_after": os.getloadavg(),
                 "results": results}, indent=1))

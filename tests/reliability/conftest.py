@@ -5,7 +5,7 @@ Marked ``reliability`` and left out of the default ``python -m pytest``; run it 
     python -m pytest tests/reliability -m reliability -p no:cacheprovider      # what CI runs (~4 min)
     RELIABILITY_SOAK_SECONDS=15 python -m pytest tests/reliability -m reliability   # a shorter soak
 
-The tests share one gunicorn (2 workers, hot reload every second) serving a small real model, and run
+The tests share one gunicorn (2 workers as service/gunicorn.conf.py makes them, hot reload every second) serving a small real model, and run
 in a fixed order: the API fuzzing, then the soak, then the faults (the worker kill and the corrupt
 version hit that same server, after the soak's measurements). At the end of the session the figures
 they recorded are written to ``docs/reliability.md`` (atomically; ``RELIABILITY_REPORT`` names
@@ -30,7 +30,7 @@ from tests.service.conftest import (copy_version, export_base, mnist_subset, ref
                                     trained_model, version_dir)
 from tests.service.gunicorn_server import GunicornServer
 
-from .support import REPORT, table
+from .support import REPORT, gunicorn_settings, table
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -75,6 +75,10 @@ def service(tmp_path_factory, version_dir):  # noqa: F811 - the imported fixture
     copy_version(version_dir, base, 1)
     server = GunicornServer(base, folder / "gunicorn.log", workers=2, poll_seconds=1.0)
     server.export_base = base
+    config = gunicorn_settings()
+    server.threads = int(config.get("threads", 1))
+    REPORT.server = (f"gunicorn with 2 {config.get('worker_class', '?')} workers x {config.get('threads', '?')} "
+                     f"threads (keep-alive {config.get('keepalive', '?')} s; service/gunicorn.conf.py)")
     try:
         server.wait_until_up()
         wait_for_both_workers(server)
@@ -151,9 +155,9 @@ def write_report(target: Path, seconds: float) -> None:
         f"- Run: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit {_commit()}, "
         f"{seconds:.0f} s in all; tests: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
         f"- Machine: {_machine()}",
-        "- Everything ran against the real service under gunicorn on 127.0.0.1 (2 sync workers, "
-        "TF_NUM_THREADS=1, hot reload polled every second) serving a small real model "
-        "(784-64-10, trained on 10,000 MNIST images).",
+        f"- Everything ran against the real service on 127.0.0.1: {REPORT.server}, TF_NUM_THREADS=1, "
+        "hot reload polled every second, serving a small real model (784-64-10, trained on 10,000 MNIST "
+        "images).",
         "",
     ]
     if REPORT.requests:
@@ -165,8 +169,9 @@ def write_report(target: Path, seconds: float) -> None:
                   "",
                   "A failure is a 5xx, a dropped connection, a response that does not match the OpenAPI "
                   "document, a valid request not answered 200 with the model's own digits, or an invalid "
-                  "one not answered with its 4xx and a JSON error. The only failure allowed is "
-                  "the request in flight on the worker killed with SIGKILL.", ""]
+                  "one not answered with its 4xx and a JSON error. The only failures allowed are "
+                  "those of the clients whose connection was open on the worker killed with SIGKILL (one "
+                  "each, at most).", ""]
     for title, body in REPORT.sections.items():
         lines += [f"## {title}", "", *body, ""]
     if REPORT.faults:

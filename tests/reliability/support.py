@@ -36,6 +36,42 @@ def fd_snapshot(server) -> dict[int, int]:
     return {pid: fd_count(pid) for pid in pids}
 
 
+def established_connections(pid: int) -> int:
+    """TCP connections of a process in the ESTABLISHED state (its clients' open connections)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    count = 0
+    for table_path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table_path).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        count += sum(1 for row in rows if row.split()[3] == "01" and row.split()[9] in inodes)
+    return count
+
+
+def gunicorn_settings() -> dict:
+    """worker_class, workers, threads, keepalive as service/gunicorn.conf.py sets them here."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py", "--print-config",
+                          "service.app:create_app()"], cwd=repo, capture_output=True, text=True, timeout=60).stdout
+    settings = {}
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() in ("worker_class", "workers", "threads", "keepalive"):
+            settings[key.strip()] = value.strip()
+    return settings
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
     """Poll ``predicate`` until it returns something truthy (returned), at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -105,7 +141,7 @@ class LoadResult:
     stopped: float = 0.0
     sent: Counter = field(default_factory=Counter)          # template name -> requests
     statuses: Counter = field(default_factory=Counter)      # HTTP status (or "connection error") -> count
-    failures: list = field(default_factory=list)            # (monotonic time, valid?, message)
+    failures: list = field(default_factory=list)            # (monotonic time, valid?, message, client)
     events: list = field(default_factory=list)              # (monotonic end time, ok?) when recorded
     valid_sent: int = 0
     invalid_sent: int = 0
@@ -181,7 +217,7 @@ class LoadGenerator:
                 else:
                     self.result.invalid_sent += 1
                 if problem:
-                    self.result.failures.append((now, template.valid, problem))
+                    self.result.failures.append((now, template.valid, problem, index))
                 if self.record_events:
                     self.result.events.append((now, problem is None))
         conn.close()
@@ -196,6 +232,7 @@ class Report:
         self.faults: list[dict] = []
         self.outcomes: dict[str, tuple[str, float]] = {}  # test id -> (outcome, seconds)
         self.requests: dict[str, tuple[int, int]] = {}  # phase -> (requests sent, failures)
+        self.server = "gunicorn"  # how the shared server runs (set by the fixture)
 
     def section(self, title: str, lines: list[str]) -> None:
         self.sections[title] = lines

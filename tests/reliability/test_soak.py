@@ -1,6 +1,6 @@
 """A bounded soak: mixed valid and invalid traffic at the highest rate the machine sustains.
 
-One gunicorn (2 sync workers) on 127.0.0.1; 8 client threads, each with its own HTTP/1.1
+One gunicorn (2 workers, as service/gunicorn.conf.py makes them) on 127.0.0.1; 8 client threads, each with its own HTTP/1.1
 connection, send requests back to back for ``RELIABILITY_SOAK_SECONDS`` (default 60): about half
 valid (single digits, 16-digit batches, 28x28 arrays, TF Serving and KServe v2 bodies, PNG and
 base64 images), half invalid (malformed JSON, wrong shapes, 0-255 pixels, NaN, empty bodies, wrong
@@ -17,13 +17,14 @@ master and workers hold as many file descriptors after the soak as before it.
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 
 import pytest
 
-from .support import (REPORT, LoadGenerator, fd_snapshot, histogram, invalid_templates, pin_answers,
-                      rss_mib, table, valid_templates, wait_for)
+from .support import (REPORT, LoadGenerator, established_connections, fd_snapshot, histogram,
+                      invalid_templates, pin_answers, rss_mib, table, valid_templates, wait_for)
 
 pytestmark = pytest.mark.reliability
 
@@ -32,9 +33,11 @@ CONCURRENCY = 8
 MEMORY_MARK = 10.0  # seconds: the baseline for memory growth (allocators and caches warm up before it)
 MAX_GROWTH = 0.10
 # Descriptors a process may hold after the soak beyond what it held before. 0: every descriptor a
-# request needs (its socket, a decoded image's buffer) is closed when the request ends, and the ones
-# opened lazily on first use (Prometheus' multiprocess files, TensorFlow's) are opened during the
-# warm-up, before the "before" count. A leak of one descriptor per request would show as thousands.
+# request needs (its connection, once the client has closed it) is closed again, and the ones opened
+# lazily on first use (Prometheus' multiprocess files, TensorFlow's) are opened during the warm-up,
+# before the "before" count. Both counts are taken with no client connected (the warm-up's clients
+# have closed their connections, and the count after waits up to 5 s for the workers to notice).
+# A leak of one descriptor per request, or per connection, would show as hundreds.
 FD_SLACK = 0
 
 
@@ -52,6 +55,7 @@ def test_soak_mixed_traffic(service, digits, expected):
     rss_start = {pid: rss_mib(pid) for pid in workers}
 
     samples: dict[int, list[tuple[float, float]]] = {pid: [] for pid in workers}
+    connections: dict[int, list[int]] = {pid: [] for pid in workers}  # client connections held
     stop = threading.Event()
 
     def sample_memory():
@@ -60,6 +64,7 @@ def test_soak_mixed_traffic(service, digits, expected):
             for pid in workers:
                 try:
                     samples[pid].append((time.monotonic() - started, rss_mib(pid)))
+                    connections[pid].append(established_connections(pid))
                 except (OSError, RuntimeError):
                     pass
 
@@ -92,7 +97,7 @@ def test_soak_mixed_traffic(service, digits, expected):
     REPORT.section(f"Soak: {SOAK_SECONDS:.0f} s of mixed traffic", [
         f"{CONCURRENCY} client threads, each with its own keep-alive HTTP/1.1 connection, sending back to "
         "back (closed loop: the highest rate this machine sustains with the service and the clients "
-        f"sharing its {os.cpu_count()} cores) to gunicorn with 2 sync workers on 127.0.0.1. Valid: single "
+        f"sharing its {os.cpu_count()} cores) to {REPORT.server} on 127.0.0.1. Valid: single "
         "digits, 16-digit batches, 28x28 arrays, TF Serving and KServe v2 bodies, PNG and base64 images, "
         "each answer checked against the model's own digits. Invalid: malformed JSON, 783 numbers, 0-255 "
         "pixels, NaN, empty body, not an image, wrong Content-Type, 257 instances, unknown model and route, "
@@ -108,9 +113,11 @@ def test_soak_mixed_traffic(service, digits, expected):
         f"Worker memory (VmRSS, MiB; growth from the {mark:.0f}-second mark to the end, limit "
         f"{MAX_GROWTH:.0%}):",
         "",
-        *table(["worker", "before the soak", f"at {mark:.0f} s", "at the end", "peak", "growth"],
+        *table(["worker", "before the soak", f"at {mark:.0f} s", "at the end", "peak", "growth",
+                "client connections held (median of 1 s samples)"],
                [[pid, f"{rss_start[pid]:.1f}", f"{at_mark[pid]:.1f}", f"{rss_end[pid]:.1f}",
-                 f"{peak[pid]:.1f}", f"{growth[pid]:+.2%}"] for pid in workers]),
+                 f"{peak[pid]:.1f}", f"{growth[pid]:+.2%}",
+                 statistics.median(connections[pid]) if connections[pid] else "n/a"] for pid in workers]),
         "",
         f"Open file descriptors (allowed increase: {FD_SLACK}):",
         "",
