@@ -187,15 +187,24 @@ class Adam(Optimizer):
 OPTIMIZERS = {"sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSprop, "adam": Adam}
 
 
+# Names users pick from: the four algorithms plus two SGD variants.
+NAMES = ("adagrad", "adam", "momentum", "nesterov", "rmsprop", "sgd")
+VARIANTS = {"momentum": ("sgd", {"momentum": 0.9}), "nesterov": ("sgd", {"momentum": 0.9, "nesterov": True})}
+
+
+def resolve(name: str, learning_rate=None, **kwargs) -> tuple[str, dict]:
+    """``(algorithm, constructor kwargs)`` for a user-facing name; shared with ``model/optimizers.py``."""
+    if name not in NAMES:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(NAMES)}")
+    algorithm, defaults = VARIANTS.get(name, (name, {}))
+    kwargs = {**defaults, **kwargs}
+    if learning_rate is not None:
+        kwargs["learning_rate"] = learning_rate
+    return algorithm, kwargs
+
+
 def get(name: str, learning_rate=None, **kwargs) -> Optimizer:
     """An optimizer by name: ``sgd``, ``momentum`` (SGD, momentum 0.9), ``nesterov``, ``adagrad``,
     ``rmsprop`` or ``adam``."""
-    if name == "momentum":
-        name, kwargs = "sgd", {"momentum": 0.9, **kwargs}
-    elif name == "nesterov":
-        name, kwargs = "sgd", {"momentum": 0.9, "nesterov": True, **kwargs}
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of adagrad, adam, momentum, nesterov, rmsprop, sgd")
-    if learning_rate is not None:
-        kwargs["learning_rate"] = learning_rate
-    return OPTIMIZERS[name](**kwargs)
+    algorithm, kwargs = resolve(name, learning_rate, **kwargs)
+    return OPTIMIZERS[algorithm](**kwargs)

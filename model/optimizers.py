@@ -25,6 +25,7 @@ import keras
 from keras import ops
 
 from model.layers import PACKAGE
+from model.numpy_optimizers import resolve
 
 
 def _check_learning_rate(learning_rate):
@@ -199,13 +200,6 @@ OPTIMIZERS = {"sgd": ScratchSGD, "adagrad": ScratchAdaGrad, "rmsprop": ScratchRM
 
 def get(name: str, learning_rate=None, **kwargs) -> keras.optimizers.Optimizer:
     """An optimizer by name: ``sgd``, ``momentum`` (SGD, momentum 0.9), ``nesterov``, ``adagrad``,
-    ``rmsprop`` or ``adam``."""
-    if name == "momentum":
-        name, kwargs = "sgd", {"momentum": 0.9, **kwargs}
-    elif name == "nesterov":
-        name, kwargs = "sgd", {"momentum": 0.9, "nesterov": True, **kwargs}
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of adagrad, adam, momentum, nesterov, rmsprop, sgd")
-    if learning_rate is not None:
-        kwargs["learning_rate"] = learning_rate
-    return OPTIMIZERS[name](**kwargs)
+    ``rmsprop`` or ``adam`` (the names and variants of ``model.numpy_optimizers.get``)."""
+    algorithm, kwargs = resolve(name, learning_rate, **kwargs)
+    return OPTIMIZERS[algorithm](**kwargs)

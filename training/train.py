@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from model.numpy_functions import ACTIVATIONS, LOSSES
+from model.numpy_optimizers import NAMES as OPTIMIZER_NAMES
 from training.atomic import write_json_atomic
 from training.augment import epoch_data
 
 REPO = Path(__file__).resolve().parents[1]
-OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 DEFAULT_LEARNING_RATES = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.05,
                           "rmsprop": 1e-3, "adam": 2e-3}
 INPUT_SIZE, NUM_CLASSES = 784, 10
