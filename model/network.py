@@ -25,7 +25,7 @@ from model import optimizers as optimizers_module
 from model.layers import ScratchDense, ScratchSoftmax, initializer_for
 from model.numpy_functions import ACTIVATIONS as NUMPY_ACTIVATIONS
 from model.numpy_functions import LOSSES as NUMPY_LOSSES
-from model.numpy_net import NumpyNetwork, _check_choice, _check_sizes
+from model.numpy_net import NumpyNetwork, check_choice, check_sizes
 
 INPUT_NAME = "pixels"
 LOGITS_NAME = "logits"
@@ -43,8 +43,8 @@ def build_model(sizes=(784, 128, 64, 10), activation="relu", seed=0) -> keras.Mo
     ``seed + i``; ``seed=None`` draws a fresh initialisation. For the very weights of a
     ``NumpyNetwork``, use ``from_numpy``.
     """
-    sizes = _check_sizes(sizes)
-    activation = _check_choice("activation", activation, NUMPY_ACTIVATIONS)
+    sizes = check_sizes(sizes)
+    activation = check_choice("activation", activation, NUMPY_ACTIVATIONS)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"seed must be an integer or None, got {seed!r}")
     initializer = initializer_for(activation)
@@ -119,7 +119,7 @@ def _dense_layers(model: keras.Model) -> list[ScratchDense]:
 def to_numpy(model: keras.Model, loss="cross_entropy") -> NumpyNetwork:
     """A ``NumpyNetwork`` with the sizes, activation and (copied) weights of ``model`` (the probabilities
     model or its ``logits_model``), and the given loss."""
-    loss = _check_choice("loss", loss, NUMPY_LOSSES)
+    loss = check_choice("loss", loss, NUMPY_LOSSES)
     dense = _dense_layers(model)
     sizes = (dense[0].kernel.shape[0], *(layer.units for layer in dense))
     hidden = sorted({layer.activation for layer in dense[:-1]})
@@ -129,7 +129,7 @@ def to_numpy(model: keras.Model, loss="cross_entropy") -> NumpyNetwork:
         raise ValueError(f"the last ScratchDense must give logits (activation None) or probabilities "
                          f"(softmax), got {dense[-1].activation!r}")
     if hidden:
-        activation = _check_choice("activation", hidden[0], NUMPY_ACTIVATIONS)
+        activation = check_choice("activation", hidden[0], NUMPY_ACTIVATIONS)
     else:
         # No hidden layer: the activation only chose the initialiser, the weights are copied anyway.
         activation = "relu" if dense[-1].initializer == "he_normal" else "sigmoid"

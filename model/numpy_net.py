@@ -26,7 +26,7 @@ import numpy as np
 from model.numpy_functions import ACTIVATIONS, HE_INIT_ACTIVATIONS, LOSSES, softmax
 
 
-def _check_sizes(sizes) -> tuple[int, ...]:
+def check_sizes(sizes) -> tuple[int, ...]:
     sizes = tuple(sizes)
     if len(sizes) < 2:
         raise ValueError(f"sizes needs at least an input and an output size, got {sizes!r}")
@@ -36,7 +36,7 @@ def _check_sizes(sizes) -> tuple[int, ...]:
     return tuple(int(s) for s in sizes)
 
 
-def _check_choice(kind: str, name: str, choices) -> str:
+def check_choice(kind: str, name: str, choices) -> str:
     if name not in choices:
         raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(sorted(choices))}")
     return name
@@ -72,9 +72,9 @@ class NumpyNetwork:
 
     def __init__(self, sizes=(784, 128, 64, 10), activation="relu", loss="cross_entropy", seed=0,
                  dtype=np.float32):
-        self.sizes = _check_sizes(sizes)
-        self.activation = _check_choice("activation", activation, ACTIVATIONS)
-        self.loss = _check_choice("loss", loss, LOSSES)
+        self.sizes = check_sizes(sizes)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.loss = check_choice("loss", loss, LOSSES)
         self.seed = seed
         self.dtype = np.dtype(dtype)
         self._f, self._df = ACTIVATIONS[activation]
