@@ -3,6 +3,7 @@
     python bench/run_all.py                 # the full set, about 10 minutes on 2 cores
     python bench/run_all.py --quick         # a smoke version (about 1 minute): tiny sizes, same report
     python bench/run_all.py --only serving,numpy --output /tmp/b.md
+    python bench/run_all.py --render-only   # rewrite docs/benchmarks.md from docs/benchmarks/results.json
 
 Each benchmark runs as a subprocess with ``--json`` (bench/numpy_training.py, bench/keras_mirror.py,
 bench/training_accuracy.py, bench/serving.py), plus ``python training/train.py --no-export`` with its
@@ -187,7 +188,7 @@ def section_accuracy(stage: dict, plot_link: str | None) -> list[str]:
     lines += [f"Command: `{stage['command']}`", "",
               f"The same 784-128-64-10 ReLU network and the hyperparameters of `train.py` (Adam 2e-3, cosine "
               f"decay over {settings['epochs']} epochs, batch {settings['batch_size']}, shifts of up to "
-              f"{settings['augment_shift']} px via `training.augment.epoch_data`, the same 90/10 split, seed 0), "
+              f"{settings['augment_shift']} px via `training.augment.epoch_data`, the same 90/10 split), "
               "trained by `NumpyNetwork` + our NumPy Adam, by the Keras mirror (ScratchDense + ScratchAdam "
               "through `compile_for_training`) and by built-in Keras (`Dense` + `keras.optimizers.Adam` + "
               "`CosineDecay` + `SparseCategoricalCrossentropy(from_logits=True)`). The engines train epoch by "
@@ -212,7 +213,7 @@ def section_accuracy(stage: dict, plot_link: str | None) -> list[str]:
                 cells.append("not reached")
             else:
                 missed = f", reached in {t['reached']} of {t['runs']} runs" if t["reached"] < t["runs"] else ""
-                cells.append(f"{three(t['seconds'], '.1f', ' s')} (epoch {t['epochs']['median']:.0f}{missed})")
+                cells.append(f"{three(t['seconds'], '.1f', ' s')}; epoch {t['epochs']['median']:.0f}{missed}")
         if base is not None:
             cells.append(f"{s['epoch_seconds']['median'] / base['epoch_seconds']['median']:.2f}x")
         rows.append(cells)
@@ -222,9 +223,10 @@ def section_accuracy(stage: dict, plot_link: str | None) -> list[str]:
     lines += ["", f"{settings['repeats']} run(s) per engine (seeds 0 to {settings['repeats'] - 1}): final accuracy, "
               "total time and the times to 97 % and 98 % are median (min-max) over the runs; seconds per epoch "
               "over all their epochs. A time to a target is the cumulative training time at the end of the "
-              "first epoch whose test accuracy reached it (the epoch shown is the median epoch)."]
+              "first epoch whose test accuracy reached it (the epoch shown is the median of those epochs)."]
     if plot_link:
-        lines += ["", f"![test accuracy against cumulative training time]({plot_link})"]
+        lines += ["", f"![test accuracy against cumulative training time]({plot_link})", "",
+                  "One line per run and engine: seed 0 solid, the other seeds faded."]
     return lines
 
 
@@ -355,7 +357,15 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--plots-dir", type=Path, default=None,
                         help="plots and results.json (default: a 'benchmarks' folder beside --output)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: rewrite the document from the plots folder's results.json")
     args = parser.parse_args(argv)
+    if args.render_only:
+        output = args.output.resolve()
+        plots = (args.plots_dir or output.parent / "benchmarks").resolve()
+        render(json.loads((plots / "results.json").read_text()), output, plots)
+        print(f"wrote {output} from {plots / 'results.json'}")
+        return 0
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     if set(only) - set(STAGES):
         parser.error(f"unknown stages {sorted(set(only) - set(STAGES))}; choose from {','.join(STAGES)}")
@@ -387,30 +397,39 @@ def main(argv=None) -> int:
             stages[name] = {**runs[-1], "command": runs[0]["command"].replace("train-run-1", "train-run"),
                             "seconds": sum(r["seconds"] for r in runs),
                             "runs": [{"seconds": r["seconds"], **r.get("data", {})} for r in runs]}
-        links = {}
         plots.mkdir(parents=True, exist_ok=True)
         if "accuracy" in stages and not stages["accuracy"]["error"]:
             (plots / "accuracy_vs_time.png").write_bytes((scratch / "accuracy_vs_time.png").read_bytes())
-            links["accuracy"] = os.path.relpath(plots / "accuracy_vs_time.png", output.parent)
         if "serving" in stages and not stages["serving"]["error"]:
             plot_serving(stages["serving"]["data"], plots / "serving_latency.png")
-            links["serving"] = os.path.relpath(plots / "serving_latency.png", output.parent)
     total = time.monotonic() - started
-    load_after = os.getloadavg()
-    (plots / "results.json").write_text(json.dumps({"machine": info, "quick": args.quick, "seconds": total,
-                                                    "load_average": [load_before, load_after],
-                                                    "stages": stages}, indent=1, default=str))
+    results = {"machine": info, "quick": args.quick, "seconds": total, "only": only,
+               "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "load_average": [load_before, os.getloadavg()], "stages": stages}
+    (plots / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    render(results, output, plots)
+    print(f"wrote {output} and {plots}/ in {total / 60:.1f} minutes")
+    return 1 if any(s["error"] for s in stages.values()) else 0
 
+
+def render(results: dict, output: Path, plots: Path) -> None:
+    """Write the document from the figures (also ``--render-only``: from a saved results.json)."""
+    info, stages, total = results["machine"], results["stages"], results["seconds"]
+    only = results.get("only") or [n for n in STAGES if n in stages]
+    load_before, load_after = results["load_average"]
+    links = {name: os.path.relpath(plots / png, output.parent)
+             for name, png in (("accuracy", "accuracy_vs_time.png"), ("serving", "serving_latency.png"))
+             if name in stages and not stages[name]["error"] and (plots / png).is_file()}
     v = info["versions"]
     lines = [
         "# Benchmarks",
         "",
-        "Written by `python bench/run_all.py`" + (" **--quick** (smoke sizes: not meaningful figures)" if args.quick else "")
+        "Written by `python bench/run_all.py`" + (" **--quick** (smoke sizes: not meaningful figures)"
+                                                  if results["quick"] else "")
         + "; do not edit by hand. Rerun it to reproduce (about 10 minutes on 2 cores; real MNIST from "
         "`MNIST_DATA_DIR`).",
         "",
-        f"- Run: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit {info['commit']}, "
-        f"{total / 60:.1f} minutes in all.",
+        f"- Run: {results.get('finished_utc', 'unknown')}, commit {info['commit']}, {total / 60:.1f} minutes in all.",
         f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory']} memory, {info['os']}; load average "
         f"{load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f} (1/5/15 min) at the start, "
         f"{load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f} at the end"
@@ -439,8 +458,6 @@ def main(argv=None) -> int:
     tmp_out = output.with_name(f".{output.name}.tmp")
     tmp_out.write_text("\n".join(lines))
     os.replace(tmp_out, output)
-    print(f"wrote {output} and {plots}/ in {total / 60:.1f} minutes")
-    return 1 if any(s["error"] for s in stages.values()) else 0
 
 
 if __name__ == "__main__":
