@@ -43,8 +43,10 @@ DEFAULT_LEARNING_RATES = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagr
                           "rmsprop": 1e-3, "adam": 2e-3}
 INPUT_SIZE, NUM_CLASSES = 784, 10
 # Arguments a resumed run takes from its own args.json rather than from the command line.
+# --run-dir and --data-dir (if given) come from the command line; --data-dir falls back to the saved one.
 RESUMABLE = ("sizes", "activation", "loss", "optimizer", "learning_rate", "schedule", "epochs", "batch_size",
-             "augment_shift", "validation_fraction", "seed", "dataset", "limit_train", "engine", "jit")
+             "augment_shift", "validation_fraction", "seed", "dataset", "limit_train", "engine", "jit",
+             "export_dir", "no_export")
 
 
 # =============================================================================
@@ -114,6 +116,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         saved = json.loads((args.run_dir / "args.json").read_text())
         for key in RESUMABLE:
             setattr(args, key, tuple(saved[key]) if key == "sizes" else saved[key])
+        args.export_dir = Path(args.export_dir)
+        if args.data_dir is None and saved.get("data_dir"):
+            args.data_dir = Path(saved["data_dir"])
         if args.engine != "keras":
             parser.error("--resume works with --engine keras only (the NumPy engine keeps no optimizer checkpoint)")
     elif args.run_dir is not None and (args.run_dir / "args.json").exists():

@@ -165,6 +165,7 @@ def test_a_run_killed_mid_training_and_resumed_ends_like_an_uninterrupted_one(tm
     resumed = run_train("--resume", "--run-dir", killed_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming {killed_dir} after epoch {completed} of 3" in resumed.stdout
+    assert "SavedModel" not in resumed.stdout, "the resumed run must keep the run's --no-export"
     with open(killed_dir / "history.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
     whole = load_checkpoint_weights(tmp_path / "whole" / "checkpoints" / "epoch-003.keras")
