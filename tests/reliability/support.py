@@ -72,6 +72,14 @@ def gunicorn_settings() -> dict:
     return settings
 
 
+def check_alive(server) -> None:
+    """Fail at once, with the end of its log, if the gunicorn master has exited."""
+    code = server.process.poll()
+    if code is not None:
+        raise AssertionError(f"gunicorn (pid {server.process.pid}) exited with status {code}; the end of "
+                             f"its log:\n{server.log()[-4000:]}")
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
     """Poll ``predicate`` until it returns something truthy (returned), at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

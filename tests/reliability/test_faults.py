@@ -34,7 +34,8 @@ from tests.service.gunicorn_server import GunicornServer
 from tests.training import test_train as training_tests
 
 from .conftest import copy_version
-from .support import REPORT, LoadGenerator, established_connections, pin_answers, valid_templates, wait_for
+from .support import (REPORT, LoadGenerator, check_alive, established_connections, pin_answers,
+                      valid_templates, wait_for)
 
 pytestmark = pytest.mark.reliability
 
@@ -76,6 +77,7 @@ def versions_served(server, tries: int = 12) -> set:
 
 # ---- 1. a worker killed under load ----------------------------------------------------------------
 def test_worker_killed_with_sigkill_under_load(service, digits, expected):
+    check_alive(service)
     x, _ = digits
     templates = valid_templates(x[:16], expected[:16].argmax(1))
     pin_answers(service.port, templates)
@@ -113,8 +115,8 @@ def test_worker_killed_with_sigkill_under_load(service, digits, expected):
         f"{CONCURRENCY} clients (keep-alive connections) sending valid requests: only requests on the "
         "victim's connections fail, at most one per client (its next request on a new connection "
         "succeeds); the other worker keeps answering; a replacement loads the model before accepting",
-        f"{len(failed)} of {result.requests} requests failed, from {len(per_client)} clients, one each; the "
-        f"victim held {connections} client connections"
+        f"{len(failed)} of {result.requests} requests failed, from {len(per_client)} client(s), one each; the "
+        f"victim held {connections} client connection(s)"
         + (f" (e.g. `{failed[0][2][:70]}`)" if failed else "") + f"; victim {victim} replaced by {newcomer}",
         f"next 200 {first_success * 1000:.0f} ms after the kill; longest gap without a 200 "
         f"{max(gaps) * 1000:.0f} ms; replacement ready after {replaced_after:.1f} s")
@@ -127,6 +129,7 @@ def test_worker_killed_with_sigkill_under_load(service, digits, expected):
 
 # ---- 2. a corrupt newer version during hot reload -------------------------------------------------
 def test_corrupt_newer_version_during_hot_reload_keeps_the_old_one(service, digits, expected, version_dir):
+    check_alive(service)
     x, _ = digits
     base = service.export_base
     templates = valid_templates(x[:16], expected[:16].argmax(1))

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
-from .support import REPORT, histogram, table
+from .support import REPORT, check_alive, histogram, table
 
 pytestmark = pytest.mark.reliability
 
@@ -41,13 +41,16 @@ FUZZ_LOG: dict[str, Counter] = {}
 class CountingSession(requests.Session):
     """A requests session that counts what it actually sends, and every status it gets back."""
 
-    def __init__(self):
+    def __init__(self, server=None):
         super().__init__()
+        self.server = server  # checked now and then: a dead server fails the test at once, with its log
         self.sent = 0
         self.statuses = Counter()
 
     def send(self, request, **kwargs):
         self.sent += 1
+        if self.server is not None and self.sent % 50 == 0:
+            check_alive(self.server)
         try:
             response = super().send(request, **kwargs)
         except requests.RequestException:
@@ -113,7 +116,7 @@ def test_schemathesis_fuzz_of_the_openapi_document(service, digits, expected):
               response_schema_conformance]
     pids = service.worker_pids()
     schema = schemathesis.openapi.from_url(service.url("/openapi.json"), timeout=30)
-    session = CountingSession()
+    session = CountingSession(service)
     failures, per_operation, started = [], [], time.monotonic()
     operations = [result.ok() for result in schema.get_all_operations()]
     document = requests.get(service.url("/openapi.json"), timeout=30).json()
@@ -135,6 +138,7 @@ def test_schemathesis_fuzz_of_the_openapi_document(service, digits, expected):
                     response = case.call(base_url=service.base_url, session=session, timeout=30)
                 except requests.RequestException as exc:
                     failures.append(f"{operation.label} [{mode.value}]: {type(exc).__name__}: {exc}")
+                    check_alive(service)  # a dead server: stop here, with its log
                     return
                 try:
                     case.validate_response(response, checks=checks)
@@ -223,8 +227,8 @@ def valid_batch(value) -> bool:
 
 
 @pytest.fixture(scope="module")
-def session():
-    with CountingSession() as s:
+def session(service):
+    with CountingSession(service) as s:
         yield s
 
 

@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-from .support import (REPORT, LoadGenerator, established_connections, fd_snapshot, histogram,
-                      invalid_templates, pin_answers, rss_mib, table, valid_templates, wait_for)
+from .support import (REPORT, LoadGenerator, check_alive, established_connections, fd_snapshot,
+                      histogram, invalid_templates, pin_answers, rss_mib, table, valid_templates, wait_for)
 
 pytestmark = pytest.mark.reliability
 
@@ -42,6 +42,7 @@ FD_SLACK = 0
 
 
 def test_soak_mixed_traffic(service, digits, expected):
+    check_alive(service)
     x, _ = digits
     valid = valid_templates(x[:16], expected[:16].argmax(1))
     pin_answers(service.port, valid)
