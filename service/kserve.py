@@ -138,7 +138,7 @@ def _input_tensor(payload: dict, model: ModelVersion) -> dict:
         raise InputError(f"input is missing {', '.join(repr(k) for k in missing)}; expected {EXPECTED}")
     if tensor["name"] != model.input_name:
         raise InputError(f"unknown input {tensor['name']!r}; the model's input is {model.input_name!r}")
-    if tensor["datatype"] not in DTYPES:
+    if not isinstance(tensor["datatype"], str) or tensor["datatype"] not in DTYPES:
         raise InputError(f"input datatype must be FP32 (got {tensor['datatype']!r})")
     shape = tensor["shape"]
     if (not isinstance(shape, list) or len(shape) != 2 or shape[1] != PIXELS

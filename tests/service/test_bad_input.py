@@ -100,6 +100,7 @@ CASES = [
     ("v2 no inputs", "POST", V2, {"inputs": []}, J, 400, "non-empty list"),
     ("v2 input name", "POST", V2, v2_body(name="x"), J, 400, "unknown input 'x'"),
     ("v2 datatype", "POST", V2, v2_body(datatype="BYTES"), J, 400, "FP32"),
+    ("v2 datatype not a string", "POST", V2, v2_body(datatype=["FP32"]), J, 400, "FP32"),
     ("v2 shape", "POST", V2, v2_body(shape=[1, 783]), J, 400, "[n, 784]"),
     ("v2 data size", "POST", V2, v2_body(shape=[2, 784]), J, 400, "needs 1568"),
     ("v2 missing data", "POST", V2, {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32"}]}, J, 400, "missing 'data'"),
