@@ -155,7 +155,8 @@ def _pixels(tensor: dict, binary: bytes, max_batch: int, has_bools: bool) -> np.
     if "binary_data_size" in params:
         nbytes = params["binary_data_size"]
         itemsize = np.dtype(DTYPES[tensor["datatype"]]).itemsize
-        if nbytes != size * itemsize or len(binary) < nbytes:
+        if (not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes != size * itemsize
+                or len(binary) < nbytes):
             raise InputError(f"binary_data_size must be {size * itemsize} bytes for shape "
                              f"{tensor['shape']} {tensor['datatype']}, and that many bytes must follow "
                              f"the JSON header; got {nbytes} declared, {len(binary)} sent")

@@ -112,6 +112,8 @@ CASES = [
     ("v2 output name", "POST", V2, {**v2_body(), "outputs": [{"name": "logits"}]}, J, 400, "unknown output 'logits'"),
     ("v2 too many", "POST", V2, v2_body(shape=[65, 784], data=ZEROS * 65), J, 413, "MAX_BATCH"),
     ("v2 binary size", "POST", V2, "BINARY", "application/octet-stream", 400, "binary_data_size must be 3136"),
+    ("v2 binary size not an integer", "POST", V2, "BINARY FLOAT SIZE", "application/octet-stream", 400,
+     "binary_data_size must be 3136"),
     # methods and routes
     ("GET /predict", "GET", "/predict", None, None, 405, "use POST"),
     ("POST /healthz", "POST", "/healthz", None, None, 405, "use GET"),
@@ -128,10 +130,11 @@ def make_body(body, digits):
         return png_bytes(digits[0], size=60)[:120]
     if body == "BIG":
         return png_bytes(digits[0], size=1001)
-    if body == "BINARY":
+    if body in ("BINARY", "BINARY FLOAT SIZE"):
+        declared = 100 if body == "BINARY" else 3136.0  # the right size, but not an integer
         header = json.dumps({"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32",
-                                         "parameters": {"binary_data_size": 100}}]}).encode()
-        return header + b"\0" * 100, {"Inference-Header-Content-Length": str(len(header))}
+                                         "parameters": {"binary_data_size": declared}}]}).encode()
+        return header + b"\0" * int(declared), {"Inference-Header-Content-Length": str(len(header))}
     if isinstance(body, (dict, list)):
         return json.dumps(body)
     return body
