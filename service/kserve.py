@@ -102,6 +102,12 @@ def infer(name: str, version: str | None = None):
     else:
         header, binary = body, b""
     payload = require_object(parse_json(header), EXPECTED)
+    if "id" in payload:  # echoed in the response, so it must be valid JSON (no NaN or Infinity)
+        try:
+            json.dumps(payload["id"], allow_nan=False)
+        except ValueError:
+            raise InputError("'id' must be a string identifying the request; got a NaN or "
+                             "Infinity") from None
     tensor = _input_tensor(payload, model)
     pixels = _pixels(tensor, binary, st.config.max_batch, body_has_bools(header))
     outputs = _requested_outputs(payload, model)

@@ -109,6 +109,8 @@ CASES = [
     ("v2 range", "POST", V2, v2_body(data=[255.0] * 784), J, 400, "divide 0-255"),
     ("v2 NaN", "POST", V2, '{"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [NaN'
      + ", 0" * 783 + "]}]}", J, 400, "NaN"),
+    ("v2 NaN id", "POST", V2, '{"id": NaN, "inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", '
+     '"data": [0' + ", 0" * 783 + "]}]}", J, 400, "'id' must be a string"),
     ("v2 output name", "POST", V2, {**v2_body(), "outputs": [{"name": "logits"}]}, J, 400, "unknown output 'logits'"),
     ("v2 too many", "POST", V2, v2_body(shape=[65, 784], data=ZEROS * 65), J, 413, "MAX_BATCH"),
     ("v2 binary size", "POST", V2, "BINARY", "application/octet-stream", 400, "binary_data_size must be 3136"),
