@@ -18,6 +18,7 @@ Variable               Default          Meaning
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields, replace
 from typing import Mapping
@@ -61,8 +62,8 @@ def _convert(name: str, value, kind):
         converted = kind(value)
     except (TypeError, ValueError):
         raise ValueError(f"configuration {name}={value!r} is not a valid {kind.__name__}") from None
-    if kind in (int, float) and converted < 0:
-        raise ValueError(f"configuration {name}={value!r} must not be negative")
+    if kind in (int, float) and not 0 <= converted < math.inf:  # NaN and inf fail too
+        raise ValueError(f"configuration {name}={value!r} must be a finite number, not negative")
     return converted
 
 
