@@ -6,11 +6,11 @@ the two files read side by side. Each class creates its slots in ``build`` with
 learning_rate)`` with ``keras.ops`` only (no ``tf.``), so it runs on any Keras backend.
 
 Arithmetic mirrors the NumPy code exactly: every constant (momentum, rho, beta_1, beta_2, epsilon,
-the step ``t``) is cast to the variable's dtype (float32) first and ``1 - rho`` etc. are computed in
-that dtype, as NumPy does with ``w.dtype.type(...)``. (Keras' built-ins compute ``1 - rho`` etc.
-in Python floats before the cast. That differs in the last bit, except for Adam's default beta_2:
-``float32(1) - float32(0.999) = 0.00099998713``, 1.3e-5 away from ``float32(0.001)``, enough to
-move the weights ~3e-6 from the built-in's in 50 steps at lr 1e-2; see test_keras_optimizers.py.)
+the step ``t``) is cast to the variable's dtype (float32), as NumPy does with ``w.dtype.type(...)``,
+except ``1 - rho``, ``1 - beta_1`` and ``1 - beta_2``, which are computed in Python floats and then
+cast, as in NumPy and in Keras' built-ins (``float32(1) - float32(0.999)`` is 1.3e-5 away from
+``float32(0.001)``, enough to drift ~3e-6 from the built-in Adam in 50 steps at lr 1e-2). The
+results equal Keras' built-ins bit for bit; see test_keras_optimizers.py.
 
 ``learning_rate`` is a float, a ``keras.optimizers.schedules.LearningRateSchedule`` (called with the
 0-based iteration, like a NumPy ``lr(iteration)`` callable) or a Keras zero-argument callable.
