@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 TEMP_PREFIX = ".tmp-"
+FILE_MODE = 0o644  # what open(path, "w") gives under the usual umask 022
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -21,6 +22,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX + path.name)
     try:
+        os.chmod(fd, FILE_MODE)  # mkstemp makes it 0600: others (the service's user) could not read it
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
