@@ -44,7 +44,7 @@ def parse_json(body: bytes) -> object:
     if not body.strip():
         raise InputError("the request body is empty; expected a JSON object")
     try:
-        return json.loads(body)
+        return json.loads(body.decode("utf-8"))  # not json.loads(bytes): that also takes UTF-16/32
     except UnicodeDecodeError:
         raise InputError("the request body is not UTF-8 text; expected a JSON object") from None
     except json.JSONDecodeError as exc:

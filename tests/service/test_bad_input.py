@@ -45,6 +45,9 @@ J = "application/json"
 CASES = [
     # (id, method, path, body, content type, status, words expected in the message)
     ("malformed JSON", "POST", "/predict", '{"instances": [', J, 400, "malformed JSON"),
+    # json.loads(bytes) would also read UTF-16, where the raw-bytes check for true/false misses booleans
+    ("UTF-16 JSON", "POST", "/predict", ('{"instances": [[true' + ", 0" * 783 + "]]}").encode("utf-16"), J, 400,
+     "not UTF-8"),
     ("empty body", "POST", "/predict", "", J, 400, "empty"),
     ("JSON list, not object", "POST", "/predict", "[1, 2]", J, 400, "must be an object"),
     ("missing key", "POST", "/predict", {"data": [ZEROS]}, J, 400, "missing key 'instances'"),
