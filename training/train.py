@@ -113,9 +113,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.resume:
         if args.run_dir is None or not (args.run_dir / "args.json").is_file():
             parser.error("--resume needs --run-dir pointing at an earlier run (a folder with args.json)")
-        saved = json.loads((args.run_dir / "args.json").read_text())
-        for key in RESUMABLE:
-            setattr(args, key, tuple(saved[key]) if key == "sizes" else saved[key])
+        try:
+            saved = json.loads((args.run_dir / "args.json").read_text())
+            for key in RESUMABLE:
+                setattr(args, key, tuple(saved[key]) if key == "sizes" else saved[key])
+        except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+            parser.error(f"cannot resume {args.run_dir}: its args.json is unreadable or incomplete ({e!r})")
         args.export_dir = Path(args.export_dir)
         if args.data_dir is None and saved.get("data_dir"):
             args.data_dir = Path(saved["data_dir"])
@@ -131,8 +134,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--epochs and --batch-size must be at least 1, got {args.epochs} and {args.batch_size}")
     if args.learning_rate is None:
         args.learning_rate = DEFAULT_LEARNING_RATES[args.optimizer]
-    if not args.learning_rate > 0:
-        parser.error(f"--learning-rate must be positive, got {args.learning_rate}")
+    if not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
+        parser.error(f"--learning-rate must be a positive number, got {args.learning_rate}")
     if not 0 <= args.validation_fraction < 1:
         parser.error(f"--validation-fraction must be in [0, 1), got {args.validation_fraction}")
     if args.limit_train is not None and args.limit_train < 10:
@@ -160,6 +163,14 @@ def cosine_decay(initial: float, decay_steps: int):
 # =============================================================================
 # Engines: the same loop drives the Keras mirror and the NumPy network
 # =============================================================================
+def save_keras_atomic(model, path: Path) -> None:
+    """``model.save`` (a ``.keras`` file: model, compiled loss and optimizer state) to a temporary
+    name beside ``path``, then renamed into place."""
+    tmp = path.with_name(".tmp-" + path.name)
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
 class KerasEngine:
     """``ScratchDense`` layers trained through their logits with our Keras optimizer."""
 
@@ -196,9 +207,7 @@ class KerasEngine:
         return float(keras.ops.convert_to_numpy(self.trainer.optimizer.learning_rate))
 
     def save_checkpoint(self, path: Path) -> None:
-        tmp = path.with_name(".tmp-" + path.name)
-        self.trainer.save(tmp)
-        os.replace(tmp, path)
+        save_keras_atomic(self.trainer, path)
 
     def probabilities_model(self):
         from model.network import build_model
@@ -237,9 +246,7 @@ class NumpyEngine:
         return self.optimizer.current_learning_rate()
 
     def save_checkpoint(self, path: Path) -> None:
-        tmp = path.with_name(".tmp-" + path.name)
-        self.probabilities_model().save(tmp)
-        os.replace(tmp, path)
+        save_keras_atomic(self.probabilities_model(), path)  # weights only: no optimizer to resume
 
     def probabilities_model(self):
         from model.network import from_numpy
@@ -368,8 +375,7 @@ def main(argv=None) -> int:
         rows = [r for r in read_history_csv(run_dir / "history.csv") if r["epoch"] <= start_epoch]
         print(f"Resuming {run_dir} after epoch {start_epoch} of {args.epochs}")
     else:
-        saved_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-        write_json_atomic(run_dir / "args.json", saved_args)
+        write_json_atomic(run_dir / "args.json", vars(args))
 
     engine = (KerasEngine(args, steps_per_epoch, last_checkpoint) if args.engine == "keras"
               else NumpyEngine(args, steps_per_epoch))
@@ -407,7 +413,7 @@ def main(argv=None) -> int:
         "validation": {k: rows[-1][k] for k in ("val_loss", "val_accuracy")} if rows else {},
         "training_seconds": training_seconds,
         "epochs_completed": len(rows),
-        "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "arguments": vars(args),
         "dataset": dataset_info(args, len(x_fit), len(x_val), len(x_test)),
         "versions": library_versions(),
         "git_commit": git_commit(),

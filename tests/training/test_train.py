@@ -180,7 +180,8 @@ def test_a_run_killed_mid_training_and_resumed_ends_like_an_uninterrupted_one(tm
     (["--sizes", "100,64,10"], "--sizes must start with 784 (28x28 pixels) for mnist, got 100"),
     (["--sizes", "784,64,7"], "--sizes must end with 10 (one output per digit), got 7"),
     (["--data-dir", "/nonexistent/mnist"], "--data-dir /nonexistent/mnist is not a folder"),
-    (["--learning-rate", "-1"], "--learning-rate must be positive, got -1.0"),
+    (["--learning-rate", "-1"], "--learning-rate must be a positive number, got -1.0"),
+    (["--learning-rate", "inf"], "--learning-rate must be a positive number, got inf"),
     (["--validation-fraction", "1.5"], "--validation-fraction must be in [0, 1), got 1.5"),
     (["--resume"], "--resume needs --run-dir pointing at an earlier run"),
 ])
@@ -193,6 +194,17 @@ def test_bad_arguments_exit_2_with_one_clear_line(args, message, tmp_path):
     assert lines[0].startswith("train.py: error: ") and message in lines[0], lines[0]
     assert not (tmp_path / "run").exists(), "nothing may be written for bad arguments"
     assert time.monotonic() - started < 30
+
+
+def test_resume_with_an_unreadable_args_json_is_a_clear_error(tmp_path):
+    for name, text in (("corrupt", "{not json"), ("incomplete", json.dumps({"sizes": [784, 10]}))):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / "args.json").write_text(text)
+        result = run_train("--resume", "--run-dir", run_dir)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"cannot resume {run_dir}: its args.json is unreadable or incomplete" in lines[0]
 
 
 def test_help_explains_every_option():
