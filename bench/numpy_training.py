@@ -173,8 +173,8 @@ def main(argv=None):
           f"Python {platform.python_version()}, NumPy {np.__version__}; {'; '.join(blas)}")
     print(f"One epoch = {n} images = {epoch_flops / 1e9:.1f} GFLOP "
           f"(6 x {EPOCH_FLOPS_PER_IMAGE // 6} weights x images). Repeats: {args.repeats}.\n")
-    print(f"| variant | epoch seconds, median (min-max) | GFLOP/s | share of (128x784)@(784x128) peak | "
-          f"speed-up over the tutorial's loop |")
+    print("| variant | epoch seconds, median (min-max) | GFLOP/s | share of (128x784)@(784x128) peak | "
+          "speed-up over the tutorial's loop |")
     print("|---|---|---|---|---|")
     for name, values in results.items():
         med, lo, hi = summary(values)

@@ -23,6 +23,7 @@ import keras
 from keras import ops
 
 from model.layers import PACKAGE, log_softmax, softmax
+from model.numpy_net import check_choice
 
 
 def one_hot_targets(y_true, logits):
@@ -91,6 +92,4 @@ LOSSES = {"cross_entropy": CrossEntropy, "mse": MeanSquaredError}
 
 def get(name: str) -> keras.losses.Loss:
     """A loss by name: ``cross_entropy`` or ``mse`` (the names of ``numpy_functions.LOSSES``)."""
-    if not isinstance(name, str) or name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(sorted(LOSSES))}")
-    return LOSSES[name]()
+    return LOSSES[check_choice("loss", name, LOSSES)]()

@@ -7,6 +7,7 @@ renamed over the destination: ``os.replace`` is atomic on POSIX.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -31,17 +32,23 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def _json_default(value):
+def _plain(value):
+    """``value`` with NumPy scalars and arrays, tuples and paths made plain JSON types, and NaN and
+    infinities made ``null`` (strict JSON has no NaN; JavaScript and many readers reject it)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
     if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, Path):
         return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    return value
 
 
 def write_json_atomic(path: str | os.PathLike, data) -> None:
-    """Pretty, sorted JSON (NumPy scalars and arrays and paths converted)."""
-    text = json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"
+    """Pretty, sorted, strict JSON (NumPy types and paths converted, NaN and infinities as null)."""
+    text = json.dumps(_plain(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
     write_bytes_atomic(path, text.encode())

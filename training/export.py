@@ -21,7 +21,6 @@ complete (``os.rename`` of a directory is atomic on POSIX), so a reader never se
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -98,9 +97,3 @@ def export_model(model, export_base: str | os.PathLike, metadata: dict | None = 
         raise RuntimeError(f"could not claim a version number under {base}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def read_metadata(version_dir: str | os.PathLike) -> dict:
-    """The ``assets.extra/metadata.json`` of an exported version (empty if it has none)."""
-    path = Path(version_dir) / METADATA_PATH
-    return json.loads(path.read_text()) if path.exists() else {}
