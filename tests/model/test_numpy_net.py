@@ -6,6 +6,7 @@ import pytest
 from model import numpy_optimizers as opt
 from model.numpy_functions import ACTIVATIONS, LOSSES, sigmoid, softmax
 from model.numpy_net import NumpyNetwork
+from tests.model.conftest import relative_error
 
 SMALL = (6, 5, 4, 3)
 
@@ -25,10 +26,6 @@ def numerical_gradients(net, x, y, eps=1e-6):
             g[index] = (plus - minus) / (2 * eps)
         grads.append(g)
     return grads
-
-
-def relative_error(a, b):
-    return np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-12)
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))

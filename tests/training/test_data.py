@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import http.server
-import os
 import shutil
 import socket
 import struct
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import mnist_dir
 from training import data
 from training.data import DataError
 
@@ -32,15 +32,7 @@ TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-def _find_real_mnist() -> Path | None:
-    env = os.environ.get("MNIST_DATA_DIR")
-    if env:
-        return Path(env)
-    fallback = REPO.parent / "shared" / "data" / "mnist"
-    return fallback if fallback.is_dir() else None
-
-
-REAL_MNIST = _find_real_mnist()
+REAL_MNIST = mnist_dir()
 needs_mnist = pytest.mark.skipif(
     REAL_MNIST is None,
     reason="real MNIST files not found: set MNIST_DATA_DIR to a folder with the four .gz files "
