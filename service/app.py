@@ -33,7 +33,7 @@ from .inputs import InputError
 from .metrics import Metrics
 from .openapi import build_spec
 from .predictor import ModelNotReady, Predictor, VersionNotFound, configure_tensorflow
-from .web import ServiceState, error_response, json_response, state
+from .web import ServiceState, error_response, json_response, route_label, state
 
 log = logging.getLogger("service.app")
 
@@ -187,7 +187,6 @@ def _add_request_metrics(app: Flask) -> None:
     def observe(response):
         started = g.get("started")
         if started is not None:
-            route = g.get("route_label") or (request.url_rule.rule if request.url_rule else "<unmatched>")
-            state().metrics.observe_request(route, request.method, response.status_code,
+            state().metrics.observe_request(route_label(), request.method, response.status_code,
                                             time.perf_counter() - started)
         return response

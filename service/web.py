@@ -43,6 +43,11 @@ def set_route(label: str) -> None:
     g.route_label = label
 
 
+def route_label() -> str:
+    """The metrics label of this request: ``set_route``'s, else the URL rule, else ``<unmatched>``."""
+    return g.get("route_label") or (request.url_rule.rule if request.url_rule else "<unmatched>")
+
+
 def read_body() -> bytes:
     """The raw request body (413 through ``MAX_CONTENT_LENGTH`` if it is too large)."""
     body = request.get_data(cache=True, as_text=False, parse_form_data=False)
@@ -77,8 +82,7 @@ def float32_lists(array: np.ndarray) -> list:
 
 def record_predictions(probabilities: np.ndarray) -> None:
     digits = probabilities.argmax(axis=1)
-    route = g.get("route_label") or (request.url_rule.rule if request.url_rule else "<unmatched>")
-    state().metrics.observe_predictions(route, digits)
+    state().metrics.observe_predictions(route_label(), digits)
 
 
 def version_from_url(text: str | None, model_name: str) -> int | None:
