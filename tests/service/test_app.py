@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import struct
 
 import numpy as np
 import pytest
@@ -297,8 +296,3 @@ def test_draw_page_is_self_contained(client):
     assert "<canvas" in html and "predict" in html
     assert not re.search(r'(src|href)="(https?:)?//', html), "no external scripts, styles or fonts"
     assert "@import" not in html and "url(http" not in html
-
-
-def test_binary_struct_helper_sanity():
-    # guards the little-endian assumption used by the binary extension test above
-    assert struct.pack("<f", 1.0) == np.float32(1.0).astype("<f4").tobytes()
