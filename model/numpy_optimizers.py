@@ -17,15 +17,22 @@ from __future__ import annotations
 import numpy as np
 
 
+def check_learning_rate(learning_rate):
+    """A schedule (callable) as it is, or a positive float; shared with ``model/optimizers.py``."""
+    if callable(learning_rate):
+        return learning_rate
+    if isinstance(learning_rate, bool) or not float(learning_rate) > 0:
+        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+    return float(learning_rate)
+
+
 class Optimizer:
     """Shared bookkeeping: the learning rate, the step counter and lazily created slots."""
 
     slot_names: tuple[str, ...] = ()
 
     def __init__(self, learning_rate):
-        if not callable(learning_rate) and not float(learning_rate) > 0:
-            raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
-        self.learning_rate = learning_rate
+        self.learning_rate = check_learning_rate(learning_rate)
         self.iterations = 0  # completed steps
         self.slots: dict[str, list[np.ndarray]] = {}
 

@@ -25,15 +25,7 @@ import keras
 from keras import ops
 
 from model.layers import PACKAGE
-from model.numpy_optimizers import resolve
-
-
-def _check_learning_rate(learning_rate):
-    if callable(learning_rate):
-        return learning_rate
-    if isinstance(learning_rate, bool) or not float(learning_rate) > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
-    return float(learning_rate)
+from model.numpy_optimizers import check_learning_rate, resolve
 
 
 class _ScratchOptimizer(keras.optimizers.Optimizer):
@@ -42,7 +34,7 @@ class _ScratchOptimizer(keras.optimizers.Optimizer):
     slot_names: tuple[str, ...] = ()
 
     def __init__(self, learning_rate, **kwargs):
-        super().__init__(learning_rate=_check_learning_rate(learning_rate), **kwargs)
+        super().__init__(learning_rate=check_learning_rate(learning_rate), **kwargs)
 
     def _slot_initializer(self, name):
         return "zeros"
