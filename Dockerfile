@@ -23,6 +23,7 @@ FROM ${BASE_IMAGE} AS assets
 # model-less image that serves a volume mounted at /models.
 ARG REQUIRE_MODEL=1
 COPY deploy/check-export.sh /usr/local/bin/check-export
+COPY service/contract.py /app/service/contract.py
 # `exports*` matches the exports/ folder when it exists and nothing otherwise; requirements-serve.txt
 # always exists, so this COPY never fails on a missing export and check-export can say what to do.
 # (.dockerignore admits only exports/mnist/ from exports/, without its temporary .tmp-* folders.)

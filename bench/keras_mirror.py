@@ -90,7 +90,7 @@ def main(argv=None):
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     import keras
 
-    from model.network import build_model, compile_for_training
+    from model.keras_network import build_model, compile_for_training
 
     x, y, source = load_data(args)
     sizes = (784, 128, 64, 10)

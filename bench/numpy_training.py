@@ -39,8 +39,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model import numpy_optimizers  # noqa: E402
-from model.numpy_functions import relu, softmax  # noqa: E402
-from model.numpy_net import NumpyNetwork  # noqa: E402
+from model.numpy_activations import relu, softmax  # noqa: E402
+from model.numpy_network import NumpyNetwork  # noqa: E402
 
 SIZES = (784, 128, 64, 10)
 EPOCH_FLOPS_PER_IMAGE = 6 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))

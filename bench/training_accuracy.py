@@ -7,7 +7,7 @@ The same 784-128-64-10 ReLU network is trained with the hyperparameters of ``pyt
 (Adam at 2e-3 with cosine decay to 0 over all steps, batch 128, random shifts of up to 2 pixels from
 ``training.augment.epoch_data``, the same 90/10 stratified split, seed 0) by:
 
-- **numpy**:    ``NumpyNetwork`` with our NumPy Adam (``model/numpy_net.py``, ``model/numpy_optimizers.py``);
+- **numpy**:    ``NumpyNetwork`` with our NumPy Adam (``model/numpy_network.py``, ``model/numpy_optimizers.py``);
 - **mirror**:   the Keras mirror: ``build_model`` (ScratchDense) through ``compile_for_training`` with our
   ``ScratchAdam`` and our cross-entropy from the logits (what ``train.py`` trains);
 - **built-in**: ``keras.layers.Dense`` + ``keras.optimizers.Adam`` + ``keras.optimizers.schedules.CosineDecay``
@@ -79,8 +79,8 @@ def time_to(history: list[dict], target: float):
 class NumpyRun:
     def __init__(self, args, seed, steps):
         from model import numpy_optimizers
-        from model.numpy_net import NumpyNetwork
-        from training.train import cosine_decay
+        from model.numpy_network import NumpyNetwork
+        from model.numpy_optimizers import cosine_decay
 
         self.args = args
         self.net = NumpyNetwork(SIZES, "relu", "cross_entropy", seed)
@@ -99,8 +99,8 @@ class KerasRun:
     def __init__(self, args, seed, steps, builtin: bool):
         import keras
 
-        from model.network import build_model, compile_for_training
-        from model.optimizers import get as get_optimizer
+        from model.keras_network import build_model, compile_for_training
+        from model.keras_optimizers import get as get_optimizer
 
         self.args = args
         schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=args.epochs * steps)

@@ -1,34 +1,27 @@
 #!/bin/sh
-# check-export.sh SRC DEST: stage the model export for the image (run by the Dockerfile's "assets" stage).
+# check-export.sh SRC DEST [CONTRACT]: stage the model export for the image (run by the Dockerfile's
+# "assets" stage).
 #
 # SRC is the build context's exports/mnist/ (absent when nothing was trained). Every complete version
-# folder (a name made of digits, holding saved_model.pb) is copied to DEST; temporary ".tmp-*" exports
-# and stray files are left out. With no complete version the build stops here, within seconds and
+# folder is copied to DEST; temporary ".tmp-*" exports and stray files are left out. Which folders are
+# complete versions is decided by service/contract.py (CONTRACT, default /app/service/contract.py), the
+# one definition training and the service use too. With no complete version the build stops here, within seconds and
 # before the long pip install, unless REQUIRE_MODEL=0, which builds a model-less image meant to serve
 # a volume mounted at /models (it answers /readyz with 503 until a version appears there).
 set -eu
 
 src=$1
 dest=$2
+contract=${3:-/app/service/contract.py}
 found=0
 versions=""
 mkdir -p "$dest"
-if [ -d "$src" ]; then
-    for dir in "$src"/*/; do
-        [ -d "$dir" ] || continue
-        version=$(basename "$dir")
-        case $version in
-            '' | *[!0-9]*) continue ;;
-        esac
-        if [ -f "$dir/saved_model.pb" ]; then
-            cp -R "$dir" "$dest/$version"
-            found=$((found + 1))
-            versions="$versions $version"
-        else
-            echo "check-export: skipping $version/: no saved_model.pb (an incomplete export?)" >&2
-        fi
-    done
-fi
+complete=$(python3 "$contract" complete-versions "$src")
+for version in $complete; do
+    cp -R "$src/$version" "$dest/$version"
+    found=$((found + 1))
+    versions="$versions $version"
+done
 
 if [ "$found" -eq 0 ]; then
     if [ "${REQUIRE_MODEL:-1}" = 0 ]; then

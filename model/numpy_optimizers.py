@@ -1,7 +1,7 @@
 """Optimizers in NumPy, written by hand with exactly the update rules of Keras 3's built-in ones.
 
 Each optimizer keeps its own state (``iterations`` and per-parameter slots) and ``step(params,
-grads)`` updates the parameter arrays in place. ``model/optimizers.py`` has the Keras twins with the
+grads)`` updates the parameter arrays in place. ``model/keras_optimizers.py`` has the Keras twins with the
 same names, arguments, defaults and formulas in the same order, so the two files read side by side.
 
 ``learning_rate`` is a float or a callable ``lr(iteration)`` (0-based), like a Keras schedule.
@@ -14,11 +14,13 @@ Constants such as ``1 - beta_2`` are computed in Python floats and then cast, as
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
 def check_learning_rate(learning_rate):
-    """A schedule (callable) as it is, or a positive float; shared with ``model/optimizers.py``."""
+    """A schedule (callable) as it is, or a positive float; shared with ``model/keras_optimizers.py``."""
     if callable(learning_rate):
         return learning_rate
     if isinstance(learning_rate, bool) or not float(learning_rate) > 0:
@@ -191,6 +193,15 @@ class Adam(Optimizer):
                 "epsilon": self.epsilon}
 
 
+def cosine_decay(initial: float, decay_steps: int):
+    """lr(step) = initial * 0.5 * (1 + cos(pi * min(step, decay_steps) / decay_steps)), the schedule
+    of ``keras.optimizers.schedules.CosineDecay(initial, decay_steps)`` (alpha = 0) as a NumPy
+    optimizer's ``learning_rate`` callable."""
+    def lr(step):
+        return initial * 0.5 * (1 + math.cos(math.pi * min(step, decay_steps) / decay_steps))
+    return lr
+
+
 OPTIMIZERS = {"sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSprop, "adam": Adam}
 
 
@@ -200,7 +211,7 @@ VARIANTS = {"momentum": ("sgd", {"momentum": 0.9}), "nesterov": ("sgd", {"moment
 
 
 def resolve(name: str, learning_rate=None, **kwargs) -> tuple[str, dict]:
-    """``(algorithm, constructor kwargs)`` for a user-facing name; shared with ``model/optimizers.py``."""
+    """``(algorithm, constructor kwargs)`` for a user-facing name; shared with ``model/keras_optimizers.py``."""
     if name not in NAMES:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(NAMES)}")
     algorithm, defaults = VARIANTS.get(name, (name, {}))

@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-PIXELS = 784
+from .contract import PIXELS
+
 SIDE = 28
 SHAPE_HINT = "784 numbers or 28 rows of 28 numbers"
 RANGE_HINT = "pixel values must be in [0, 1] (0 = background, 1 = ink): divide 0-255 pixel values by 255"

@@ -30,13 +30,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 import tensorflow as tf  # noqa: E402  (after the environment variable above)
 
+from .contract import (CLASSES, METADATA_PATH, OUTPUT_NAME, PIXELS, SAVED_MODEL_FILE,  # noqa: E402
+                       SIGNATURE_NAME, list_versions)
+
 log = logging.getLogger("service.predictor")
 
-SIGNATURE_NAME = "serving_default"
-PIXELS = 784
-CLASSES = 10
-SAVED_MODEL_FILE = "saved_model.pb"
-METADATA_FILE = Path("assets.extra") / "metadata.json"
 
 
 class ModelNotReady(Exception):
@@ -63,19 +61,6 @@ def configure_tensorflow(num_threads: int) -> bool:
         return False
 
 
-def list_versions(export_base: str | os.PathLike) -> list[int]:
-    """Version folders under ``export_base`` (names made of digits only), ascending.
-
-    Temporary folders of an export in progress (``.tmp-*``) and files are never listed.
-    """
-    try:
-        entries = list(os.scandir(export_base))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(int(e.name) for e in entries
-                  if e.name.isascii() and e.name.isdigit() and len(e.name) <= 18 and e.is_dir())
-
-
 def fingerprint(version_dir: Path) -> tuple:
     """Names, sizes and modification times of the files of a version: changes when it changes."""
     items = []
@@ -93,7 +78,7 @@ def fingerprint(version_dir: Path) -> tuple:
 def _read_metadata(version_dir: Path) -> dict:
     import json
 
-    path = version_dir / METADATA_FILE
+    path = version_dir / METADATA_PATH
     if not path.exists():
         return {}
     try:
@@ -166,7 +151,7 @@ def load_version(version_dir: str | os.PathLike, version: int | None = None) -> 
     candidates = [n for n, s in outputs.items() if s.shape.is_compatible_with((None, CLASSES))]
     if not candidates:
         raise ValueError(f"no output of shape (None, {CLASSES}) in {SIGNATURE_NAME!r}: {outputs}")
-    output_name = "probabilities" if "probabilities" in candidates else candidates[0]
+    output_name = OUTPUT_NAME if OUTPUT_NAME in candidates else candidates[0]
     model = ModelVersion(
         version=int(version if version is not None else path.name),
         path=path,

@@ -19,7 +19,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from .inputs import (InputError, check_batch_size, is_json_content_type, parse_json, require_object,
                      to_pixel_batch)
-from .predictor import SIGNATURE_NAME, ModelVersion
+from .contract import SIGNATURE_NAME
+from .predictor import ModelVersion
 from .web import (body_has_bools, float32_lists, json_response, read_body, record_predictions,
                   set_route, state, version_from_url)
 

@@ -10,6 +10,7 @@ from flask import Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .config import Config
+from .contract import is_version_name
 from .inputs import InputError
 from .metrics import Metrics
 from .predictor import Predictor
@@ -88,7 +89,7 @@ def record_predictions(probabilities: np.ndarray) -> None:
 def version_from_url(text: str | None, model_name: str) -> int | None:
     if text is None:
         return None
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+    if not is_version_name(text):
         raise InputError(f"model version must be a positive integer; got {text!r} for model "
                          f"{model_name!r}", status=404)
     return int(text)

@@ -1,19 +1,7 @@
-"""Versioned, atomic TensorFlow SavedModel export: the only contract between training and serving.
+"""Versioned, atomic TensorFlow SavedModel export: writes the layout of ``service/contract.py``.
 
-Layout (the TensorFlow Serving one)::
-
-    <export_base>/
-        1/                      a complete SavedModel
-        2/
-            saved_model.pb
-            variables/
-            assets.extra/metadata.json
-        .tmp-3-<random>/        an export in progress: never served, never counted
-
-Signature ``serving_default``: input ``pixels`` float32 ``(None, 784)`` in ``[0, 1]``, output
-``probabilities`` float32 ``(None, 10)``. It loads with plain
-``tf.saved_model.load(path).signatures["serving_default"]`` in a process that never imports this
-project: the custom layers are traced into the graph.
+The signature loads with plain ``tf.saved_model.load(path).signatures["serving_default"]`` in a
+process that never imports this project: the custom layers are traced into the graph.
 
 A version is written into a temporary folder beside its final place and renamed into place only when
 complete (``os.rename`` of a directory is atomic on POSIX), so a reader never sees half a version.
@@ -26,29 +14,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from training.atomic import TEMP_PREFIX, write_json_atomic
-
-METADATA_PATH = Path("assets.extra") / "metadata.json"
-INPUT_NAME = "pixels"
-OUTPUT_NAME = "probabilities"
-
-
-def list_versions(export_base: str | os.PathLike) -> list[int]:
-    """Complete versions under ``export_base``, ascending. Temporary folders are never listed."""
-    base = Path(export_base)
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def next_version(export_base: str | os.PathLike) -> int:
-    """The next integer after the highest existing version (1 for an empty base)."""
-    versions = list_versions(export_base)
-    return versions[-1] + 1 if versions else 1
+from service.contract import INPUT_NAME, METADATA_PATH, OUTPUT_NAME, SIGNATURE_NAME, TEMP_PREFIX, next_version
+from training.atomic import write_json_atomic
 
 
 def _write_savedmodel(model, path: Path) -> None:
-    """Trace ``model`` into a SavedModel at ``path`` with the ``serving_default`` signature."""
+    """Trace ``model`` into a SavedModel at ``path`` with the contract's signature."""
     import keras
     import tensorflow as tf
 
@@ -60,7 +31,7 @@ def _write_savedmodel(model, path: Path) -> None:
     def serving_default(pixels):
         return {OUTPUT_NAME: model(pixels, training=False)}
 
-    archive.add_endpoint("serving_default", serving_default)
+    archive.add_endpoint(SIGNATURE_NAME, serving_default)
     archive.write_out(str(path), verbose=False)
 
 

@@ -33,8 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from model.numpy_functions import ACTIVATIONS, LOSSES
+from model.numpy_activations import ACTIVATIONS
+from model.numpy_losses import LOSSES
 from model.numpy_optimizers import NAMES as OPTIMIZER_NAMES
+from service.contract import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 from training.atomic import write_json_atomic
 from training.augment import epoch_data
 
@@ -150,17 +152,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # =============================================================================
-# Learning rate
-# =============================================================================
-def cosine_decay(initial: float, decay_steps: int):
-    """lr(step) = initial * 0.5 * (1 + cos(pi * min(step, decay_steps) / decay_steps)),
-    the formula of ``keras.optimizers.schedules.CosineDecay`` with alpha = 0."""
-    def lr(step):
-        return initial * 0.5 * (1 + math.cos(math.pi * min(step, decay_steps) / decay_steps))
-    return lr
-
-
-# =============================================================================
 # Engines: the same loop drives the Keras mirror and the NumPy network
 # =============================================================================
 def save_keras_atomic(model, path: Path) -> None:
@@ -177,8 +168,8 @@ class KerasEngine:
     def __init__(self, args, steps_per_epoch: int, checkpoint: Path | None = None):
         import keras
 
-        from model.network import build_model, compile_for_training
-        from model.optimizers import get as get_optimizer
+        from model.keras_network import build_model, compile_for_training
+        from model.keras_optimizers import get as get_optimizer
         from training.progress import EpochProgress
 
         self.progress = EpochProgress
@@ -210,7 +201,7 @@ class KerasEngine:
         save_keras_atomic(self.trainer, path)
 
     def probabilities_model(self):
-        from model.network import build_model
+        from model.keras_network import build_model
 
         model = build_model(self.args.sizes, self.args.activation, self.args.seed)
         model.set_weights(self.trainer.get_weights())
@@ -222,13 +213,13 @@ class NumpyEngine:
 
     def __init__(self, args, steps_per_epoch: int):
         from model import numpy_optimizers
-        from model.numpy_net import NumpyNetwork
+        from model.numpy_network import NumpyNetwork
 
         self.args = args
         self.net = NumpyNetwork(args.sizes, args.activation, args.loss, args.seed)
         lr = args.learning_rate
         if args.schedule == "cosine":
-            lr = cosine_decay(lr, args.epochs * steps_per_epoch)
+            lr = numpy_optimizers.cosine_decay(lr, args.epochs * steps_per_epoch)
         self.optimizer = numpy_optimizers.get(args.optimizer, learning_rate=lr)
 
     def train_epoch(self, x, y, validation, epoch: int) -> dict:
@@ -249,7 +240,7 @@ class NumpyEngine:
         save_keras_atomic(self.probabilities_model(), path)  # weights only: no optimizer to resume
 
     def probabilities_model(self):
-        from model.network import from_numpy
+        from model.keras_network import from_numpy
 
         return from_numpy(self.net)
 
@@ -261,8 +252,8 @@ def evaluate(model, x, y, loss_name: str) -> dict:
     """Test loss (from the logits, as in training), accuracy, per-class accuracy, confusion matrix."""
     import keras
 
-    from model.losses import get as get_loss
-    from model.network import logits_model
+    from model.keras_losses import get as get_loss
+    from model.keras_network import logits_model
     from training.report import confusion_matrix, per_class_accuracy
 
     logits = logits_model(model).predict(x, batch_size=2048, verbose=0)
@@ -283,8 +274,8 @@ def verify_export(model, x):
     def verify(path: Path):
         import tensorflow as tf
 
-        serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-        exported = serve(pixels=tf.constant(x, dtype=tf.float32))["probabilities"].numpy()
+        serve = tf.saved_model.load(str(path)).signatures[SIGNATURE_NAME]
+        exported = serve(**{INPUT_NAME: tf.constant(x, dtype=tf.float32)})[OUTPUT_NAME].numpy()
         expected = model.predict(x, batch_size=2048, verbose=0)
         same_class = float((exported.argmax(1) == expected.argmax(1)).mean())
         max_diff = float(np.abs(exported - expected).max())

@@ -40,7 +40,7 @@ def max_abs_diff(a, b) -> float:
 
 
 def relative_error(a, b) -> float:
-    """``|a - b| / (|a| + |b|)`` in the Frobenius norm (as in test_numpy_net.py)."""
+    """``|a - b| / (|a| + |b|)`` in the Frobenius norm (as in test_numpy_network.py)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-30))
 
@@ -70,7 +70,7 @@ def gradient_sequence(train_batches):
     """``(start_weights, [grads_1 .. grads_50])``: real gradients of 50 MNIST batches along a NumPy
     Adam(1e-3) trajectory from ``NumpyNetwork(seed=0)``."""
     from model import numpy_optimizers
-    from model.numpy_net import NumpyNetwork
+    from model.numpy_network import NumpyNetwork
 
     net = NumpyNetwork(seed=0)
     start = net.get_weights()

@@ -1,4 +1,4 @@
-"""``model/layers.py``: the keras.ops activations against numpy_functions, and the ScratchDense /
+"""``model/keras_layers.py``: the keras.ops activations against numpy_activations, and the ScratchDense /
 ScratchSoftmax layers (shapes, initialisers, config, no built-in shortcuts)."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import layers
-from model import numpy_functions as nf
+from model import keras_activations as activations
+from model import keras_layers as layers
+from model import numpy_activations as nf
 from tests.model.conftest import check
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model"
@@ -35,7 +36,7 @@ def test_activation_and_its_autodiff_derivative_match_numpy(name, mirror_report)
     sigmoid'(0) = 1/4) and +-1000 (no overflow, no NaN)."""
     f, df = nf.ACTIVATIONS[name]
     expected = f(Z)
-    a, da = value_and_derivative(getattr(layers, name), Z)
+    a, da = value_and_derivative(getattr(activations, name), Z)
     assert a.dtype == np.float32 and np.isfinite(a).all() and np.isfinite(da).all()
     value_diff = float(np.max(np.abs(a - expected) / np.maximum(np.abs(expected), 1e-30) * (expected != 0)
                               + np.abs(a - expected) * (expected == 0)))
@@ -49,15 +50,15 @@ def test_activation_and_its_autodiff_derivative_match_numpy(name, mirror_report)
 def test_derivatives_at_zero_are_numpys():
     zero = np.zeros(1, np.float32)
     for name, expected in [("relu", 0.0), ("leaky_relu", 0.01), ("sigmoid", 0.25), ("tanh", 1.0)]:
-        _, d = value_and_derivative(getattr(layers, name), zero)
+        _, d = value_and_derivative(getattr(activations, name), zero)
         assert d[0] == pytest.approx(expected, rel=1e-6), name
 
 
 def test_softmax_and_log_softmax_match_numpy_and_stay_finite():
     z = np.array([[1000.0, 0.0, -1000.0], [-1e4, -1e4, -1e4], [3.0, 1.0, 0.2], [50.0, -50.0, 0.0]],
                  dtype=np.float32)
-    p = keras.ops.convert_to_numpy(layers.softmax(z))
-    lp = keras.ops.convert_to_numpy(layers.log_softmax(z))
+    p = keras.ops.convert_to_numpy(activations.softmax(z))
+    lp = keras.ops.convert_to_numpy(activations.log_softmax(z))
     np.testing.assert_allclose(p, nf.softmax(z), rtol=2.4e-7, atol=1e-30)
     np.testing.assert_allclose(lp, nf.log_softmax(z), rtol=2.4e-7, atol=1e-6)
     assert np.isfinite(lp).all() and lp.min() < -1999  # log p far below log(1e-7): no clipping
@@ -85,7 +86,7 @@ def test_scratch_dense_computes_f_of_x_w_plus_b():
 ])
 def test_initialisers_are_numpys(activation, initializer):
     """He normal N(0, 2/fan_in) untruncated for the ReLU family, Glorot uniform U(-l, l) otherwise,
-    as numpy_net.initial_weights (the same distributions; the random numbers differ)."""
+    as numpy_network.initial_weights (the same distributions; the random numbers differ)."""
     layer = layers.ScratchDense(128, activation, seed=3)
     layer.build((None, 784))
     assert layer.initializer == initializer

@@ -1,4 +1,4 @@
-"""``model/losses.py``: cross-entropy and MSE from the logits, against ``numpy_functions``.
+"""``model/keras_losses.py``: cross-entropy and MSE from the logits, against ``numpy_losses``.
 
 The gradient at the logits is compared row by row: cross-entropy must give ``(p - y) / n`` for every
 sample, including confidently wrong ones (true-class probability far below 1e-7), which a loss
@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import losses
-from model import numpy_functions as nf
+from model import keras_losses as losses
+from model import numpy_activations as nf
+from model import numpy_losses
 from tests.model.conftest import check
 
 N, K = 128, 10
@@ -29,7 +30,7 @@ def loss_and_logit_gradient(loss, y, z):
 
 def numpy_loss_and_logit_gradient(name, y, z):
     one_hot = np.eye(K, dtype=np.float32)[y]
-    return nf.LOSSES[name](z, nf.softmax(z), one_hot)
+    return numpy_losses.LOSSES[name](z, nf.softmax(z), one_hot)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def confident_logits():
 GRADIENT_TOL = {"cross_entropy": 1e-6, "mse": 1e-5}
 
 
-@pytest.mark.parametrize("name", sorted(nf.LOSSES))
+@pytest.mark.parametrize("name", sorted(numpy_losses.LOSSES))
 @pytest.mark.parametrize("scale", [1.0, 10.0])
 def test_loss_and_logit_gradient_match_numpy_row_by_row(name, scale, mirror_report):
     """Ordinary logits (and 10x larger ones): loss to 1e-6 relative, every gradient element to
@@ -94,7 +95,7 @@ def test_clipping_cross_entropy_on_probabilities_would_zero_those_gradients(conf
     (ours; on ``keras.ops.softmax`` Keras recognises the op and recovers the logits) clips p at 1e-7
     and gives those rows no push towards the true class (below 1e-12 there against our -1/n = -7.8e-3,
     and rounding-level, < 1e-6, elsewhere in the row)."""
-    from model.layers import softmax
+    from model.keras_activations import softmax
 
     z, y, wrong = confident_logits
     builtin = keras.losses.SparseCategoricalCrossentropy()
@@ -105,7 +106,7 @@ def test_clipping_cross_entropy_on_probabilities_would_zero_those_gradients(conf
     np.testing.assert_allclose(ours[wrong, y[wrong]], -1 / N, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(nf.LOSSES))
+@pytest.mark.parametrize("name", sorted(numpy_losses.LOSSES))
 def test_mse_and_cross_entropy_with_confidently_wrong_rows_match_numpy(name, confident_logits, mirror_report):
     z, y, _ = confident_logits
     loss, grad = loss_and_logit_gradient(losses.get(name), y, z)
@@ -116,7 +117,7 @@ def test_mse_and_cross_entropy_with_confidently_wrong_rows_match_numpy(name, con
     mirror_report(f"loss {name:<13} confidently wrong rows: logit gradient diff {grad_diff:.1e} (of max)")
 
 
-@pytest.mark.parametrize("name", sorted(nf.LOSSES))
+@pytest.mark.parametrize("name", sorted(numpy_losses.LOSSES))
 def test_labels_as_ids_column_or_one_hot_give_the_same_loss(name):
     rng = np.random.default_rng(0)
     z = rng.normal(0, 1, (6, K)).astype(np.float32)
@@ -125,7 +126,7 @@ def test_labels_as_ids_column_or_one_hot_give_the_same_loss(name):
     values = [float(loss(labels, z)) for labels in
               (y, y.reshape(-1, 1), np.eye(K, dtype=np.float32)[y], y.astype(np.float32))]
     assert values == [values[0]] * 4
-    assert values[0] == pytest.approx(float(nf.LOSSES[name](z, nf.softmax(z), np.eye(K)[y])[0]), rel=1e-6)
+    assert values[0] == pytest.approx(float(numpy_losses.LOSSES[name](z, nf.softmax(z), np.eye(K)[y])[0]), rel=1e-6)
     with pytest.raises(ValueError, match="labels must be class ids"):
         loss(np.zeros((6, 3)), z)
 

@@ -31,10 +31,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import losses
+from model import keras_losses as losses
 from model import numpy_optimizers as np_opt
-from model.network import compile_for_training, from_numpy, logits_model
-from model.numpy_net import NumpyNetwork
+from model.keras_network import compile_for_training, from_numpy, logits_model
+from model.numpy_network import NumpyNetwork
 from tests.model.conftest import BATCH, check, max_abs_diff, near_zero_hidden, relative_error
 
 KINKED = ("relu", "leaky_relu")

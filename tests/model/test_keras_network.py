@@ -1,4 +1,4 @@
-"""``model/network.py``: the model's shape and names, weight transfer to and from NumPy, the training
+"""``model/keras_network.py``: the model's shape and names, weight transfer to and from NumPy, the training
 model, ``.keras`` round trips with optimizer state, and real training to 97% on MNIST."""
 
 from __future__ import annotations
@@ -7,10 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from model import losses, optimizers
-from model.layers import ScratchDense, ScratchSoftmax
-from model.network import build_model, compile_for_training, from_numpy, logits_model, to_numpy
-from model.numpy_net import NumpyNetwork
+from model import keras_losses as losses
+from model import keras_optimizers as optimizers
+from model.keras_layers import ScratchDense, ScratchSoftmax
+from model.keras_network import build_model, compile_for_training, from_numpy, logits_model, to_numpy
+from model.numpy_network import NumpyNetwork
 from tests.model.conftest import BATCH, check
 
 

@@ -1,4 +1,4 @@
-"""The optimizer mirror: ``model/optimizers.py`` against ``model/numpy_optimizers.py`` (and Keras' built-ins).
+"""The optimizer mirror: ``model/keras_optimizers.py`` against ``model/numpy_optimizers.py`` (and Keras' built-ins).
 
 Same gradients in, same update out. Both sides receive the very same float32 gradients (real
 gradients of 50 MNIST batches, see ``gradient_sequence`` in conftest.py) and start from the same
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from model import numpy_optimizers as np_opt
-from model import optimizers as k_opt
+from model import keras_optimizers as k_opt
 from tests.model.conftest import check, max_abs_diff
 
 STEPS = 50

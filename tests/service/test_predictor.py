@@ -9,18 +9,9 @@ import threading
 import numpy as np
 import pytest
 
-from service.predictor import (ModelNotReady, Predictor, VersionNotFound, list_versions,
-                               load_version)
+from service.predictor import ModelNotReady, Predictor, VersionNotFound, load_version
 
 from .conftest import copy_version
-
-
-def test_list_versions_ignores_temporary_folders_files_and_other_names(tmp_path):
-    for name in ("1", "3", "12", ".tmp-4-abc", "tmp", "v5", "2a", "\u00b2", "\u0661", "9" * 40):
-        (tmp_path / name).mkdir()
-    (tmp_path / "7").write_text("a file, not a version")
-    assert list_versions(tmp_path) == [1, 3, 12]
-    assert list_versions(tmp_path / "missing") == []
 
 
 def test_loads_the_newest_version_and_predicts_like_the_saved_model(export_base, tmp_path, reference):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, mnist_dir
-from training.export import list_versions, next_version
+from service.contract import list_versions, next_version
 
 TRAIN = [sys.executable, str(REPO / "training" / "train.py")]
 RUN_FILES = ("args.json", "history.csv", "metrics.json", "training_curves.png", "confusion_matrix.png")
@@ -41,7 +41,7 @@ def run_train(*args, timeout=600, **kwargs):
 def load_checkpoint_weights(path):
     import keras
 
-    import model.network  # noqa: F401 - registers the custom layers, losses and optimizers
+    import model.keras_network  # noqa: F401 - registers the custom layers, losses and optimizers
 
     return keras.saving.load_model(path).get_weights()
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from model import numpy_optimizers as opt
-from model.numpy_functions import ACTIVATIONS, LOSSES, sigmoid, softmax
-from model.numpy_net import NumpyNetwork
+from model.numpy_activations import ACTIVATIONS, sigmoid, softmax
+from model.numpy_losses import LOSSES
+from model.numpy_network import NumpyNetwork
 from tests.model.conftest import relative_error
 
 SMALL = (6, 5, 4, 3)

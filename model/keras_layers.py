@@ -1,21 +1,12 @@
-"""Activations and layers in Keras 3, written by hand from ``keras.ops`` primitives.
-
-The activations are the ones of ``model/numpy_functions.py``, with the same names and the same
-formulas (only the forward function: the backend's autodiff derives the rest)::
-
-    sigmoid(z)     = 1 / (1 + exp(-z))              never overflows
-    relu(z)        = max(z, 0) = z * (z > 0)        derivative 0 at z == 0, as in NumPy
-    tanh(z)
-    leaky_relu(z)  = z if z > 0 else 0.01 * z
-    softmax(z)_k   = exp(z_k - max(z)) / sum_j exp(z_j - max(z))          row-wise, stable
-    log_softmax(z)_k = (z_k - max(z)) - log(sum_j exp(z_j - max(z)))     row-wise, stable
+"""Layers in Keras 3, written by hand from ``keras.ops``: ``ScratchDense`` and ``ScratchSoftmax``.
 
 ``ScratchDense(units, activation)`` computes ``a = f(x @ W + b)`` with its own kernel ``W``
-``(fan_in, units)`` and bias ``b`` ``(units,)``, initialised as ``model.numpy_net.initial_weights``
+``(fan_in, units)`` and bias ``b`` ``(units,)``, initialised as ``model.numpy_network.initial_weights``
 does: He normal ``W ~ N(0, 2 / fan_in)`` for the ReLU family, Glorot uniform
-``W ~ U(-l, l), l = sqrt(6 / (fan_in + fan_out))`` otherwise, zero biases.
-``ScratchSoftmax`` turns logits into probabilities. Only ``keras.ops`` is used (no ``tf.``), so the
-layers run on any Keras backend. Both are registered serializable: ``.keras`` files round-trip.
+``W ~ U(-l, l), l = sqrt(6 / (fan_in + fan_out))`` otherwise, zero biases. The activations ``f`` are
+those of ``model/keras_activations.py``. ``ScratchSoftmax`` turns logits into probabilities. Only
+``keras.ops`` is used (no ``tf.``), so the layers run on any Keras backend. Both are registered
+serializable: ``.keras`` files round-trip.
 """
 
 from __future__ import annotations
@@ -23,77 +14,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from model.numpy_functions import HE_INIT_ACTIVATIONS, LEAKY_RELU_SLOPE
+from model.keras_activations import ACTIVATIONS, softmax
+from model.numpy_activations import HE_INIT_ACTIVATIONS
 
 PACKAGE = "mnist_digits"
 
 
-# ---------------------------------------------------------------- activations ----
-def sigmoid(z):
-    """sigma(z) = 1 / (1 + exp(-z)), written with e = exp(-|z|) <= 1 so it never overflows:
-    1 / (1 + e) for z >= 0, e / (1 + e) for z < 0.
-
-    (NumPy writes it as exp(-log(1 + exp(-z))); that form's autodiff goes through the kinks of
-    max and |.| in logaddexp and gives sigma'(0) = 0 instead of 1/4, this one is exact everywhere.)
-    """
-    positive = z >= 0
-    e = ops.exp(ops.where(positive, -z, z))
-    s = 1 / (1 + e)
-    return ops.where(positive, s, e * s)
-
-
-def relu(z):
-    """relu(z) = max(z, 0).
-
-    Written as ``z * (z > 0)`` so that autodiff gives exactly ``relu'(z) = 1 if z > 0 else 0`` like
-    ``numpy_functions.relu_derivative`` (the gradient of ``maximum(z, 0)`` is 1 at ``z == 0`` on
-    TensorFlow, and backends differ there); also a little faster than ``where`` here.
-    """
-    return z * ops.cast(z > 0, z.dtype)
-
-
-def tanh(z):
-    """tanh(z)."""
-    return ops.tanh(z)
-
-
-def leaky_relu(z):
-    """leaky_relu(z) = z if z > 0 else 0.01 * z."""
-    return ops.where(z > 0, z, z * LEAKY_RELU_SLOPE)
-
-
-def _shifted(z):
-    # softmax and log-softmax are invariant to the shift, so no gradient flows through max(z):
-    # autodiff then gives exactly J^T g instead of J^T g plus a rounding-noise term at the argmax.
-    return z - ops.stop_gradient(ops.max(z, axis=-1, keepdims=True))
-
-
-def softmax(z):
-    """softmax(z)_k = exp(z_k - max(z)) / sum_j exp(z_j - max(z)), row-wise (stable)."""
-    e = ops.exp(_shifted(z))
-    return e / ops.sum(e, axis=-1, keepdims=True)
-
-
-def log_softmax(z):
-    """log softmax(z)_k = (z_k - max(z)) - log(sum_j exp(z_j - max(z))), row-wise (stable)."""
-    shifted = _shifted(z)
-    return shifted - ops.log(ops.sum(ops.exp(shifted), axis=-1, keepdims=True))
-
-
-def linear(z):
-    """linear(z) = z (the logits layer)."""
-    return z
-
-
-ACTIVATIONS = {
-    "linear": linear,
-    "sigmoid": sigmoid,
-    "relu": relu,
-    "tanh": tanh,
-    "leaky_relu": leaky_relu,
-    "softmax": softmax,
-}
-# The two kernel initialisers of numpy_net.initial_weights.
+# The two kernel initialisers of numpy_network.initial_weights.
 INITIALIZERS = ("he_normal", "glorot_uniform")
 
 
@@ -104,7 +31,7 @@ def initializer_for(activation: str | None) -> str:
 
 def kernel_initializer(name: str, seed=None) -> keras.initializers.Initializer:
     """He normal ``N(0, 2 / fan_in)`` (untruncated) or Glorot uniform ``U(-l, l)``,
-    ``l = sqrt(6 / (fan_in + fan_out))``: the distributions of ``numpy_net.initial_weights``."""
+    ``l = sqrt(6 / (fan_in + fan_out))``: the distributions of ``numpy_network.initial_weights``."""
     if name == "he_normal":
         return keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal", seed=seed)
     if name == "glorot_uniform":
@@ -130,7 +57,7 @@ class ScratchDense(keras.layers.Layer):
     - ``activation``: ``None``/``"linear"``, ``"sigmoid"``, ``"relu"``, ``"tanh"``, ``"leaky_relu"``
       (slope 0.01) or ``"softmax"``.
     - ``initializer``: ``"he_normal"`` or ``"glorot_uniform"`` for the kernel; by default the one
-      ``numpy_net.initial_weights`` picks for ``activation``. A logits layer has no activation of
+      ``numpy_network.initial_weights`` picks for ``activation``. A logits layer has no activation of
       its own, so ``build_model`` passes the network's choice (NumPy initialises every layer,
       the last included, by the network's activation).
     - ``seed``: an int makes the initial kernel deterministic; biases start at zero.

@@ -13,7 +13,7 @@ Backward, from ``delta_L = dL/dz_L`` given by the loss::
     delta_{i-1} = (delta_i @ W_i^T) * f'(z_{i-1})
 
 One matrix product per layer and direction: no Python loop over samples.
-``model/network.py`` builds the same network in Keras from ``model/layers.py``.
+``model/keras_network.py`` builds the same network in Keras from ``model/keras_layers.py``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import time
 
 import numpy as np
 
-from model.numpy_functions import ACTIVATIONS, HE_INIT_ACTIVATIONS, LOSSES, softmax
+from model.numpy_activations import ACTIVATIONS, HE_INIT_ACTIVATIONS, softmax
+from model.numpy_losses import LOSSES
 
 
 def check_sizes(sizes) -> tuple[int, ...]:

@@ -1,4 +1,4 @@
-"""The losses of ``model/numpy_functions.py`` as Keras losses on the *logits* ``z``.
+"""The losses of ``model/numpy_losses.py`` as Keras losses on the *logits* ``z``.
 
 For a batch of ``n`` rows, ``K`` classes, one-hot targets ``y`` and ``p = softmax(z)``:
 
@@ -22,8 +22,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from model.layers import PACKAGE, log_softmax, softmax
-from model.numpy_net import check_choice
+from model.keras_activations import log_softmax, softmax
+from model.keras_layers import PACKAGE
+from model.numpy_network import check_choice
 
 
 def one_hot_targets(y_true, logits):
@@ -91,5 +92,5 @@ LOSSES = {"cross_entropy": CrossEntropy, "mse": MeanSquaredError}
 
 
 def get(name: str) -> keras.losses.Loss:
-    """A loss by name: ``cross_entropy`` or ``mse`` (the names of ``numpy_functions.LOSSES``)."""
+    """A loss by name: ``cross_entropy`` or ``mse`` (the names of ``numpy_losses.LOSSES``)."""
     return LOSSES[check_choice("loss", name, LOSSES)]()

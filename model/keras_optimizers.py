@@ -24,7 +24,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from model.layers import PACKAGE
+from model.keras_layers import PACKAGE
 from model.numpy_optimizers import check_learning_rate, resolve
 
 

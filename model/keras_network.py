@@ -1,4 +1,4 @@
-"""The network of ``model/numpy_net.py`` in Keras 3, built from ``model/layers.py``.
+"""The network of ``model/numpy_network.py`` in Keras 3, built from ``model/keras_layers.py``.
 
 ``build_model`` gives the *probabilities* model, the one that is served::
 
@@ -6,7 +6,7 @@
                        -> ScratchSoftmax "probabilities" (None, 10)
 
 Training goes through ``logits_model(model)``, a second ``keras.Model`` over the same layers (and so
-the same variables) whose output is the logits: the losses of ``model/losses.py`` take logits, so
+the same variables) whose output is the logits: the losses of ``model/keras_losses.py`` take logits, so
 cross-entropy keeps its exact gradient ``(p - y) / n`` for every sample (see that module).
 ``compile_for_training`` returns it compiled with our loss and optimizer; weights trained through it
 are the probabilities model's weights.
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import keras
 
-from model import losses as losses_module
-from model import optimizers as optimizers_module
-from model.layers import ScratchDense, ScratchSoftmax, initializer_for
-from model.numpy_functions import ACTIVATIONS as NUMPY_ACTIVATIONS
-from model.numpy_functions import LOSSES as NUMPY_LOSSES
-from model.numpy_net import NumpyNetwork, check_choice, check_sizes
+from model import keras_losses
+from model import keras_optimizers
+from model.keras_layers import ScratchDense, ScratchSoftmax, initializer_for
+from model.numpy_activations import ACTIVATIONS as NUMPY_ACTIVATIONS
+from model.numpy_losses import LOSSES as NUMPY_LOSSES
+from model.numpy_network import NumpyNetwork, check_choice, check_sizes
 
 INPUT_NAME = "pixels"
 LOGITS_NAME = "logits"
@@ -91,12 +91,12 @@ def compile_for_training(model: keras.Model, optimizer="adam", learning_rate=1e-
     """
     train = logits_model(model)
     if isinstance(optimizer, str):
-        optimizer = optimizers_module.get(optimizer, learning_rate, **optimizer_kwargs)
+        optimizer = keras_optimizers.get(optimizer, learning_rate, **optimizer_kwargs)
     elif optimizer_kwargs:
         raise ValueError(f"optimizer arguments {sorted(optimizer_kwargs)} given with an optimizer instance; "
                          "pass the optimizer by name, or set them on the instance")
     if isinstance(loss, str):
-        loss = losses_module.get(loss)
+        loss = keras_losses.get(loss)
     train.compile(optimizer=optimizer, loss=loss,
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                   jit_compile=jit_compile)
