@@ -1,9 +1,11 @@
 """Optimizers as ``keras.optimizers.Optimizer`` subclasses: the Keras twins of ``model/numpy_optimizers.py``.
 
 Same names (``Scratch`` + the NumPy name), arguments, defaults and formulas, in the same order, so
-the two files read side by side. Each class creates its slots in ``build`` with
-``add_variable_from_reference`` and applies its rule in ``update_step(gradient, variable,
-learning_rate)`` with ``keras.ops`` only (no ``tf.``), so it runs on any Keras backend.
+the two files read side by side. The shared base class creates the slots in ``build`` with Keras's
+``add_optimizer_variables``, and its ``update_step(gradient, variable, learning_rate)`` (the hook
+Keras calls) casts the gradient and the learning rate to the variable's dtype once and hands them to
+each class's ``update(w, g, lr)``, written with ``keras.ops`` only (no ``tf.``), so it runs on any
+Keras backend.
 
 Arithmetic mirrors the NumPy code exactly: every constant (momentum, rho, beta_1, beta_2, epsilon,
 the step ``t``) is cast to the variable's dtype (float32), as NumPy does with ``w.dtype.type(...)``,
@@ -28,15 +30,23 @@ from model.keras_layers import PACKAGE
 from model.numpy_optimizers import check_learning_rate, resolve
 
 
+def _constant(value, w):
+    """``value`` (a Python float) in ``w``'s dtype, as NumPy's ``w.dtype.type(value)``."""
+    return ops.cast(value, w.dtype)
+
+
 class _ScratchOptimizer(keras.optimizers.Optimizer):
-    """Shared bookkeeping: learning-rate check and one slot per variable for each of ``slot_names``."""
+    """Shared by the four optimizers, as ``numpy_optimizers.Optimizer`` is by theirs: the learning-rate
+    check, one slot per variable for each of ``slot_names``, and Keras's ``update_step`` hook, which
+    casts the gradient and the learning rate to the variable's dtype once and hands them to the
+    subclass's ``update(w, g, lr)`` (NumPy: ``step`` casts, then ``update(i, w, g, lr)``)."""
 
     slot_names: tuple[str, ...] = ()
 
     def __init__(self, learning_rate, **kwargs):
         super().__init__(learning_rate=check_learning_rate(learning_rate), **kwargs)
 
-    def _slot_initializer(self, name):
+    def slot_initializer(self, name):
         return "zeros"
 
     def build(self, var_list):
@@ -44,15 +54,18 @@ class _ScratchOptimizer(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
-        self.slots = {}
-        for name in self.slot_names:
-            self.slots[name] = [
-                None if self._overwrite_variable_with_gradient(v)
-                else self.add_variable_from_reference(v, name=name, initializer=self._slot_initializer(name))
-                for v in var_list
-            ]
+        self.slots = {name: self.add_optimizer_variables(var_list, name, self.slot_initializer(name))
+                      for name in self.slot_names}
 
-    def _slot(self, name, variable):
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        self.update(variable, ops.cast(gradient, dtype), ops.cast(learning_rate, dtype))
+
+    def update(self, w, g, lr):
+        """Apply the rule to ``w`` given ``g`` and ``lr`` in ``w``'s dtype."""
+        raise NotImplementedError
+
+    def slot(self, name, variable):
         return self.slots[name][self._get_variable_index(variable)]
 
 
@@ -74,20 +87,17 @@ class ScratchSGD(_ScratchOptimizer):
         self.nesterov = bool(nesterov)
         self.slot_names = ("velocity",) if self.momentum else ()
 
-    def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        lr = ops.cast(learning_rate, dtype)
-        g = ops.cast(gradient, dtype)
+    def update(self, w, g, lr):
         if not self.momentum:
-            self.assign_sub(variable, g * lr)
+            self.assign_sub(w, g * lr)
             return
-        momentum = ops.cast(self.momentum, dtype)
-        v = self._slot("velocity", variable)
+        momentum = _constant(self.momentum, w)
+        v = self.slot("velocity", w)
         self.assign(v, v * momentum - g * lr)
         if self.nesterov:
-            self.assign_add(variable, v * momentum - g * lr)
+            self.assign_add(w, v * momentum - g * lr)
         else:
-            self.assign_add(variable, v)
+            self.assign_add(w, v)
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -108,16 +118,13 @@ class ScratchAdaGrad(_ScratchOptimizer):
         self.initial_accumulator_value = float(initial_accumulator_value)
         self.epsilon = float(epsilon)
 
-    def _slot_initializer(self, name):
+    def slot_initializer(self, name):
         return keras.initializers.Constant(self.initial_accumulator_value)
 
-    def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        lr = ops.cast(learning_rate, dtype)
-        g = ops.cast(gradient, dtype)
-        acc = self._slot("accumulator", variable)
+    def update(self, w, g, lr):
+        acc = self.slot("accumulator", w)
         self.assign_add(acc, g * g)
-        self.assign_sub(variable, (lr * g) / ops.sqrt(acc + ops.cast(self.epsilon, dtype)))
+        self.assign_sub(w, (lr * g) / ops.sqrt(acc + _constant(self.epsilon, w)))
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
@@ -139,14 +146,11 @@ class ScratchRMSprop(_ScratchOptimizer):
         self.rho = float(rho)
         self.epsilon = float(epsilon)
 
-    def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        lr = ops.cast(learning_rate, dtype)
-        g = ops.cast(gradient, dtype)
-        rho = ops.cast(self.rho, dtype)
-        v = self._slot("velocity", variable)
-        self.assign(v, rho * v + ops.cast(1 - self.rho, dtype) * (g * g))
-        self.assign_sub(variable, (lr * g) / ops.sqrt(v + ops.cast(self.epsilon, dtype)))
+    def update(self, w, g, lr):
+        rho, one_minus_rho = _constant(self.rho, w), _constant(1 - self.rho, w)
+        v = self.slot("velocity", w)
+        self.assign(v, rho * v + one_minus_rho * (g * g))
+        self.assign_sub(w, (lr * g) / ops.sqrt(v + _constant(self.epsilon, w)))
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
@@ -170,17 +174,14 @@ class ScratchAdam(_ScratchOptimizer):
         self.beta_2 = float(beta_2)
         self.epsilon = float(epsilon)
 
-    def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        lr = ops.cast(learning_rate, dtype)
-        g = ops.cast(gradient, dtype)
-        t = ops.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+    def update(self, w, g, lr):
+        t = _constant(self.iterations + 1, w)
+        beta_1, beta_2 = _constant(self.beta_1, w), _constant(self.beta_2, w)
         alpha = lr * ops.sqrt(1 - ops.power(beta_2, t)) / (1 - ops.power(beta_1, t))
-        m, v = self._slot("m", variable), self._slot("v", variable)
-        self.assign_add(m, (g - m) * ops.cast(1 - self.beta_1, dtype))
-        self.assign_add(v, (g * g - v) * ops.cast(1 - self.beta_2, dtype))
-        self.assign_sub(variable, (m * alpha) / (ops.sqrt(v) + ops.cast(self.epsilon, dtype)))
+        m, v = self.slot("m", w), self.slot("v", w)
+        self.assign_add(m, (g - m) * _constant(1 - self.beta_1, w))
+        self.assign_add(v, (g * g - v) * _constant(1 - self.beta_2, w))
+        self.assign_sub(w, (m * alpha) / (ops.sqrt(v) + _constant(self.epsilon, w)))
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

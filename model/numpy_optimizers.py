@@ -28,8 +28,16 @@ def check_learning_rate(learning_rate):
     return float(learning_rate)
 
 
+def _constant(value, w):
+    """``value`` (a Python float) in ``w``'s dtype."""
+    return w.dtype.type(value)
+
+
 class Optimizer:
-    """Shared bookkeeping: the learning rate, the step counter and lazily created slots."""
+    """Shared by the four optimizers, as ``keras_optimizers._ScratchOptimizer`` is by theirs: the
+    learning rate, the step counter, one slot per parameter for each of ``slot_names`` (created on the
+    first step), and ``step``, which casts each gradient and the learning rate to the parameter's
+    dtype once and hands them to the subclass's ``update(i, w, g, lr)``."""
 
     slot_names: tuple[str, ...] = ()
 
@@ -42,9 +50,13 @@ class Optimizer:
         lr = self.learning_rate
         return float(lr(self.iterations)) if callable(lr) else float(lr)
 
+    def slot_initializer(self, name) -> float:
+        return 0.0
+
     def build(self, params) -> None:
-        """Create one zero slot per parameter for each name in ``slot_names``."""
-        self.slots = {name: [np.zeros_like(p) for p in params] for name in self.slot_names}
+        """Create one slot per parameter for each name in ``slot_names`` (``self.slots[name][i]``)."""
+        self.slots = {name: [np.full_like(p, self.slot_initializer(name)) for p in params]
+                      for name in self.slot_names}
 
     def step(self, params, grads) -> None:
         """Update every parameter in place with its gradient, then count the step."""
@@ -54,11 +66,15 @@ class Optimizer:
             self.build(params)
         lr = self.current_learning_rate()
         for i, (w, g) in enumerate(zip(params, grads)):
-            self.update_step(i, w, g.astype(w.dtype, copy=False), w.dtype.type(lr))
+            self.update(i, w, g.astype(w.dtype, copy=False), w.dtype.type(lr))
         self.iterations += 1
 
-    def update_step(self, i, w, g, lr) -> None:
+    def update(self, i, w, g, lr) -> None:
+        """Apply the rule to parameter ``i``, ``w``, in place, given ``g`` and ``lr`` in ``w``'s dtype."""
         raise NotImplementedError
+
+    def slot(self, name, i) -> np.ndarray:
+        return self.slots[name][i]
 
     def get_config(self) -> dict:
         return {"learning_rate": self.learning_rate}
@@ -85,12 +101,12 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.slot_names = ("velocity",) if self.momentum else ()
 
-    def update_step(self, i, w, g, lr):
+    def update(self, i, w, g, lr):
         if not self.momentum:
             w -= g * lr
             return
-        momentum = w.dtype.type(self.momentum)
-        v = self.slots["velocity"][i]
+        momentum = _constant(self.momentum, w)
+        v = self.slot("velocity", i)
         v[...] = v * momentum - g * lr
         if self.nesterov:
             w += v * momentum - g * lr
@@ -115,13 +131,13 @@ class AdaGrad(Optimizer):
         self.initial_accumulator_value = float(initial_accumulator_value)
         self.epsilon = float(epsilon)
 
-    def build(self, params):
-        self.slots = {"accumulator": [np.full_like(p, self.initial_accumulator_value) for p in params]}
+    def slot_initializer(self, name):
+        return self.initial_accumulator_value
 
-    def update_step(self, i, w, g, lr):
-        acc = self.slots["accumulator"][i]
+    def update(self, i, w, g, lr):
+        acc = self.slot("accumulator", i)
         acc += g * g
-        w -= (lr * g) / np.sqrt(acc + w.dtype.type(self.epsilon))
+        w -= (lr * g) / np.sqrt(acc + _constant(self.epsilon, w))
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
@@ -142,11 +158,11 @@ class RMSprop(Optimizer):
         self.rho = float(rho)
         self.epsilon = float(epsilon)
 
-    def update_step(self, i, w, g, lr):
-        rho, one_minus_rho = w.dtype.type(self.rho), w.dtype.type(1 - self.rho)
-        v = self.slots["velocity"][i]
+    def update(self, i, w, g, lr):
+        rho, one_minus_rho = _constant(self.rho, w), _constant(1 - self.rho, w)
+        v = self.slot("velocity", i)
         v[...] = rho * v + one_minus_rho * (g * g)
-        w -= (lr * g) / np.sqrt(v + w.dtype.type(self.epsilon))
+        w -= (lr * g) / np.sqrt(v + _constant(self.epsilon, w))
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
@@ -169,24 +185,25 @@ class Adam(Optimizer):
         self.beta_2 = float(beta_2)
         self.epsilon = float(epsilon)
 
-    def update_step(self, i, w, g, lr):
-        dtype = w.dtype.type
-        t = dtype(self.iterations + 1)
-        beta_1, beta_2 = dtype(self.beta_1), dtype(self.beta_2)
+    def update(self, i, w, g, lr):
+        t = _constant(self.iterations + 1, w)
+        beta_1, beta_2 = _constant(self.beta_1, w), _constant(self.beta_2, w)
         alpha = lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
-        m, v = self.slots["m"][i], self.slots["v"][i]
-        tmp = g - m
-        tmp *= dtype(1 - self.beta_1)
-        m += tmp
-        np.multiply(g, g, out=tmp)
-        tmp -= v
-        tmp *= dtype(1 - self.beta_2)
-        v += tmp
-        np.multiply(m, alpha, out=tmp)
+        m, v = self.slot("m", i), self.slot("v", i)
+        # m += (g - m) * (1 - beta_1) and v += (g^2 - v) * (1 - beta_2), through one temporary array
+        step = g - m
+        step *= _constant(1 - self.beta_1, w)
+        m += step
+        np.multiply(g, g, out=step)
+        step -= v
+        step *= _constant(1 - self.beta_2, w)
+        v += step
+        # w -= alpha * m / (sqrt(v) + eps)
+        np.multiply(m, alpha, out=step)
         denominator = np.sqrt(v)
-        denominator += dtype(self.epsilon)
-        tmp /= denominator
-        w -= tmp
+        denominator += _constant(self.epsilon, w)
+        step /= denominator
+        w -= step
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

@@ -112,8 +112,13 @@ def test_compile_for_training_uses_our_parts_and_integer_labels(mnist_small):
     logs = train.train_on_batch(x[:BATCH], y[:BATCH], return_dict=True)
     assert set(logs) == {"loss", "accuracy"} and np.isfinite(logs["loss"])
     assert not np.array_equal(model.get_weights()[0], before), "training the logits model trains the model"
-    column = compile_for_training(build_model(), "adam")
-    column.train_on_batch(x[:BATCH], y[:BATCH].reshape(-1, 1))  # (n, 1) class ids work too
+    # (n, 1) class ids train exactly as (n,) ones (two models: Keras's accuracy metric keeps one shape)
+    flat, column = (compile_for_training(build_model(seed=0), "adam") for _ in range(2))
+    flat_logs = flat.train_on_batch(x[:BATCH], y[:BATCH], return_dict=True)
+    column_logs = column.train_on_batch(x[:BATCH], y[:BATCH].reshape(-1, 1), return_dict=True)
+    assert column_logs == pytest.approx(flat_logs, rel=1e-6)
+    for a, b in zip(flat.get_weights(), column.get_weights()):
+        np.testing.assert_array_equal(a, b)
     mse = compile_for_training(build_model(), optimizers.ScratchAdam(2e-3), loss="mse")
     assert isinstance(mse.loss, losses.MeanSquaredError) and mse.optimizer.get_config()["learning_rate"] == \
         pytest.approx(2e-3)
