@@ -155,16 +155,16 @@ def _input_tensor(payload: dict, model: ModelVersion) -> dict:
     if not isinstance(tensor, dict):
         raise RequestError(f"each input must be an object with name, shape, datatype and data; "
                            f"expected {EXPECTED}")
-    missing = [k for k in ("name", "shape", "datatype") if k not in tensor]
+    missing = [key for key in ("name", "shape", "datatype") if key not in tensor]
     if missing:
-        raise RequestError(f"input is missing {', '.join(repr(k) for k in missing)}; expected {EXPECTED}")
+        raise RequestError(f"input is missing {', '.join(repr(key) for key in missing)}; expected {EXPECTED}")
     if tensor["name"] != model.input_name:
         raise RequestError(f"unknown input {tensor['name']!r}; the model's input is {model.input_name!r}")
     if not isinstance(tensor["datatype"], str) or tensor["datatype"] not in DTYPES:
         raise RequestError(f"input datatype must be FP32 (got {tensor['datatype']!r})")
     shape = tensor["shape"]
     if (not isinstance(shape, list) or len(shape) != 2 or shape[1] != PIXELS
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+            or not all(isinstance(size, int) and not isinstance(size, bool) and size >= 0 for size in shape)):
         raise RequestError(f"input shape must be [n, {PIXELS}] (n images of 784 pixels); got {shape!r}")
     return tensor
 

@@ -148,7 +148,8 @@ def _tf_serving_schemas(max_batch: int) -> dict:
                               "items": {"oneOf": [_ref("Pixels"), named_pixels]}},
                 "inputs": {"oneOf": [
                     {"type": "array", "maxItems": max_batch, "items": _ref("Pixels")},
-                    {"type": "object", "properties": {"pixels": {"type": "array", "items": _ref("Pixels")}}}]}}},
+                    {"type": "object",
+                     "properties": {"pixels": {"type": "array", "items": _ref("Pixels")}}}]}}},
         "TFServingPredictResponse": {
             "type": "object",
             "properties": {"predictions": {"type": "array", "items": PROBABILITIES},

@@ -28,8 +28,8 @@ def test_gunicorn_settings_are_read_and_converted():
     config = load_config(environ={"PORT": "9000", "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "4",
                                   "LOG_LEVEL": "DEBUG"})
     assert (config.port, config.web_concurrency, config.threads, config.log_level) == (9000, 3, 4, "debug")
-    defaults = load_config(environ={})
-    assert (defaults.port, defaults.web_concurrency, defaults.threads, defaults.log_level) == (8000, 2, 2, "info")
+    default = load_config(environ={})
+    assert (default.port, default.web_concurrency, default.threads, default.log_level) == (8000, 2, 2, "info")
 
 
 @pytest.mark.parametrize("variable,value,message", [
