@@ -98,30 +98,26 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=assets /models /models
 COPY --from=assets /app /app
 WORKDIR /app
-# The service's variables (docs/deployment.md has the table); MAX_BATCH, MAX_BODY_BYTES,
-# MAX_IMAGE_PIXELS and KEEP_VERSIONS keep the service's defaults unless set at `docker run -e`.
-# HOME=/tmp: the root filesystem may be read-only (Kubernetes, compose) and /tmp is the one writable
-# place (Keras' config folder, gunicorn's Prometheus multiprocess folder).
+# Of the service's variables (service/config.py has them, checked, with their defaults: PORT 8000,
+# WEB_CONCURRENCY 2, TF_NUM_THREADS 1, MODEL_POLL_SECONDS 10 ...) only MODEL_DIR differs here; set the
+# others with `docker run -e`. HOME=/tmp: the root filesystem may be read-only (Kubernetes, compose)
+# and /tmp is the one writable place (Keras' config folder, gunicorn's Prometheus multiprocess folder).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     HOME=/tmp \
-    MODEL_DIR=/models/mnist \
-    MODEL_NAME=mnist \
-    PORT=8000 \
-    WEB_CONCURRENCY=2 \
-    MODEL_POLL_SECONDS=10 \
-    TF_NUM_THREADS=1
+    MODEL_DIR=/models/mnist
 # No VOLUME instruction: it would create an anonymous volume on every `docker run`. Mount a volume at
 # /models (an export base at /models/mnist/<version>/) to replace the baked-in model.
 USER 10001:10001
 EXPOSE 8000
 # /healthz answers 200 while the process is alive (readiness, i.e. a loaded model, is /readyz).
 # Python, not curl: slim bases have no curl. start-period covers TensorFlow's start (~10 s per worker).
+# The port is the one gunicorn binds: $PORT as service/config.py reads it (stdlib only, no TensorFlow).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; from service.config import load_config; urllib.request.urlopen('http://127.0.0.1:%d/healthz' % load_config().port, timeout=4)"]
 # gunicorn is PID 1 (exec form, no shell in between), so it receives SIGTERM itself: it stops accepting,
 # lets the workers finish their requests (graceful_timeout in service/gunicorn.conf.py) and exits 0.
 # Give `docker stop` at least that long: --stop-timeout / stop_grace_period / terminationGracePeriodSeconds.

@@ -1,19 +1,26 @@
 """Service configuration: environment variables with defaults, overridable per app (tests).
 
-=====================  ===============  ==================================================
-Variable               Default          Meaning
-=====================  ===============  ==================================================
-``MODEL_DIR``          ``exports/mnist``  the export base: ``<MODEL_DIR>/<version>/`` folders
-``MODEL_NAME``         ``mnist``        the name clients use in ``/v1/models/<name>`` etc.
-``PORT``               ``8000``         listening port (read by ``service/gunicorn.conf.py``)
-``WEB_CONCURRENCY``    ``2``            gunicorn workers (read by ``service/gunicorn.conf.py``)
-``MAX_BATCH``          ``256``          instances per request (more: 413)
-``MAX_BODY_BYTES``     ``4194304``      request body limit, 4 MiB (more: 413)
-``MODEL_POLL_SECONDS`` ``10``           how often each worker looks for a newer version; 0: never
-``TF_NUM_THREADS``     ``1``            TensorFlow intra-op and inter-op threads per worker
-``MAX_IMAGE_PIXELS``   ``16777216``     largest decoded image (width x height) accepted (more: 413)
-``KEEP_VERSIONS``      ``2``            loaded versions kept in memory (current + previous)
-=====================  ===============  ==================================================
+The one source of the service's settings: ``create_app`` reads it in each worker, and
+``service/gunicorn.conf.py`` reads it in the gunicorn master for the server's own settings. Every
+value is checked when it is read; a bad one is a ``ValueError`` naming the variable. Stdlib only:
+the gunicorn master imports this module, and must never import TensorFlow or Flask.
+
+======================  =================  ================================================================
+Variable                Default            Meaning
+======================  =================  ================================================================
+``MODEL_DIR``           ``exports/mnist``  the export base: ``<MODEL_DIR>/<version>/`` folders
+``MODEL_NAME``          ``mnist``          the name clients use in ``/v1/models/<name>`` etc.
+``PORT``                ``8000``           listening port, 1-65535 (gunicorn binds ``0.0.0.0:$PORT``)
+``WEB_CONCURRENCY``     ``2``              gunicorn workers, at least 1
+``GUNICORN_THREADS``    ``2``              threads per gunicorn worker, at least 1
+``LOG_LEVEL``           ``info``           gunicorn's log level: debug, info, warning, error or critical
+``MAX_BATCH``           ``256``            instances per request (more: 413)
+``MAX_BODY_BYTES``      ``4194304``        request body limit, 4 MiB (more: 413)
+``MODEL_POLL_SECONDS``  ``10``             how often each worker looks for a newer version; 0: never
+``TF_NUM_THREADS``      ``1``              TensorFlow intra-op and inter-op threads per worker
+``MAX_IMAGE_PIXELS``    ``16777216``       largest decoded image (width x height) accepted (more: 413)
+``KEEP_VERSIONS``       ``2``              loaded versions kept in memory (current + previous)
+======================  =================  ================================================================
 """
 
 from __future__ import annotations
@@ -24,16 +31,20 @@ from dataclasses import dataclass, fields, replace
 from typing import Mapping
 
 MIB = 1024 * 1024
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")  # gunicorn's (glogging.Logger.LOG_LEVELS)
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
 class Config:
-    """Everything the app needs to know; build it with :func:`load_config`."""
+    """Everything the service needs to know; build it with :func:`load_config`."""
 
     model_dir: str = "exports/mnist"
     model_name: str = "mnist"
-    port: int = 8000
+    port: int = 8000  # gunicorn only (service/gunicorn.conf.py), like the next three
     web_concurrency: int = 2
+    threads: int = 2
+    log_level: str = "info"
     max_batch: int = 256
     max_body_bytes: int = 4 * MIB
     model_poll_seconds: float = 10.0
@@ -48,6 +59,8 @@ ENV_VARS = {
     "MODEL_NAME": "model_name",
     "PORT": "port",
     "WEB_CONCURRENCY": "web_concurrency",
+    "GUNICORN_THREADS": "threads",
+    "LOG_LEVEL": "log_level",
     "MAX_BATCH": "max_batch",
     "MAX_BODY_BYTES": "max_body_bytes",
     "MODEL_POLL_SECONDS": "model_poll_seconds",
@@ -55,6 +68,32 @@ ENV_VARS = {
     "MAX_IMAGE_PIXELS": "max_image_pixels",
     "KEEP_VERSIONS": "keep_versions",
 }
+VARIABLE = {field: var for var, field in ENV_VARS.items()}  # field name -> environment variable
+AT_LEAST_ONE = ("web_concurrency", "threads", "max_batch", "keep_versions")
+
+
+def load_config(overrides: Mapping | None = None, environ: Mapping | None = None) -> Config:
+    """Read the environment, then apply ``overrides`` (keys: field names or variable names).
+
+    A malformed value raises ``ValueError`` naming the variable, so a bad deployment fails loudly at
+    start-up rather than serving with a surprising setting.
+    """
+    environ = os.environ if environ is None else environ
+    types = {field.name: type(field.default) for field in fields(Config)}
+    values = {}
+    for var, field in ENV_VARS.items():
+        if environ.get(var, "").strip():
+            values[field] = _convert(var, environ[var].strip(), types[field])
+    for key, value in (overrides or {}).items():
+        field = ENV_VARS.get(key, key)
+        if field not in types:
+            raise ValueError(f"unknown configuration key {key!r}; known: {sorted(types)}")
+        values[field] = _convert(key, value, types[field])
+    if "log_level" in values:
+        values["log_level"] = values["log_level"].lower()  # gunicorn ignores the case too
+    config = replace(Config(), **values)
+    _check_ranges(config)
+    return config
 
 
 def _convert(name: str, value, kind):
@@ -67,26 +106,12 @@ def _convert(name: str, value, kind):
     return converted
 
 
-def load_config(overrides: Mapping | None = None, environ: Mapping | None = None) -> Config:
-    """Read the environment, then apply ``overrides`` (keys: field names or variable names).
-
-    A malformed value raises ``ValueError`` naming the variable, so a bad deployment fails loudly at
-    start-up rather than serving with a surprising setting.
-    """
-    environ = os.environ if environ is None else environ
-    types = {f.name: type(f.default) for f in fields(Config)}
-    values = {}
-    for var, field in ENV_VARS.items():
-        if environ.get(var, "").strip():
-            values[field] = _convert(var, environ[var].strip(), types[field])
-    for key, value in (overrides or {}).items():
-        field = ENV_VARS.get(key, key)
-        if field not in types:
-            raise ValueError(f"unknown configuration key {key!r}; known: {sorted(types)}")
-        values[field] = _convert(key, value, types[field])
-    config = replace(Config(), **values)
-    if config.max_batch < 1:
-        raise ValueError("MAX_BATCH must be at least 1")
-    if config.keep_versions < 1:
-        raise ValueError("KEEP_VERSIONS must be at least 1")
-    return config
+def _check_ranges(config: Config) -> None:
+    """What a type alone does not guarantee: counts of at least 1, a real port, a known log level."""
+    for field in AT_LEAST_ONE:
+        if getattr(config, field) < 1:
+            raise ValueError(f"{VARIABLE[field]} must be at least 1; got {getattr(config, field)}")
+    if not 1 <= config.port <= MAX_PORT:
+        raise ValueError(f"PORT must be a port number from 1 to {MAX_PORT}; got {config.port}")
+    if config.log_level not in LOG_LEVELS:
+        raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; got {config.log_level!r}")

@@ -2,15 +2,21 @@
 
     gunicorn -c service/gunicorn.conf.py "service.app:create_app()"
 
+- Settings from the environment come from ``service/config.py`` (``load_config``), checked there: a
+  bad value (``PORT=abc``, ``GUNICORN_THREADS=0``, ``MAX_BATCH=-1`` ...) stops gunicorn at once with
+  one line naming the variable and exit status 1, before any worker starts.
 - Binds ``0.0.0.0:$PORT`` (default 8000); ``--bind`` on the command line wins (tests use 127.0.0.1).
 - ``$WEB_CONCURRENCY`` workers (default 2) of ``$GUNICORN_THREADS`` threads (default 2), each worker a
   separate process that imports TensorFlow and loads
   the model itself *after* the fork, in ``create_app()``, before it accepts a connection. Never
   ``--preload``: a TensorFlow runtime initialised in the master makes every forked worker hang on its
   first prediction. This file must not import TensorFlow (or the app) for the same reason.
+- ``service`` is importable because gunicorn puts its working directory (``chdir``, by default the one
+  it was started in: the repository root, or ``/app`` in the image) first on ``sys.path`` before it
+  reads this file.
 - Prometheus multiprocess mode: the master creates a fresh ``PROMETHEUS_MULTIPROC_DIR`` (or empties the
   one given) before forking, marks dead workers so their live gauges disappear, and removes its own
-  temporary folder at exit.
+  temporary folder at exit. (That variable is prometheus_client's, not one of the service's settings.)
 - Workers refuse to import scikit-learn, SciPy, matplotlib and pandas (``service/lean.py``): Keras
   would import them when installed, for nothing.
 - No control socket (gunicorn >= 25 would create one in ``~/.gunicorn/`` or ``$XDG_RUNTIME_DIR``).
@@ -19,16 +25,29 @@
 import glob
 import os
 import shutil
+import sys
 import tempfile
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+from service.config import load_config
+
+
+def _settings():
+    """The service's configuration, or exit with its one-line reason (no traceback) if it is bad."""
+    try:
+        return load_config()
+    except ValueError as exc:
+        sys.exit(f"Error: {exc} (service/config.py lists the settings)")
+
+
+_config = _settings()
+bind = f"0.0.0.0:{_config.port}"
+workers = _config.web_concurrency
 # Threaded workers keep connections alive (clients such as requests.Session, TF Serving and Triton
 # clients, browsers reuse them), and a slow client does not hold a whole worker. gunicorn 27's sync
 # worker closes every connection and then waits for the client to close its side before taking the
 # next request: measured about 1.6x fewer single-instance requests/s at concurrency 8 on 2 cores.
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "2"))
+threads = _config.threads
 preload_app = False  # see above: the model must be loaded in each worker, after the fork
 timeout = 60  # includes a worker's boot: importing TensorFlow and loading the model take seconds
 graceful_timeout = 30
@@ -37,7 +56,7 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat 
 control_socket_disable = True
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info")
+loglevel = _config.log_level
 
 _created_metrics_dir = None
 
@@ -58,9 +77,6 @@ def on_starting(server):
 
 def post_fork(server, worker):
     """Worker, right after the fork, before the app (and TensorFlow) is imported."""
-    import sys
-
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from service.lean import keep_out
 
     keep_out()  # scikit-learn & co.: imported by Keras when installed, never used here

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .inputs import InputError
+from .errors import RequestError
 
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 CONTENT_TYPES = {
@@ -43,31 +43,31 @@ def is_image_content_type(mimetype: str) -> bool:
 def decode(data: bytes, max_pixels: int) -> Image.Image:
     """Decode the first frame of an image, refusing oversized ones before the pixels are decoded."""
     if not data:
-        raise InputError("the image is empty (0 bytes); send a PNG, JPEG, GIF, BMP or WebP image")
+        raise RequestError("the image is empty (0 bytes); send a PNG, JPEG, GIF, BMP or WebP image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
             width, height = image.size
             if width * height > max_pixels:
-                raise InputError(
+                raise RequestError(
                     f"the image is too large: {width}x{height} = {width * height} pixels; at most "
                     f"{max_pixels} pixels are accepted (MAX_IMAGE_PIXELS): scale it down", status=413)
             if width == 0 or height == 0:
-                raise InputError(f"the image has no pixels ({width}x{height})")
+                raise RequestError(f"the image has no pixels ({width}x{height})")
             image.seek(0)
             image.load()
             return ImageOps.exif_transpose(image)
-    except InputError:
+    except RequestError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"the image is too large to decode safely: {exc}", status=413) from None
+        raise RequestError(f"the image is too large to decode safely: {exc}", status=413) from None
     except UnidentifiedImageError:
-        raise InputError("the data is not an image in a supported format; send a PNG, JPEG, GIF, "
-                         "BMP or WebP image") from None
+        raise RequestError("the data is not an image in a supported format; send a PNG, JPEG, GIF, "
+                           "BMP or WebP image") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or corrupt data
-        raise InputError(f"the image could not be decoded ({exc}); send a complete PNG, JPEG, GIF, "
-                         "BMP or WebP image") from None
+        raise RequestError(f"the image could not be decoded ({exc}); send a complete PNG, JPEG, GIF, "
+                           "BMP or WebP image") from None
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
@@ -100,8 +100,8 @@ def to_mnist(data: bytes, max_pixels: int = 4096 * 4096) -> np.ndarray:
         background = 1.0 - background
     ink = float(grey.max())
     if ink - background < MIN_CONTRAST:
-        raise InputError("the image is blank (no digit found): draw or photograph one digit, "
-                         "dark on light or light on dark")
+        raise RequestError("the image is blank (no digit found): draw or photograph one digit, "
+                           "dark on light or light on dark")
     digit = np.clip((grey - background) / (ink - background), 0.0, 1.0)
     digit[digit < NOISE] = 0.0
     rows = np.flatnonzero(digit.any(axis=1))

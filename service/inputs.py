@@ -1,6 +1,6 @@
 """Request bodies -> validated ``(n, 784)`` float32 pixel batches, with messages a person can act on.
 
-Every problem raises :class:`InputError` (a message and an HTTP status); the app turns it into
+Every problem raises :class:`RequestError` (a message and an HTTP status); the app turns it into
 ``{"error": message}``. The happy path is one ``json.loads`` and one ``np.asarray`` of the whole
 batch; only when that fails do we walk the instances one by one to say which one is wrong and how.
 """
@@ -13,20 +13,12 @@ import math
 import numpy as np
 
 from .contract import PIXELS
+from .errors import RequestError
 
 SIDE = 28
 SHAPE_HINT = "784 numbers or 28 rows of 28 numbers"
 RANGE_HINT = "pixel values must be in [0, 1] (0 = background, 1 = ink): divide 0-255 pixel values by 255"
 TOLERANCE = 1e-6  # float rounding of 0 and 1 by a client is not an error
-
-
-class InputError(Exception):
-    """Bad input: ``message`` says what was wrong and what is expected; ``status`` is the HTTP code."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 # ---- bodies ---------------------------------------------------------------------------------------
@@ -43,20 +35,20 @@ def parse_json(body: bytes) -> object:
     """Parse a JSON body. ``NaN``/``Infinity`` parse (TensorFlow Serving allows them) and are rejected
     later with a clear message; anything unparsable is a 400 naming the position."""
     if not body.strip():
-        raise InputError("the request body is empty; expected a JSON object")
+        raise RequestError("the request body is empty; expected a JSON object")
     try:
         return json.loads(body.decode("utf-8"))  # not json.loads(bytes): that also takes UTF-16/32
     except UnicodeDecodeError:
-        raise InputError("the request body is not UTF-8 text; expected a JSON object") from None
+        raise RequestError("the request body is not UTF-8 text; expected a JSON object") from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise RequestError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise InputError("malformed JSON: nested too deeply") from None
+        raise RequestError("malformed JSON: nested too deeply") from None
 
 
 def require_object(payload: object, expected: str) -> dict:
     if not isinstance(payload, dict):
-        raise InputError(f"the JSON body must be an object like {expected}; got {_kind(payload)}")
+        raise RequestError(f"the JSON body must be an object like {expected}; got {_kind(payload)}")
     return payload
 
 
@@ -78,9 +70,9 @@ def _kind(value: object) -> str:
 
 def check_batch_size(count: int, max_batch: int, what: str = "instances") -> None:
     if count == 0:
-        raise InputError(f"no {what}: send at least one")
+        raise RequestError(f"no {what}: send at least one")
     if count > max_batch:
-        raise InputError(
+        raise RequestError(
             f"too many {what}: {count}; at most {max_batch} per request (MAX_BATCH): "
             f"split the request into batches of {max_batch}", status=413)
 
@@ -106,20 +98,36 @@ def to_pixel_batch(instances: object, *, label: str = "instance", allow_square: 
     which NumPy would otherwise silently turn into 1.0 and 0.0.
     """
     if not isinstance(instances, list):
-        raise InputError(f"expected a list of {label}s ({SHAPE_HINT} each); got {_kind(instances)}")
+        raise RequestError(f"expected a list of {label}s ({SHAPE_HINT} each); got {_kind(instances)}")
     if not instances:
-        raise InputError(f"no {label}s: send at least one")
-    try:
-        array = np.asarray(instances)
-        ok = array.dtype.kind in "fiu" and _good_shape(array.shape[1:], allow_square)
-    except (ValueError, TypeError, OverflowError):
-        ok = False
-    if not ok or (has_bools and contains_bool(instances)):
+        raise RequestError(f"no {label}s: send at least one")
+    array = numeric_array(instances, has_bools)
+    if array is None or not _good_shape(array.shape[1:], allow_square):
         # one by one: names the culprit precisely, or accepts a mix of 784 and 28x28 instances
         return np.stack([to_pixels(instance, f"{label} {index}", allow_square)
                          for index, instance in enumerate(instances)])
-    array = array.reshape(len(array), PIXELS)
-    check_range(array, label)
+    return checked_pixels(array.reshape(len(array), PIXELS), label)
+
+
+def numeric_array(values: object, has_bools: bool = True) -> np.ndarray | None:
+    """``values`` (nested lists) as one NumPy array, or None if they are ragged or not all numbers.
+
+    Booleans count as not numbers: NumPy would silently turn them into 1 and 0. ``has_bools=False``
+    (the raw body had no ``true``/``false`` token) skips the scan for them.
+    """
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if array.dtype.kind not in "fiu" or (has_bools and contains_bool(values)):
+        return None
+    return array
+
+
+def checked_pixels(array: np.ndarray, label: str, single: bool = False) -> np.ndarray:
+    """An ``(n, 784)`` array checked by :func:`check_range`, then clipped to [0, 1] as float32 (the
+    clip only removes the rounding slop that check_range tolerates)."""
+    check_range(array, label, single)
     return np.clip(array, 0, 1).astype(np.float32)
 
 
@@ -128,24 +136,22 @@ def _good_shape(shape: tuple, allow_square: bool) -> bool:
 
 
 def to_pixels(instance: object, where: str, allow_square: bool = True) -> np.ndarray:
-    """One instance -> ``(784,)`` float32, or InputError saying what is wrong with it."""
+    """One instance -> ``(784,)`` float32, or RequestError saying what is wrong with it."""
     hint = SHAPE_HINT if allow_square else f"{PIXELS} numbers"
     if not isinstance(instance, list):
-        raise InputError(f"{where} must be a list of {hint}; got {_kind(instance)}")
+        raise RequestError(f"{where} must be a list of {hint}; got {_kind(instance)}")
     bad = _first_non_number(instance)
     if bad is not None:
-        raise InputError(f"{where} contains a non-numeric value ({json.dumps(bad)[:40]}); "
-                         f"expected {hint} in [0, 1]")
+        raise RequestError(f"{where} contains a non-numeric value ({json.dumps(bad)[:40]}); "
+                           f"expected {hint} in [0, 1]")
     try:
         array = np.asarray(instance, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):
-        raise InputError(f"{where} is a ragged list; expected {hint}") from None
+        raise RequestError(f"{where} is a ragged list; expected {hint}") from None
     if not _good_shape(array.shape, allow_square):
         found = f"{array.size} numbers" if array.ndim == 1 else f"shape {list(array.shape)}"
-        raise InputError(f"{where} has {found}; expected {hint}")
-    array = array.reshape(1, PIXELS)
-    check_range(array, where, single=True)
-    return np.clip(array[0], 0, 1).astype(np.float32)
+        raise RequestError(f"{where} has {found}; expected {hint}")
+    return checked_pixels(array.reshape(1, PIXELS), where, single=True)[0]
 
 
 def _first_non_number(value: object):
@@ -166,14 +172,14 @@ _END = object()
 
 
 def check_range(array: np.ndarray, label: str, single: bool = False) -> None:
-    """Finite and within ``[0, 1]`` up to rounding slop; otherwise InputError naming the first bad row."""
+    """Finite and within ``[0, 1]`` up to rounding slop; otherwise RequestError naming the first bad row."""
     finite = np.isfinite(array)
     if not finite.all():
         row = int(np.argwhere(~finite)[0][0])
         where = label if single else f"{label} {row}"
         value = array[~finite].flat[0]
         token = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-        raise InputError(f"{where} contains {token}; pixels must be finite numbers in [0, 1]")
+        raise RequestError(f"{where} contains {token}; pixels must be finite numbers in [0, 1]")
     low, high = array.min(), array.max()
     if low < -TOLERANCE or high > 1 + TOLERANCE:
         rows = np.argwhere((array < -TOLERANCE) | (array > 1 + TOLERANCE))
@@ -181,4 +187,4 @@ def check_range(array: np.ndarray, label: str, single: bool = False) -> None:
         where = label if single else f"{label} {row}"
         values = array[row]
         value = float(values.max() if values.max() > 1 + TOLERANCE else values.min())
-        raise InputError(f"{where} has a value of {value:g}, outside [0, 1]; {RANGE_HINT}")
+        raise RequestError(f"{where} has a value of {value:g}, outside [0, 1]; {RANGE_HINT}")

@@ -19,8 +19,9 @@ import json
 import numpy as np
 from flask import Blueprint, Response, request
 
-from .inputs import (PIXELS, InputError, contains_bool, check_batch_size, check_range, parse_json,
-                     require_object)
+from .contract import CLASSES, PIXELS
+from .errors import RequestError
+from .inputs import check_batch_size, checked_pixels, numeric_array, parse_json, require_object
 from .predictor import ModelNotReady, ModelVersion
 from .web import (body_has_bools, float32_lists, json_response, read_body, record_predictions, state,
                   version_from_url)
@@ -53,11 +54,12 @@ def ready():
 
 
 def _model(name: str, version: str | None) -> ModelVersion:
-    st = state()
-    if name != st.config.model_name:
-        raise InputError(f"unknown model {name!r}; this server serves {st.config.model_name!r}",
-                         status=404)
-    return st.predictor.get(version_from_url(version, name))
+    """The loaded model version a URL names (404 for another model or a version not loaded)."""
+    service = state()
+    if name != service.config.model_name:
+        raise RequestError(f"unknown model {name!r}; this server serves {service.config.model_name!r}",
+                           status=404)
+    return service.predictor.get(version_from_url(version, name))
 
 
 @blueprint.get("/v2/models/<name>")
@@ -69,7 +71,7 @@ def model_metadata(name: str, version: str | None = None):
         "versions": [str(v) for v in state().predictor.loaded_versions()],
         "platform": "tensorflow_savedmodel",
         "inputs": [{"name": model.input_name, "datatype": "FP32", "shape": [-1, PIXELS]}],
-        "outputs": [{"name": model.output_name, "datatype": "FP32", "shape": [-1, 10]}],
+        "outputs": [{"name": model.output_name, "datatype": "FP32", "shape": [-1, CLASSES]}],
     })
 
 
@@ -86,41 +88,55 @@ def model_ready(name: str, version: str | None = None):
 @blueprint.post("/v2/models/<name>/infer")
 @blueprint.post("/v2/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
-    st = state()
+    config = state().config
     model = _model(name, version)
-    body = read_body()
-    header_length = request.headers.get(HEADER_LENGTH)
-    if header_length is not None:
-        try:
-            split = int(header_length)
-            if not 0 < split <= len(body):
-                raise ValueError
-        except ValueError:
-            raise InputError(f"{HEADER_LENGTH} must be the length of the JSON header (1 to "
-                             f"{len(body)}); got {header_length!r}") from None
-        header, binary = body[:split], body[split:]
-    else:
-        header, binary = body, b""
+    header, binary = _split_body(read_body())
     payload = require_object(parse_json(header), EXPECTED)
-    if "id" in payload:  # echoed in the response, so it must be valid JSON (no NaN or Infinity)
-        try:
-            json.dumps(payload["id"], allow_nan=False)
-        except ValueError:
-            raise InputError("'id' must be a string identifying the request; got a NaN or "
-                             "Infinity") from None
+    _check_request_id(payload)
     tensor = _input_tensor(payload, model)
-    pixels = _pixels(tensor, binary, st.config.max_batch, body_has_bools(header))
+    pixels = _pixels(tensor, binary, config.max_batch, body_has_bools(header))
     outputs = _requested_outputs(payload, model)
     probabilities = model.predict(pixels)
     record_predictions(probabilities)
-    response = {"model_name": st.config.model_name, "model_version": str(model.version)}
+    response = {"model_name": config.model_name, "model_version": str(model.version)}
     if "id" in payload:
         response["id"] = payload["id"]
     output = {"name": model.output_name, "datatype": "FP32", "shape": list(probabilities.shape)}
-    if not _binary_output(payload, outputs):
-        output["data"] = float32_lists(probabilities.reshape(-1))
-        response["outputs"] = [output]
-        return json_response(response)
+    if _binary_output(payload, outputs):
+        return _binary_response(response, output, probabilities)
+    output["data"] = float32_lists(probabilities.reshape(-1))
+    response["outputs"] = [output]
+    return json_response(response)
+
+
+def _split_body(body: bytes) -> tuple[bytes, bytes]:
+    """``(JSON header, binary tensor data)``: split at ``Inference-Header-Content-Length`` if given."""
+    header_length = request.headers.get(HEADER_LENGTH)
+    if header_length is None:
+        return body, b""
+    try:
+        split = int(header_length)
+        if not 0 < split <= len(body):
+            raise ValueError
+    except ValueError:
+        raise RequestError(f"{HEADER_LENGTH} must be the length of the JSON header (1 to "
+                           f"{len(body)}); got {header_length!r}") from None
+    return body[:split], body[split:]
+
+
+def _check_request_id(payload: dict) -> None:
+    """The ``id`` is echoed in the response, so it must be valid JSON (no NaN or Infinity)."""
+    if "id" not in payload:
+        return
+    try:
+        json.dumps(payload["id"], allow_nan=False)
+    except ValueError:
+        raise RequestError("'id' must be a string identifying the request; got a NaN or "
+                           "Infinity") from None
+
+
+def _binary_response(response: dict, output: dict, probabilities: np.ndarray) -> Response:
+    """The JSON header (``binary_data_size`` in the output's parameters), then the raw float32s."""
     raw = probabilities.astype("<f4").tobytes()
     output["parameters"] = {"binary_data_size": len(raw)}
     response["outputs"] = [output]
@@ -132,74 +148,80 @@ def infer(name: str, version: str | None = None):
 def _input_tensor(payload: dict, model: ModelVersion) -> dict:
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
-        raise InputError(f"'inputs' must be a non-empty list of input tensors; expected {EXPECTED}")
+        raise RequestError(f"'inputs' must be a non-empty list of input tensors; expected {EXPECTED}")
     if len(inputs) != 1:
-        raise InputError(f"the model has one input, {model.input_name!r}; got {len(inputs)} inputs")
+        raise RequestError(f"the model has one input, {model.input_name!r}; got {len(inputs)} inputs")
     tensor = inputs[0]
     if not isinstance(tensor, dict):
-        raise InputError(f"each input must be an object with name, shape, datatype and data; "
-                         f"expected {EXPECTED}")
-    missing = [k for k in ("name", "shape", "datatype") if k not in tensor]
+        raise RequestError(f"each input must be an object with name, shape, datatype and data; "
+                           f"expected {EXPECTED}")
+    missing = [key for key in ("name", "shape", "datatype") if key not in tensor]
     if missing:
-        raise InputError(f"input is missing {', '.join(repr(k) for k in missing)}; expected {EXPECTED}")
+        raise RequestError(f"input is missing {', '.join(repr(key) for key in missing)}; expected {EXPECTED}")
     if tensor["name"] != model.input_name:
-        raise InputError(f"unknown input {tensor['name']!r}; the model's input is {model.input_name!r}")
+        raise RequestError(f"unknown input {tensor['name']!r}; the model's input is {model.input_name!r}")
     if not isinstance(tensor["datatype"], str) or tensor["datatype"] not in DTYPES:
-        raise InputError(f"input datatype must be FP32 (got {tensor['datatype']!r})")
+        raise RequestError(f"input datatype must be FP32 (got {tensor['datatype']!r})")
     shape = tensor["shape"]
     if (not isinstance(shape, list) or len(shape) != 2 or shape[1] != PIXELS
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
-        raise InputError(f"input shape must be [n, {PIXELS}] (n images of 784 pixels); got {shape!r}")
+            or not all(isinstance(size, int) and not isinstance(size, bool) and size >= 0 for size in shape)):
+        raise RequestError(f"input shape must be [n, {PIXELS}] (n images of 784 pixels); got {shape!r}")
     return tensor
 
 
 def _pixels(tensor: dict, binary: bytes, max_batch: int, has_bools: bool) -> np.ndarray:
+    """The input tensor's values (binary or JSON ``data``) as checked ``(n, 784)`` float32 pixels."""
     count = tensor["shape"][0]
     check_batch_size(count, max_batch)
-    size = count * PIXELS
     params = _parameters(tensor, "input 'parameters'")
     if "binary_data_size" in params:
-        nbytes = params["binary_data_size"]
-        itemsize = np.dtype(DTYPES[tensor["datatype"]]).itemsize
-        if (not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes != size * itemsize
-                or len(binary) < nbytes):
-            raise InputError(f"binary_data_size must be {size * itemsize} bytes for shape "
-                             f"{tensor['shape']} {tensor['datatype']}, and that many bytes must follow "
-                             f"the JSON header; got {nbytes} declared, {len(binary)} sent")
-        array = np.frombuffer(binary[:nbytes], dtype=DTYPES[tensor["datatype"]]).astype(np.float64)
+        values = _binary_values(tensor, params["binary_data_size"], binary)
     else:
-        if "data" not in tensor:
-            raise InputError(f"input is missing 'data'; expected {EXPECTED}")
-        try:
-            array = np.asarray(tensor["data"])
-            numeric = array.dtype.kind in "fiu"
-        except (ValueError, TypeError, OverflowError):
-            numeric = False
-        if not numeric or (has_bools and contains_bool(tensor["data"])):
-            raise InputError("'data' must be a flat or nested list of numbers in [0, 1] "
-                             "(non-numeric or ragged values found)")
-        if array.size != size:
-            raise InputError(f"'data' has {array.size} values; shape {tensor['shape']} needs {size}")
-    array = array.reshape(count, PIXELS)
-    check_range(array, "instance")
-    return np.clip(array, 0, 1).astype(np.float32)
+        values = _json_values(tensor, has_bools)
+    return checked_pixels(values.reshape(count, PIXELS), "instance")
+
+
+def _binary_values(tensor: dict, declared: object, binary: bytes) -> np.ndarray:
+    """The tensor's values from the binary data after the JSON header (Triton's extension)."""
+    size = tensor["shape"][0] * PIXELS
+    itemsize = np.dtype(DTYPES[tensor["datatype"]]).itemsize
+    if (not isinstance(declared, int) or isinstance(declared, bool) or declared != size * itemsize
+            or len(binary) < declared):
+        raise RequestError(f"binary_data_size must be {size * itemsize} bytes for shape "
+                           f"{tensor['shape']} {tensor['datatype']}, and that many bytes must follow "
+                           f"the JSON header; got {declared} declared, {len(binary)} sent")
+    return np.frombuffer(binary[:declared], dtype=DTYPES[tensor["datatype"]]).astype(np.float64)
+
+
+def _json_values(tensor: dict, has_bools: bool) -> np.ndarray:
+    """The tensor's values from its JSON ``data`` (flat or nested, any nesting, row-major)."""
+    if "data" not in tensor:
+        raise RequestError(f"input is missing 'data'; expected {EXPECTED}")
+    array = numeric_array(tensor["data"], has_bools)
+    if array is None:
+        raise RequestError("'data' must be a flat or nested list of numbers in [0, 1] "
+                           "(non-numeric or ragged values found)")
+    size = tensor["shape"][0] * PIXELS
+    if array.size != size:
+        raise RequestError(f"'data' has {array.size} values; shape {tensor['shape']} needs {size}")
+    return array
 
 
 def _requested_outputs(payload: dict, model: ModelVersion) -> list:
     outputs = payload.get("outputs") or []
     if not isinstance(outputs, list):
-        raise InputError("'outputs' must be a list of {\"name\": ...} objects")
+        raise RequestError("'outputs' must be a list of {\"name\": ...} objects")
     for item in outputs:
         if not isinstance(item, dict) or item.get("name") != model.output_name:
             name = item.get("name") if isinstance(item, dict) else item
-            raise InputError(f"unknown output {name!r}; the model's output is {model.output_name!r}")
+            raise RequestError(f"unknown output {name!r}; the model's output is {model.output_name!r}")
     return outputs
 
 
 def _parameters(owner: dict, where: str) -> dict:
     params = owner.get("parameters") or {}
     if not isinstance(params, dict):
-        raise InputError(f"{where} must be an object of name: value pairs")
+        raise RequestError(f"{where} must be an object of name: value pairs")
     return params
 
 

@@ -8,21 +8,38 @@ Names: ``mnist_http_requests_total{route,method,status}``, ``mnist_http_request_
 ``mnist_instances_per_request{route}``, ``mnist_predictions_total{digit}``, ``mnist_model_version``
 (one sample per live worker: ``pid`` label), ``mnist_model_ready`` (per live worker),
 ``mnist_model_reloads_total{outcome}``.
+
+``Metrics.init_app(app)`` (Flask extension style) times and counts every request of an app.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
+from flask import Flask, Response, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
                                generate_latest)
+
+from .contract import CLASSES
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25,
                    0.5, 1.0, 2.5, 5.0)
 
 
+def batch_size_buckets(max_batch: int) -> list[int]:
+    """Powers of two below ``max_batch``, then ``max_batch``: 1, 2, 4, ..., 128, 256."""
+    buckets, size = [], 1
+    while size < max_batch:
+        buckets.append(size)
+        size *= 2
+    buckets.append(max_batch)
+    return buckets
+
+
 def multiprocess_dir() -> str | None:
+    """The folder of gunicorn's workers' sample files, or None outside gunicorn (one registry)."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
 
 
@@ -32,40 +49,48 @@ class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self, max_batch: int = 256):
-        self.registry = CollectorRegistry()
-        reg = self.registry
+        self.registry = registry = CollectorRegistry()
         self.requests = Counter("mnist_http_requests", "HTTP requests by route, method and status",
-                                ["route", "method", "status"], registry=reg)
+                                ["route", "method", "status"], registry=registry)
         self.latency = Histogram("mnist_http_request_duration_seconds",
                                  "Time from request received to response ready, by route",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=reg)
-        buckets, size = [], 1
-        while size < max_batch:
-            buckets.append(size)
-            size *= 2
-        buckets.append(max_batch)
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=registry)
         self.instances = Histogram("mnist_instances_per_request", "Instances per prediction request",
-                                   ["route"], buckets=buckets, registry=reg)
-        self.predictions = Counter("mnist_predictions", "Predicted digits", ["digit"], registry=reg)
+                                   ["route"], buckets=batch_size_buckets(max_batch), registry=registry)
+        self.predictions = Counter("mnist_predictions", "Predicted digits", ["digit"], registry=registry)
         self.model_version = Gauge("mnist_model_version", "Model version served by each worker",
-                                   multiprocess_mode="liveall", registry=reg)
+                                   multiprocess_mode="liveall", registry=registry)
         self.model_ready = Gauge("mnist_model_ready", "1 if the worker has a model loaded and warm",
-                                 multiprocess_mode="liveall", registry=reg)
+                                 multiprocess_mode="liveall", registry=registry)
         self.reloads = Counter("mnist_model_reloads", "Hot reloads of a newer model version by outcome",
-                               ["outcome"], registry=reg)
-        self._digit_counters = [self.predictions.labels(digit=str(d)) for d in range(10)]
+                               ["outcome"], registry=registry)
+        self._digit_counters = [self.predictions.labels(digit=str(digit)) for digit in range(CLASSES)]
         for outcome in ("success", "failure"):
             self.reloads.labels(outcome=outcome)
         self.model_ready.set(0)
 
-    # ---- hooks -------------------------------------------------------------------------------
+    # ---- Flask extension ---------------------------------------------------------------------
+    def init_app(self, app: Flask) -> None:
+        """Time every request of ``app`` and count it by route, method and status."""
+        app.before_request(_start_timer)
+        app.after_request(self._observe_response)
+
+    def _observe_response(self, response: Response) -> Response:
+        """After each request (errors included): count it and its duration under its route."""
+        started = g.get("started")
+        if started is not None:
+            self.observe_request(route_label(), request.method, response.status_code,
+                                 time.perf_counter() - started)
+        return response
+
+    # ---- observations ------------------------------------------------------------------------
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route=route, method=method, status=str(status)).inc()
         self.latency.labels(route=route).observe(seconds)
 
     def observe_predictions(self, route: str, digits) -> None:
         self.instances.labels(route=route).observe(len(digits))
-        for digit, count in enumerate(np.bincount(digits, minlength=10)[:10]):
+        for digit, count in enumerate(np.bincount(digits, minlength=CLASSES)[:CLASSES]):
             if count:
                 self._digit_counters[digit].inc(int(count))
 
@@ -87,3 +112,18 @@ class Metrics:
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def _start_timer() -> None:
+    """Before each request: when it started, for the duration histogram."""
+    g.started = time.perf_counter()
+
+
+def set_route(label: str) -> None:
+    """The route label for metrics when the URL rule itself is too generic."""
+    g.route_label = label
+
+
+def route_label() -> str:
+    """The metrics label of this request: ``set_route``'s, else the URL rule, else ``<unmatched>``."""
+    return g.get("route_label") or (request.url_rule.rule if request.url_rule else "<unmatched>")

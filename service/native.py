@@ -15,8 +15,9 @@ import numpy as np
 from flask import Blueprint, request
 
 from . import images
-from .inputs import (InputError, check_batch_size, is_json_content_type, parse_json, require_object,
-                     to_pixel_batch, to_pixels)
+from .errors import RequestError
+from .inputs import (check_batch_size, is_json_content_type, parse_json, require_object, to_pixel_batch,
+                     to_pixels)
 from .web import (body_has_bools, check_streamed_body_limit, float32_lists, json_response, read_body,
                   record_predictions, state)
 
@@ -29,23 +30,23 @@ SUPPORTED = ("application/json, an image (image/png, image/jpeg, image/gif, imag
 
 @blueprint.post("/predict")
 def predict():
-    st = state()
+    service = state()
     mimetype = request.mimetype
     if images.is_image_content_type(mimetype):
-        pixels = images.to_mnist(read_body(), st.config.max_image_pixels)[None, :]
+        pixels = images.to_mnist(read_body(), service.config.max_image_pixels)[None, :]
     elif mimetype == "multipart/form-data":
-        pixels = _multipart_image(st.config.max_image_pixels)
+        pixels = _multipart_image(service.config.max_image_pixels)
     elif is_json_content_type(mimetype):
-        pixels = _json_instances(read_body(), st.config)
+        pixels = _json_instances(read_body(), service.config)
     else:
-        raise InputError(f"unsupported Content-Type {mimetype!r}; send {SUPPORTED}", status=415)
-    model = st.predictor.get()
+        raise RequestError(f"unsupported Content-Type {mimetype!r}; send {SUPPORTED}", status=415)
+    model = service.predictor.get()
     probabilities = model.predict(pixels)
     record_predictions(probabilities)
     digits = probabilities.argmax(axis=1).tolist()
     values = float32_lists(probabilities)
     return json_response({
-        "model": {"name": st.config.model_name, "version": model.version},
+        "model": {"name": service.config.model_name, "version": model.version},
         "predictions": [
             {"digit": digit, "confidence": row[digit], "probabilities": row}
             for digit, row in zip(digits, values)
@@ -58,19 +59,19 @@ def _multipart_image(max_pixels: int) -> np.ndarray:
     check_streamed_body_limit()
     if upload is None:
         fields = sorted(set(request.files) | set(request.form))
-        raise InputError("the multipart form has no file field named 'image'"
-                         + (f" (it has: {', '.join(fields)})" if fields else ""))
+        raise RequestError("the multipart form has no file field named 'image'"
+                           + (f" (it has: {', '.join(fields)})" if fields else ""))
     return images.to_mnist(upload.read(), max_pixels)[None, :]
 
 
 def _json_instances(body: bytes, config) -> np.ndarray:
     payload = require_object(parse_json(body), EXPECTED)
     if "instances" not in payload:
-        raise InputError(f"missing key 'instances'; expected {EXPECTED} or "
-                         '{"instances": [{"b64": "<base64 image>"}]}')
+        raise RequestError(f"missing key 'instances'; expected {EXPECTED} or "
+                           '{"instances": [{"b64": "<base64 image>"}]}')
     instances = payload["instances"]
     if not isinstance(instances, list):
-        raise InputError(f"'instances' must be a list; got {type(instances).__name__}; expected {EXPECTED}")
+        raise RequestError(f"'instances' must be a list; got {type(instances).__name__}; expected {EXPECTED}")
     check_batch_size(len(instances), config.max_batch)
     if not any(isinstance(item, dict) for item in instances):
         return to_pixel_batch(instances, has_bools=body_has_bools(body))
@@ -85,8 +86,8 @@ def _json_instances(body: bytes, config) -> np.ndarray:
 
 def _b64_image(item: dict, index: int, max_pixels: int) -> np.ndarray:
     if set(item) != {"b64"} or not isinstance(item["b64"], str):
-        raise InputError(f'instance {index} is an object, so it must be {{"b64": "<base64 image>"}}; '
-                         f"got keys {sorted(item)}")
+        raise RequestError(f'instance {index} is an object, so it must be {{"b64": "<base64 image>"}}; '
+                           f"got keys {sorted(item)}")
     text = item["b64"].strip()
     if text.startswith("data:") and "," in text:  # a data: URL, e.g. from canvas.toDataURL()
         text = text.split(",", 1)[1]
@@ -94,8 +95,8 @@ def _b64_image(item: dict, index: int, max_pixels: int) -> np.ndarray:
         data = base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4),
                                 validate=True)
     except (binascii.Error, ValueError):
-        raise InputError(f"instance {index}: 'b64' is not valid base64") from None
+        raise RequestError(f"instance {index}: 'b64' is not valid base64") from None
     try:
         return images.to_mnist(data, max_pixels)
-    except InputError as exc:
-        raise InputError(f"instance {index}: {exc.message}", exc.status) from None
+    except RequestError as exc:
+        raise RequestError(f"instance {index}: {exc.message}", exc.status) from None

@@ -1,12 +1,48 @@
-"""The OpenAPI 3 description of every endpoint, served at ``GET /openapi.json``."""
+"""The OpenAPI 3 description of every endpoint, served at ``GET /openapi.json``.
+
+:func:`build_spec` assembles it from one function per API family (our ``/predict``, the service's
+own endpoints, TensorFlow Serving, the Open Inference Protocol), each giving its schemas and paths.
+"""
 
 from __future__ import annotations
 
 from .config import Config
+from .contract import CLASSES, PIXELS
 
 JSON = "application/json"
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp")
+BINARY = {"type": "string", "format": "binary"}
+OBJECT = {"type": "object"}
+VERSION_PARAMETER = {"name": "version", "in": "path", "required": True,
+                     "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+ERROR_MEANINGS = {
+    400: "Bad input (the message says what was wrong and what is expected)",
+    404: "Unknown model, version or route",
+    405: "Wrong method",
+    413: "Too many instances (MAX_BATCH), body too large (MAX_BODY_BYTES) or image too large",
+    415: "Unsupported Content-Type",
+    503: "No model loaded yet (retry later)",
+}
 
 
+def build_spec(config: Config) -> dict:
+    """The whole document for this configuration (model name, MAX_BATCH)."""
+    model_parameter = {"name": "model", "in": "path", "required": True,
+                       "schema": {"type": "string", "enum": [config.model_name]}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "MNIST digits prediction service", "version": "1.0.0",
+                 "description": f"Serves the newest exported version of model {config.model_name!r}: "
+                                "our own API, TensorFlow Serving's REST API and the Open Inference "
+                                "Protocol (KServe v2). Every error is {\"error\": \"...\"}."},
+        "paths": {**_predict_paths(), **_service_paths(),
+                  **_tf_serving_paths(model_parameter), **_kserve_paths(model_parameter)},
+        "components": {"schemas": {**_predict_schemas(config.max_batch),
+                                   **_tf_serving_schemas(config.max_batch), **_kserve_schemas()}},
+    }
+
+
+# ---- building blocks ------------------------------------------------------------------------------
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -16,75 +52,108 @@ def _json(schema: dict, description: str) -> dict:
 
 
 def _errors(*codes: int) -> dict:
-    text = {
-        400: "Bad input (the message says what was wrong and what is expected)",
-        404: "Unknown model, version or route",
-        405: "Wrong method",
-        413: "Too many instances (MAX_BATCH), body too large (MAX_BODY_BYTES) or image too large",
-        415: "Unsupported Content-Type",
-        503: "No model loaded yet (retry later)",
-    }
-    return {str(code): _json(_ref("Error"), text[code]) for code in codes}
+    return {str(code): _json(_ref("Error"), ERROR_MEANINGS[code]) for code in codes}
 
 
 def _get(summary: str, ok: dict, *errors: int, tags=("service",), description: str = "") -> dict:
-    op = {"summary": summary, "tags": list(tags), "responses": {"200": ok, **_errors(*errors)}}
+    operation = {"summary": summary, "tags": list(tags), "responses": {"200": ok, **_errors(*errors)}}
     if description:
-        op["description"] = description
-    return {"get": op}
+        operation["description"] = description
+    return {"get": operation}
 
 
-def build_spec(config: Config) -> dict:
-    name = config.model_name
-    pixels = {"type": "array", "minItems": 784, "maxItems": 784,
-              "items": {"type": "number", "minimum": 0, "maximum": 1}}
-    square = {"type": "array", "minItems": 28, "maxItems": 28,
-              "items": {"type": "array", "minItems": 28, "maxItems": 28,
-                        "items": {"type": "number", "minimum": 0, "maximum": 1}}}
-    probabilities = {"type": "array", "minItems": 10, "maxItems": 10, "items": {"type": "number"}}
-    model_name = {"name": "model", "in": "path", "required": True,
-                  "schema": {"type": "string", "enum": [name]}}
-    version = {"name": "version", "in": "path", "required": True,
-               "schema": {"type": "string", "pattern": "^[0-9]+$"}}
-    image_types = ["image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp"]
-    binary = {"type": "string", "format": "binary"}
+def _numbers(count: int, items: dict) -> dict:
+    return {"type": "array", "minItems": count, "maxItems": count, "items": items}
 
-    schemas = {
+
+PIXEL = {"type": "number", "minimum": 0, "maximum": 1}
+PROBABILITIES = _numbers(CLASSES, {"type": "number"})
+
+
+# ---- POST /predict --------------------------------------------------------------------------------
+def _predict_schemas(max_batch: int) -> dict:
+    return {
         "Error": {"type": "object", "required": ["error"],
                   "properties": {"error": {"type": "string"}}},
-        "Pixels": pixels,
-        "Image28x28": square,
+        "Pixels": _numbers(PIXELS, PIXEL),
+        "Image28x28": _numbers(28, _numbers(28, PIXEL)),
         "Base64Image": {"type": "object", "required": ["b64"], "additionalProperties": False,
                         "properties": {"b64": {"type": "string", "description": "base64 image"}}},
         "PredictRequest": {
             "type": "object", "required": ["instances"],
             "properties": {"instances": {
-                "type": "array", "minItems": 1, "maxItems": config.max_batch,
+                "type": "array", "minItems": 1, "maxItems": max_batch,
                 "items": {"oneOf": [_ref("Pixels"), _ref("Image28x28"), _ref("Base64Image")]}}}},
         "Prediction": {"type": "object", "required": ["digit", "confidence", "probabilities"],
                        "properties": {"digit": {"type": "integer", "minimum": 0, "maximum": 9},
                                       "confidence": {"type": "number"},
-                                      "probabilities": probabilities}},
+                                      "probabilities": PROBABILITIES}},
         "PredictResponse": {
             "type": "object", "required": ["model", "predictions"],
             "properties": {
                 "model": {"type": "object", "properties": {"name": {"type": "string"},
                                                            "version": {"type": "integer"}}},
                 "predictions": {"type": "array", "items": _ref("Prediction")}}},
+    }
+
+
+def _predict_paths() -> dict:
+    body = {
+        "required": True,
+        "content": {
+            JSON: {"schema": _ref("PredictRequest")},
+            **{image_type: {"schema": BINARY} for image_type in IMAGE_TYPES},
+            "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
+                                               "properties": {"image": BINARY}}},
+        },
+    }
+    return {"/predict": {"post": {
+        "summary": "Predict digits from pixels, an image, or base64 images",
+        "tags": ["predict"],
+        "description": "JSON instances are 784 numbers or 28x28 numbers in [0, 1] (divide 0-255 "
+                       "pixels by 255), or {\"b64\": image}; or a raw image body; or a multipart "
+                       "form with a file field 'image'. Images are preprocessed like MNIST.",
+        "requestBody": body,
+        "responses": {"200": _json(_ref("PredictResponse"), "one prediction per instance"),
+                      **_errors(400, 405, 413, 415, 503)}}}}
+
+
+# ---- probes, metrics, pages -----------------------------------------------------------------------
+def _service_paths() -> dict:
+    return {
+        "/healthz": _get("Liveness: the process answers", _json(OBJECT, "alive"), description="Always 200."),
+        "/readyz": {"get": {"summary": "Readiness: a model is loaded and warmed up", "tags": ["service"],
+                            "responses": {"200": _json(OBJECT, "ready, with the model version"),
+                                          **_errors(503)}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["service"], "responses": {
+            "200": {"description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": _get("This document", _json(OBJECT, "OpenAPI 3 document")),
+        "/": {"get": {"summary": "Draw a digit and see the prediction", "tags": ["service"],
+                      "responses": {"200": {"description": "HTML page",
+                                            "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+    }
+
+
+# ---- TensorFlow Serving ---------------------------------------------------------------------------
+def _tf_serving_schemas(max_batch: int) -> dict:
+    named_pixels = {"type": "object", "properties": {"pixels": _ref("Pixels")}}
+    return {
         "TFServingPredictRequest": {
             "type": "object",
             "description": "Row format (instances) or columnar format (inputs), not both",
             "properties": {
                 "signature_name": {"type": "string", "enum": ["serving_default", ""]},
-                "instances": {"type": "array", "maxItems": config.max_batch, "items": {
-                    "oneOf": [_ref("Pixels"), {"type": "object", "properties": {"pixels": _ref("Pixels")}}]}},
+                "instances": {"type": "array", "maxItems": max_batch,
+                              "items": {"oneOf": [_ref("Pixels"), named_pixels]}},
                 "inputs": {"oneOf": [
-                    {"type": "array", "maxItems": config.max_batch, "items": _ref("Pixels")},
-                    {"type": "object", "properties": {"pixels": {"type": "array", "items": _ref("Pixels")}}}]}}},
+                    {"type": "array", "maxItems": max_batch, "items": _ref("Pixels")},
+                    {"type": "object",
+                     "properties": {"pixels": {"type": "array", "items": _ref("Pixels")}}}]}}},
         "TFServingPredictResponse": {
             "type": "object",
-            "properties": {"predictions": {"type": "array", "items": probabilities},
-                           "outputs": {"type": "array", "items": probabilities}}},
+            "properties": {"predictions": {"type": "array", "items": PROBABILITIES},
+                           "outputs": {"type": "array", "items": PROBABILITIES}}},
         "TFServingModelStatus": {
             "type": "object", "properties": {"model_version_status": {"type": "array", "items": {
                 "type": "object", "properties": {
@@ -99,6 +168,40 @@ def build_spec(config: Config) -> dict:
                     "version": {"type": "string"}}},
                 "metadata": {"type": "object", "properties": {"signature_def": {
                     "type": "object", "properties": {"signature_def": {"type": "object"}}}}}}},
+    }
+
+
+def _tf_serving_paths(model: dict) -> dict:
+    tags = ("tensorflow-serving",)
+    status = _json(_ref("TFServingModelStatus"), "status")
+    metadata = _json(_ref("TFServingMetadata"), "metadata")
+    predict = {"post": {
+        "summary": "TensorFlow Serving predict (row or columnar format)", "tags": list(tags),
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("TFServingPredictRequest")}}},
+        "responses": {"200": _json(_ref("TFServingPredictResponse"),
+                                   "predictions (row format) or outputs (columnar format)"),
+                      **_errors(400, 404, 405, 413, 415, 503)}}}
+    version = VERSION_PARAMETER
+    return {
+        "/v1/models/{model}": {**_get("TensorFlow Serving model status", status, 404, tags=tags),
+                               "parameters": [model]},
+        "/v1/models/{model}/versions/{version}": {
+            **_get("TensorFlow Serving status of one version", status, 404, tags=tags),
+            "parameters": [model, version]},
+        "/v1/models/{model}/metadata": {
+            **_get("TensorFlow Serving model metadata (signature)", metadata, 404, 503, tags=tags),
+            "parameters": [model]},
+        "/v1/models/{model}/versions/{version}/metadata": {
+            **_get("TensorFlow Serving metadata of a loaded version", metadata, 404, 503, tags=tags),
+            "parameters": [model, version]},
+        "/v1/models/{model}:predict": {**predict, "parameters": [model]},
+        "/v1/models/{model}/versions/{version}:predict": {**predict, "parameters": [model, version]},
+    }
+
+
+# ---- Open Inference Protocol (KServe v2) ----------------------------------------------------------
+def _kserve_schemas() -> dict:
+    return {
         "V2Tensor": {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
             "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
             "datatype": {"type": "string", "enum": ["FP32", "FP64", "FP16"]},
@@ -123,96 +226,40 @@ def build_spec(config: Config) -> dict:
             "shape": {"type": "array", "items": {"type": "integer"}}}},
     }
 
-    predict_body = {
-        "required": True,
-        "content": {
-            JSON: {"schema": _ref("PredictRequest")},
-            **{t: {"schema": binary} for t in image_types},
-            "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
-                                               "properties": {"image": binary}}},
-        },
-    }
-    tfs_predict = {"post": {
-        "summary": "TensorFlow Serving predict (row or columnar format)", "tags": ["tensorflow-serving"],
-        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("TFServingPredictRequest")}}},
-        "responses": {"200": _json(_ref("TFServingPredictResponse"),
-                                   "predictions (row format) or outputs (columnar format)"),
-                      **_errors(400, 404, 405, 413, 415, 503)}}}
-    v2_infer = {"post": {
+
+def _kserve_paths(model: dict) -> dict:
+    tags = ("kserve-v2",)
+    version = VERSION_PARAMETER
+    metadata = _json(_ref("V2ModelMetadata"), "metadata")
+    infer = {"post": {
         "summary": "Open Inference Protocol inference (FP32 [n, 784] in, FP32 [n, 10] out)",
-        "tags": ["kserve-v2"],
+        "tags": list(tags),
         "description": "The body is JSON whatever the Content-Type; Triton's binary tensor data "
                        "extension (Inference-Header-Content-Length) is supported.",
         "requestBody": {"required": True, "content": {JSON: {"schema": _ref("V2InferRequest")}}},
         "responses": {"200": _json(_ref("V2InferResponse"), "inference response"),
                       **_errors(400, 404, 405, 413, 503)}}}
-    ok = {"type": "object"}
-    paths = {
-        "/predict": {"post": {
-            "summary": "Predict digits from pixels, an image, or base64 images",
-            "tags": ["predict"],
-            "description": "JSON instances are 784 numbers or 28x28 numbers in [0, 1] (divide 0-255 "
-                           "pixels by 255), or {\"b64\": image}; or a raw image body; or a multipart "
-                           "form with a file field 'image'. Images are preprocessed like MNIST.",
-            "requestBody": predict_body,
-            "responses": {"200": _json(_ref("PredictResponse"), "one prediction per instance"),
-                          **_errors(400, 405, 413, 415, 503)}}},
-        "/healthz": _get("Liveness: the process answers", _json(ok, "alive"), description="Always 200."),
-        "/readyz": {"get": {"summary": "Readiness: a model is loaded and warmed up", "tags": ["service"],
-                            "responses": {"200": _json(ok, "ready, with the model version"),
-                                          **_errors(503)}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["service"], "responses": {
-            "200": {"description": "Prometheus text format",
-                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/openapi.json": _get("This document", _json(ok, "OpenAPI 3 document")),
-        "/": {"get": {"summary": "Draw a digit and see the prediction", "tags": ["service"],
-                      "responses": {"200": {"description": "HTML page",
-                                            "content": {"text/html": {"schema": {"type": "string"}}}}}}},
-        "/v1/models/{model}": {**_get("TensorFlow Serving model status", _json(_ref("TFServingModelStatus"), "status"),
-                                      404, tags=("tensorflow-serving",)),
-                               "parameters": [model_name]},
-        "/v1/models/{model}/versions/{version}": {
-            **_get("TensorFlow Serving status of one version",
-                   _json(_ref("TFServingModelStatus"), "status"), 404, tags=("tensorflow-serving",)),
-            "parameters": [model_name, version]},
-        "/v1/models/{model}/metadata": {
-            **_get("TensorFlow Serving model metadata (signature)", _json(_ref("TFServingMetadata"), "metadata"),
-                   404, 503, tags=("tensorflow-serving",)),
-            "parameters": [model_name]},
-        "/v1/models/{model}/versions/{version}/metadata": {
-            **_get("TensorFlow Serving metadata of a loaded version", _json(_ref("TFServingMetadata"), "metadata"),
-                   404, 503, tags=("tensorflow-serving",)),
-            "parameters": [model_name, version]},
-        "/v1/models/{model}:predict": {**tfs_predict, "parameters": [model_name]},
-        "/v1/models/{model}/versions/{version}:predict": {**tfs_predict, "parameters": [model_name, version]},
-        "/v2": _get("Open Inference Protocol server metadata", _json(ok, "name, version, extensions"),
-                    tags=("kserve-v2",)),
-        "/v2/health/live": _get("Server live", _json(ok, '{"live": true}'), tags=("kserve-v2",)),
-        "/v2/health/ready": {"get": {"summary": "Server ready", "tags": ["kserve-v2"], "responses": {
-            "200": _json(ok, '{"ready": true}'), "503": _json(ok, '{"ready": false}')}}},
-        "/v2/models/{model}": {**_get("Model metadata", _json(_ref("V2ModelMetadata"), "metadata"),
-                                      404, 503, tags=("kserve-v2",)), "parameters": [model_name]},
-        "/v2/models/{model}/versions/{version}": {
-            **_get("Model metadata of a loaded version", _json(_ref("V2ModelMetadata"), "metadata"),
-                   404, 503, tags=("kserve-v2",)), "parameters": [model_name, version]},
-        "/v2/models/{model}/ready": {"get": {
-            "summary": "Model ready", "tags": ["kserve-v2"],
-            "responses": {"200": _json(ok, '{"name": ..., "ready": true}'),
-                          "503": _json(ok, '{"name": ..., "ready": false}'), **_errors(404)}},
-            "parameters": [model_name]},
-        "/v2/models/{model}/versions/{version}/ready": {"get": {
-            "summary": "Model version ready", "tags": ["kserve-v2"],
-            "responses": {"200": _json(ok, '{"name": ..., "ready": true}'), **_errors(404)}},
-            "parameters": [model_name, version]},
-        "/v2/models/{model}/infer": {**v2_infer, "parameters": [model_name]},
-        "/v2/models/{model}/versions/{version}/infer": {**v2_infer, "parameters": [model_name, version]},
-    }
+    ready = _json(OBJECT, '{"name": ..., "ready": true}')
     return {
-        "openapi": "3.0.3",
-        "info": {"title": "MNIST digits prediction service", "version": "1.0.0",
-                 "description": f"Serves the newest exported version of model {name!r}: our own "
-                                "API, TensorFlow Serving's REST API and the Open Inference Protocol "
-                                "(KServe v2). Every error is {\"error\": \"...\"}."},
-        "paths": paths,
-        "components": {"schemas": schemas},
+        "/v2": _get("Open Inference Protocol server metadata", _json(OBJECT, "name, version, extensions"),
+                    tags=tags),
+        "/v2/health/live": _get("Server live", _json(OBJECT, '{"live": true}'), tags=tags),
+        "/v2/health/ready": {"get": {"summary": "Server ready", "tags": list(tags), "responses": {
+            "200": _json(OBJECT, '{"ready": true}'), "503": _json(OBJECT, '{"ready": false}')}}},
+        "/v2/models/{model}": {**_get("Model metadata", metadata, 404, 503, tags=tags),
+                               "parameters": [model]},
+        "/v2/models/{model}/versions/{version}": {
+            **_get("Model metadata of a loaded version", metadata, 404, 503, tags=tags),
+            "parameters": [model, version]},
+        "/v2/models/{model}/ready": {"get": {
+            "summary": "Model ready", "tags": list(tags),
+            "responses": {"200": ready, "503": _json(OBJECT, '{"name": ..., "ready": false}'),
+                          **_errors(404)}},
+            "parameters": [model]},
+        "/v2/models/{model}/versions/{version}/ready": {"get": {
+            "summary": "Model version ready", "tags": list(tags),
+            "responses": {"200": ready, **_errors(404)}},
+            "parameters": [model, version]},
+        "/v2/models/{model}/infer": {**infer, "parameters": [model]},
+        "/v2/models/{model}/versions/{version}/infer": {**infer, "parameters": [model, version]},
     }

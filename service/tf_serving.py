@@ -17,12 +17,13 @@ import re
 from flask import Blueprint, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from .inputs import (InputError, check_batch_size, is_json_content_type, parse_json, require_object,
-                     to_pixel_batch)
 from .contract import SIGNATURE_NAME
+from .errors import RequestError
+from .inputs import check_batch_size, is_json_content_type, parse_json, require_object, to_pixel_batch
 from .predictor import ModelVersion
-from .web import (body_has_bools, float32_lists, json_response, read_body, record_predictions,
-                  set_route, state, version_from_url)
+from .metrics import set_route
+from .web import (body_has_bools, float32_lists, json_response, read_body, record_predictions, state,
+                  version_from_url)
 
 blueprint = Blueprint("tf_serving", __name__)
 
@@ -34,13 +35,26 @@ URL = re.compile(
 
 @blueprint.route("/v1/models/<path:rest>", methods=["GET", "POST"])
 def dispatch(rest: str):
+    """One route for TF Serving's URL grammar (``:verb`` suffixes are not Flask path segments)."""
     match = URL.match(rest)
     if not match:
         raise NotFound()
     name, version, label, metadata, verb = match.group("name", "version", "label", "metadata", "verb")
     suffix = "/metadata" if metadata else (f":{verb}" if verb else "")
     set_route("/v1/models/<name>" + ("/versions/<version>" if version else "") + suffix)
-    st = state()
+    _check_method(verb)
+    _check_servable(name, label)
+    version_number = version_from_url(version, name)
+    if verb is None:
+        return metadata_response(version_number) if metadata else status_response(version_number)
+    if verb != "predict":
+        raise RequestError(f"the {SIGNATURE_NAME!r} signature of model {name!r} is a predict signature "
+                           f"(tensorflow/serving/predict), it cannot {verb}: use :predict")
+    return predict_response(version_number)
+
+
+def _check_method(verb: str | None) -> None:
+    """Verbs (``:predict`` ...) take POST, status and metadata GET; an unknown verb is a 404."""
     if verb is not None:
         if verb not in ("predict", "classify", "regress"):
             raise NotFound()
@@ -48,31 +62,28 @@ def dispatch(rest: str):
             raise MethodNotAllowed(valid_methods=["POST"])
     elif request.method != "GET":
         raise MethodNotAllowed(valid_methods=["GET"])
-    if name != st.config.model_name:
-        raise InputError(f"Servable not found for request: model {name!r} is not served here; "
-                         f"the model is {st.config.model_name!r}", status=404)
+
+
+def _check_servable(name: str, label: str | None) -> None:
+    """404 for another model's name or a version label (this server has none)."""
+    model_name = state().config.model_name
+    if name != model_name:
+        raise RequestError(f"Servable not found for request: model {name!r} is not served here; "
+                           f"the model is {model_name!r}", status=404)
     if label is not None:
-        raise InputError(f"Servable not found for request: no version label {label!r}; this server "
-                         "has no labels: use /versions/<N> or no version", status=404)
-    version_number = version_from_url(version, name)
-    if verb is None:
-        return metadata_response(version_number) if metadata else status_response(version_number)
-    if verb != "predict":
-        raise InputError(f"the {SIGNATURE_NAME!r} signature of model {name!r} is a predict signature "
-                         f"(tensorflow/serving/predict), it cannot {verb}: use :predict")
-    return predict_response(version_number)
+        raise RequestError(f"Servable not found for request: no version label {label!r}; this server "
+                           "has no labels: use /versions/<N> or no version", status=404)
 
 
 def _model(version: int | None) -> ModelVersion:
-    st = state()
-    return st.predictor.get(version)
+    return state().predictor.get(version)
 
 
 def status_response(version: int | None):
     """``GetModelStatusResponse`` as JSON: loaded versions AVAILABLE, broken newer ones END."""
-    st = state()
-    loaded = st.predictor.loaded_versions()
-    failures = {f.version: f for f in st.predictor.failures()}
+    predictor = state().predictor
+    loaded = predictor.loaded_versions()
+    failures = {failure.version: failure for failure in predictor.failures()}
     entries = []
     for number in sorted(set(loaded) | set(failures), reverse=True):
         if version is not None and number != version:
@@ -86,13 +97,13 @@ def status_response(version: int | None):
                                        "error_message": failures[number].error}})
     if not entries:
         what = f"version {version} of model" if version is not None else "any version of model"
-        raise InputError(f"Could not find {what} {st.config.model_name!r}"
-                         + ("" if st.predictor.ready else f" ({st.predictor.not_ready_reason()})"),
-                         status=404)
+        reason = "" if predictor.ready else f" ({predictor.not_ready_reason()})"
+        raise RequestError(f"Could not find {what} {state().config.model_name!r}{reason}", status=404)
     return json_response({"model_version_status": entries})
 
 
 def metadata_response(version: int | None):
+    """``GetModelMetadataResponse`` as JSON: the model spec and its signature_def."""
     model = _model(version)
     return json_response({
         "model_spec": {"name": state().config.model_name, "signature_name": "",
@@ -102,28 +113,30 @@ def metadata_response(version: int | None):
 
 
 def predict_response(version: int | None):
-    st = state()
+    """Row format (``instances`` -> ``predictions``) or columnar (``inputs`` -> ``outputs``)."""
+    service = state()
     if not is_json_content_type(request.mimetype):
-        raise InputError(f"unsupported Content-Type {request.mimetype!r}; send the request as JSON "
-                         "(application/json)", status=415)
+        raise RequestError(f"unsupported Content-Type {request.mimetype!r}; send the request as JSON "
+                           "(application/json)", status=415)
     body = read_body()
     payload = require_object(parse_json(body), '{"instances": [...]} or {"inputs": ...}')
     signature = payload.get("signature_name", SIGNATURE_NAME)
     if signature not in (SIGNATURE_NAME, ""):
-        raise InputError(f"Serving signature name: {signature!r} not found in signature def; "
-                         f"this model has {SIGNATURE_NAME!r}")
+        raise RequestError(f"Serving signature name: {signature!r} not found in signature def; "
+                           f"this model has {SIGNATURE_NAME!r}")
     rows, columns = "instances" in payload, "inputs" in payload
     if rows == columns:
-        raise InputError("Missing 'inputs' or 'instances' key" if not rows else
-                         "Must specify either 'inputs' or 'instances' but not both")
+        raise RequestError("Missing 'inputs' or 'instances' key" if not rows else
+                           "Must specify either 'inputs' or 'instances' but not both")
     model = _model(version)
     data = payload["instances" if rows else "inputs"]
-    if rows and isinstance(data, list) and data and all(isinstance(i, dict) for i in data):
-        data = [_named_input(item, model.input_name, f"instance {i}") for i, item in enumerate(data)]
+    if rows and isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
+        data = [_named_input(item, model.input_name, f"instance {index}")
+                for index, item in enumerate(data)]
     elif columns and isinstance(data, dict):
         data = _named_input(data, model.input_name, "'inputs'")
     if isinstance(data, list):
-        check_batch_size(len(data), st.config.max_batch)
+        check_batch_size(len(data), service.config.max_batch)
     pixels = to_pixel_batch(data, allow_square=False, has_bools=body_has_bools(body))
     probabilities = model.predict(pixels)
     record_predictions(probabilities)
@@ -131,8 +144,9 @@ def predict_response(version: int | None):
 
 
 def _named_input(item: dict, input_name: str, where: str):
+    """The value of ``{input_name: value}``; any other key, or none, is an error."""
     unknown = sorted(set(item) - {input_name})
     if unknown or input_name not in item:
-        raise InputError(f"{where} must have exactly the input {input_name!r} "
-                         f"(got {sorted(item) or 'no keys'})")
+        raise RequestError(f"{where} must have exactly the input {input_name!r} "
+                           f"(got {sorted(item) or 'no keys'})")
     return item[input_name]

@@ -6,14 +6,16 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from flask import Response, current_app, g, request
+from flask import Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .config import Config
 from .contract import is_version_name
-from .inputs import InputError
-from .metrics import Metrics
+from .errors import RequestError
+from .metrics import Metrics, route_label
 from .predictor import Predictor
+
+RETRY_AFTER_SECONDS = "5"  # how long a 503 (no model loaded yet) asks clients to wait
 
 
 @dataclass
@@ -26,6 +28,7 @@ class ServiceState:
 
 
 def state() -> ServiceState:
+    """The current app's configuration, predictor and metrics."""
     return current_app.extensions["mnist"]
 
 
@@ -36,17 +39,13 @@ def json_response(payload, status: int = 200, headers: dict | None = None) -> Re
 
 
 def error_response(message: str, status: int, headers: dict | None = None) -> Response:
+    """``{"error": message}``: the body of every error the service answers."""
     return json_response({"error": message}, status, headers)
 
 
-def set_route(label: str) -> None:
-    """The route label for metrics when the URL rule itself is too generic."""
-    g.route_label = label
-
-
-def route_label() -> str:
-    """The metrics label of this request: ``set_route``'s, else the URL rule, else ``<unmatched>``."""
-    return g.get("route_label") or (request.url_rule.rule if request.url_rule else "<unmatched>")
+def retry_later_response(message: str) -> Response:
+    """503 with ``Retry-After``: no model is loaded yet (a client or load balancer should wait)."""
+    return error_response(message, 503, {"Retry-After": RETRY_AFTER_SECONDS})
 
 
 def read_body() -> bytes:
@@ -72,6 +71,7 @@ def check_streamed_body_limit(received: int | None = None) -> None:
 
 
 def body_has_bools(body: bytes) -> bool:
+    """False if the raw body cannot hold a JSON boolean: then nobody needs to look for one."""
     return b"true" in body or b"false" in body
 
 
@@ -82,14 +82,16 @@ def float32_lists(array: np.ndarray) -> list:
 
 
 def record_predictions(probabilities: np.ndarray) -> None:
+    """Count the predicted digits and the batch size in the metrics, under this request's route."""
     digits = probabilities.argmax(axis=1)
     state().metrics.observe_predictions(route_label(), digits)
 
 
 def version_from_url(text: str | None, model_name: str) -> int | None:
+    """The version number in a URL (None: none given); a name that is not a version is a 404."""
     if text is None:
         return None
     if not is_version_name(text):
-        raise InputError(f"model version must be a positive integer; got {text!r} for model "
-                         f"{model_name!r}", status=404)
+        raise RequestError(f"model version must be a positive integer; got {text!r} for model "
+                           f"{model_name!r}", status=404)
     return int(text)

@@ -24,8 +24,9 @@ def mnist_dir() -> Path | None:
 def mnist():
     """``((x_train, y_train), (x_test, y_test))``: all of real MNIST, float32 in [0, 1]."""
     folder = mnist_dir()
-    if folder is None:
-        pytest.skip("real MNIST not found: set MNIST_DATA_DIR to a folder with the four IDX .gz files")
+    if folder is None or not folder.is_dir():
+        pytest.skip(f"real MNIST not found{f' in {folder}' if folder else ''}: set MNIST_DATA_DIR to a "
+                    "folder with the four IDX .gz files")
     from training.data import load_mnist
 
     return load_mnist(folder)

@@ -1,8 +1,16 @@
-"""Fixtures for the service tests: a small real model exported once per session, apps, clients.
+"""Fixtures for the service tests: small real models exported once per session, apps, clients.
 
-The model is a plain Keras MLP (784-64-10) trained for a few epochs on 10,000 real MNIST training
-images (about 93 % test accuracy), exported with ``training.export.export_model`` exactly as training
-does. The service itself never imports Keras or ``training``; only this fixture does.
+Two plain Keras MLPs (784-64-10), each exported with ``training.export.export_model`` exactly as
+training does (the service itself never imports Keras or ``training``; only these fixtures do):
+
+- ``trained_model`` -> ``export_base`` / ``version_dir`` / ``reference`` / ``app`` / ``client``: trained
+  in seconds on scikit-learn's bundled digits (``training.data.load_digits_28``: offline, shaped like
+  MNIST; about 95 % test accuracy). Every protocol, validation, error, reload and gunicorn test uses it,
+  so they run (not skip) without MNIST.
+- ``mnist_model`` -> ``mnist_export_base`` / ``mnist_app``: trained for a few epochs on 10,000 real
+  MNIST training images (about 93 % test accuracy), for the tests whose point is that real digits,
+  as pixels or drawn as images, are recognised. They need the ``mnist`` fixture (``MNIST_DATA_DIR``)
+  and skip without it.
 """
 
 from __future__ import annotations
@@ -18,39 +26,61 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-@pytest.fixture(scope="session")
-def mnist_subset(mnist):
-    """10,000 training and 2,000 test images of real MNIST."""
-    (x, y), (xt, yt) = mnist
-    return (x[:10000], y[:10000]), (xt[:2000], yt[:2000])
+APP_CONFIG = {"MODEL_POLL_SECONDS": 0, "MAX_BATCH": 64, "MAX_BODY_BYTES": 1024 * 1024,
+              "MAX_IMAGE_PIXELS": 1000 * 1000}
 
 
-@pytest.fixture(scope="session")
-def trained_model(mnist_subset):
+def train_mlp(x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int):
+    """A seeded Keras 784-64-10 MLP with the contract's input name, trained on ``(x, y)``."""
     import keras
 
-    (x, y), _ = mnist_subset
     keras.utils.set_random_seed(0)
     inputs = keras.Input((784,), name="pixels")
     hidden = keras.layers.Dense(64, activation="relu")(inputs)
     outputs = keras.layers.Dense(10, activation="softmax")(hidden)
     model = keras.Model(inputs, outputs)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=4, batch_size=128, verbose=0)
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
     return model
 
 
-@pytest.fixture(scope="session")
-def export_base(tmp_path_factory, trained_model, mnist_subset) -> Path:
-    """An export base holding version 1 of the small model. Tests must not modify it."""
+def export(model, base: Path, test_split) -> Path:
+    """Version 1 of ``model`` under ``base``, with its accuracy on ``test_split`` in the metadata."""
     from training.export import export_model
 
-    _, (xt, yt) = mnist_subset
-    accuracy = float((trained_model.predict(xt, verbose=0).argmax(1) == yt).mean())
-    base = tmp_path_factory.mktemp("exports") / "mnist"
-    export_model(trained_model, base, {"sizes": [784, 64, 10], "test_accuracy": accuracy})
+    xt, yt = test_split
+    accuracy = float((model.predict(xt, verbose=0).argmax(1) == yt).mean())
+    export_model(model, base, {"sizes": [784, 64, 10], "test_accuracy": accuracy})
     return base
+
+
+def make_app(export_base: Path):
+    """The service on ``export_base`` with small limits (MAX_BATCH=64, MAX_BODY_BYTES=1 MiB,
+    MAX_IMAGE_PIXELS=1,000,000) and no polling."""
+    from service.app import create_app
+
+    return create_app({"MODEL_DIR": str(export_base), **APP_CONFIG})
+
+
+# ---- the digits model: no MNIST needed ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def digits_data():
+    """scikit-learn's 1,797 digits as 28x28 MNIST-like images: ``((x, y), (x_test, y_test))``."""
+    from training.data import load_digits_28
+
+    return load_digits_28()
+
+
+@pytest.fixture(scope="session")
+def trained_model(digits_data):
+    (x, y), _ = digits_data
+    return train_mlp(x, y, epochs=10, batch_size=64)
+
+
+@pytest.fixture(scope="session")
+def export_base(tmp_path_factory, trained_model, digits_data) -> Path:
+    """An export base holding version 1 of the digits model. Tests must not modify it."""
+    return export(trained_model, tmp_path_factory.mktemp("exports") / "mnist", digits_data[1])
 
 
 @pytest.fixture(scope="session")
@@ -73,16 +103,13 @@ def reference(version_dir):
     """The exported signature loaded directly with ``tf.saved_model.load``: predictions to match."""
     import tensorflow as tf
 
-    fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-    return lambda x: fn(pixels=tf.constant(np.asarray(x, np.float32)))["probabilities"].numpy()
+    signature = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    return lambda x: signature(pixels=tf.constant(np.asarray(x, np.float32)))["probabilities"].numpy()
 
 
 @pytest.fixture(scope="module")
 def app(export_base):
-    from service.app import create_app
-
-    application = create_app({"MODEL_DIR": str(export_base), "MODEL_POLL_SECONDS": 0, "MAX_BATCH": 64,
-                              "MAX_BODY_BYTES": 1024 * 1024, "MAX_IMAGE_PIXELS": 1000 * 1000})
+    application = make_app(export_base)
     yield application
     application.extensions["mnist"].predictor.stop_polling()
 
@@ -90,6 +117,33 @@ def app(export_base):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+# ---- the MNIST model: for the tests of recognising real digits ------------------------------------
+@pytest.fixture(scope="session")
+def mnist_subset(mnist):
+    """10,000 training and 2,000 test images of real MNIST."""
+    (x, y), (xt, yt) = mnist
+    return (x[:10000], y[:10000]), (xt[:2000], yt[:2000])
+
+
+@pytest.fixture(scope="session")
+def mnist_model(mnist_subset):
+    (x, y), _ = mnist_subset
+    return train_mlp(x, y, epochs=4, batch_size=128)
+
+
+@pytest.fixture(scope="session")
+def mnist_export_base(tmp_path_factory, mnist_model, mnist_subset) -> Path:
+    """An export base holding version 1 of the MNIST model. Tests must not modify it."""
+    return export(mnist_model, tmp_path_factory.mktemp("mnist-exports") / "mnist", mnist_subset[1])
+
+
+@pytest.fixture(scope="module")
+def mnist_app(mnist_export_base):
+    application = make_app(mnist_export_base)
+    yield application
+    application.extensions["mnist"].predictor.stop_polling()
 
 
 def png_bytes(pixels: np.ndarray, size: int | tuple[int, int] = 28, invert: bool = True,

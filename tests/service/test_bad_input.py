@@ -146,8 +146,8 @@ def make_body(body, digits):
 
 
 @pytest.fixture(scope="module")
-def some_digits(mnist_subset):
-    return mnist_subset[1][0][:2]
+def some_digits(digits_data):
+    return digits_data[1][0][:2]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

@@ -1,6 +1,8 @@
 """The draw page in a real headless browser: Debian's chromium driven by Playwright.
 
 ``.ci/setup.d/20-browser.sh`` installs both; the test skips (saying why) only without chromium.
+The page serves the MNIST-trained model (``mnist_app``): a 1 and a 7 drawn with the mouse must be
+recognised, so these tests also need MNIST and skip without it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
 
 
 @pytest.fixture(scope="module")
-def live_url(app):
-    """The test app served over real HTTP on 127.0.0.1 (werkzeug, in a thread)."""
+def live_url(mnist_app):
+    """The MNIST model's app served over real HTTP on 127.0.0.1 (werkzeug, in a thread)."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, mnist_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"

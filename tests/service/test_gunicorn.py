@@ -86,8 +86,8 @@ def test_master_never_loads_tensorflow_and_workers_stay_lean(server):
         assert "/sklearn/" not in worker_maps and "/scipy/" not in worker_maps  # service/lean.py
 
 
-def test_concurrent_requests_all_succeed(server, mnist_subset):
-    _, (xt, yt) = mnist_subset
+def test_concurrent_requests_all_succeed(server, digits_data):
+    _, (xt, yt) = digits_data
     x = xt[:40].tolist()
 
     def client(offset: int):

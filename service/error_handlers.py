@@ -1,0 +1,104 @@
+"""How failures become responses: ``init_app(app)`` makes every error JSON ``{"error": ...}``.
+
+- :class:`~service.errors.RequestError`: its own status (400, 404, 413, 415) and message.
+- ``ModelNotReady`` (no version loaded yet): 503 with ``Retry-After``.
+- ``VersionNotFound`` (a version that is not loaded): 404.
+- Werkzeug's HTTP errors (unknown route, wrong method, body over ``MAX_BODY_BYTES``): their status,
+  with a message that says what to do instead.
+- Anything else: 500, logged with its traceback; the client sees only the exception's type.
+
+A refused body (413) is read to its end before answering, up to :data:`DRAIN_LIMIT`: a client still
+sending would otherwise get a broken pipe instead of the JSON error.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from .errors import RequestError
+from .predictor import ModelNotReady, VersionNotFound
+from .web import error_response, retry_later_response
+
+log = logging.getLogger(__name__)
+
+DRAIN_LIMIT = 32 * 1024 * 1024  # read (and drop) oversized bodies up to this size before a 413
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers of every kind of failure on ``app``."""
+    app.register_error_handler(RequestError, _request_error)
+    app.register_error_handler(ModelNotReady, _model_not_ready)
+    app.register_error_handler(VersionNotFound, _version_not_found)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+
+
+def _request_error(exc: RequestError) -> Response:
+    if exc.status == 413:
+        _drain_body()
+    return error_response(exc.message, exc.status)
+
+
+def _model_not_ready(exc: ModelNotReady) -> Response:
+    return retry_later_response(f"{exc}; retry later")
+
+
+def _version_not_found(exc: VersionNotFound) -> Response:
+    return error_response(str(exc), 404)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if status == 404:
+        return error_response(f"no such endpoint: {request.method} {request.path}; "
+                              "see GET /openapi.json for the API", 404)
+    if status == 405:
+        return _method_not_allowed(exc)
+    if status == 413:
+        return _body_too_large()
+    return error_response(f"{exc.name}: {exc.description}", status)
+
+
+def _method_not_allowed(exc: HTTPException) -> Response:
+    """405 naming the methods the path does accept (HEAD and OPTIONS go without saying)."""
+    valid = getattr(exc, "valid_methods", None) or []
+    allowed = sorted(set(valid) - {"HEAD", "OPTIONS"})
+    message = (f"method {request.method} is not allowed on {request.path}; "
+               f"use {' or '.join(allowed) or 'another method'}")
+    return error_response(message, 405, {"Allow": ", ".join(valid or allowed)})
+
+
+def _body_too_large() -> Response:
+    """413 for a body over ``MAX_CONTENT_LENGTH``; the connection closes after it."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    size = f"{request.content_length} bytes" if request.content_length else "over the limit"
+    message = (f"request body too large: {size}; at most {limit} bytes (MAX_BODY_BYTES) are "
+               "accepted: send fewer instances per request or a smaller image")
+    _drain_body()
+    return error_response(message, 413, {"Connection": "close"})
+
+
+def _unexpected_error(exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return error_response(f"internal server error ({type(exc).__name__}); it was logged", 500)
+
+
+def _drain_body() -> None:
+    """Read what is left of a refused body so the client gets the 413 instead of a broken pipe."""
+    length = request.content_length
+    if length is None and "wsgi.input_terminated" in request.environ:
+        length = DRAIN_LIMIT  # chunked: read to the end, up to the cap
+    if not length or length > DRAIN_LIMIT:
+        return
+    stream = request.environ.get("wsgi.input")
+    try:
+        while length > 0 and stream is not None:
+            chunk = stream.read(min(length, 1 << 16))
+            if not chunk:
+                break
+            length -= len(chunk)
+    except Exception:  # noqa: BLE001 - best effort only
+        pass
