@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
-from .support import REPORT, check_alive, histogram, table
+from .report import REPORT, histogram, table
 
 pytestmark = pytest.mark.reliability
 
@@ -50,7 +50,7 @@ class CountingSession(requests.Session):
     def send(self, request, **kwargs):
         self.sent += 1
         if self.server is not None and self.sent % 50 == 0:
-            check_alive(self.server)
+            self.server.check_alive()
         try:
             response = super().send(request, **kwargs)
         except requests.RequestException:
@@ -138,7 +138,7 @@ def test_schemathesis_fuzz_of_the_openapi_document(service, digits, expected):
                     response = case.call(base_url=service.base_url, session=session, timeout=30)
                 except requests.RequestException as exc:
                     failures.append(f"{operation.label} [{mode.value}]: {type(exc).__name__}: {exc}")
-                    check_alive(service)  # a dead server: stop here, with its log
+                    service.check_alive()  # a dead server: stop here, with its log
                     return
                 try:
                     case.validate_response(response, checks=checks)
