@@ -3,7 +3,8 @@
 #   API fuzzing (schemathesis from /openapi.json + our Hypothesis strategies, >= 1,000 requests), a
 #   60-second soak of mixed traffic against gunicorn on 127.0.0.1 (memory, descriptors, zero failed
 #   valid requests) and injected faults (a worker SIGKILLed under load, a corrupt newer version, the
-#   model missing or corrupt at start, an interrupted or killed download; a training run killed and resumed is in the default suite).
+#   model missing or corrupt at start, an interrupted or killed download). A training run killed and
+#   resumed is tested in the default suite (tests/training/test_train.py).
 # About 4 minutes on 2 cores; all traffic stays on 127.0.0.1 and every loop is bounded. Exits non-zero
 # if any test fails or none ran. RELIABILITY_SOAK_SECONDS (default 60) shortens the soak for a quick
 # local run.
