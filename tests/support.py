@@ -1,6 +1,7 @@
 """Helpers shared by the test folders and the benchmarks (``bench/`` imports them too), each written once.
 
 - where things are: ``REPO``, ``mnist_dir()`` (the real MNIST files), ``cpu_model()``, ``git_commit()``;
+- ``markdown_table()``, for the reports the reliability suite and the benchmarks write;
 - local ports and waiting: ``free_port()``, ``wait_for()`` (a condition, with a timeout),
   ``http_status()`` (what a URL answers, if anything);
 - servers: ``ServerProcess`` (any server command, its output in a log file, stopped with SIGTERM and
@@ -66,6 +67,12 @@ def git_commit(mark_dirty: bool = False) -> str:
     if mark_dirty and git("status", "--porcelain", "--untracked-files=no"):
         commit += "-dirty"
     return commit
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> list[str]:
+    """The lines of a Markdown table."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]]
 
 
 # ---- ports and waiting ----------------------------------------------------------------------------

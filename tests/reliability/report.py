@@ -17,6 +17,7 @@ from typing import Mapping
 import numpy as np
 
 from tests.support import cpu_model, git_commit
+from tests.support import markdown_table as table  # noqa: F401 - the tests' reports use it from here
 
 TARGET_VARIABLE = "RELIABILITY_REPORT"
 RUN_COMMAND = "python -m pytest tests/reliability -m reliability -p no:cacheprovider --timeout=600"
@@ -43,12 +44,6 @@ class Report:
 
 
 REPORT = Report()
-
-
-def table(header: list[str], rows: list[list[object]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return lines
 
 
 def histogram(counter: Counter) -> str:
