@@ -28,7 +28,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.support import machine, spread
+from bench.support import machine, pyplot, save_figure, spread
 from tests.support import REPO, markdown_table as table, mnist_dir
 
 PY = sys.executable
@@ -262,11 +262,7 @@ def serving_ratio_rows(res: dict) -> list[list[str]]:
 
 
 def plot_serving(data: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     res = data["results"]
     scenarios = list(res["service"])
     fig, axes = plt.subplots(1, len(scenarios), figsize=(4 * len(scenarios), 4), dpi=110, sharey=True)
@@ -287,10 +283,7 @@ def plot_serving(data: dict, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("latency, ms (log scale; band: min-max over repeats)")
     axes[0].legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def read_train_run(run_dir: Path) -> dict:

@@ -45,9 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.support import git_commit, load_text, summary, write_json
+from bench.support import load_text, summary, write_json
 from service.contract import list_versions
-from tests.support import REPO, GunicornServer, ServerProcess, free_port, mnist_dir
+from tests.support import REPO, GunicornServer, ServerProcess, free_port, git_commit, mnist_dir
 
 BASELINE_APP = '''
 """The tutorial pattern: Keras model, model.predict per request, Flask."""

@@ -1,6 +1,6 @@
 """Helpers every benchmark shares, each written once: the machine and commit a figure was measured on,
 median/min/max summaries and their text, thread pinning (BLAS through threadpoolctl, TensorFlow), the
-load average, and JSON output. Ports, server processes and the MNIST folder come from tests/support.py.
+load average, figures (PNG) and JSON output. Ports, server processes and the MNIST folder come from tests/support.py.
 
 The benchmarks run as modules from the repository root: ``python -m bench.serving`` and so on.
 """
@@ -119,6 +119,24 @@ def spread(values_or_summary, fmt: str = ".2f", unit: str = "", scale: float = 1
 
 
 # ---- output ---------------------------------------------------------------------------------------
+def pyplot():
+    """matplotlib.pyplot, drawing to files only (the Agg backend: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay the figure out, write it to ``path`` (its folder made if needed) and free it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    pyplot().close(fig)
+
+
 def write_json(path: str | os.PathLike | None, data: dict) -> None:
     """The figures as indented JSON at ``path`` (its folder made if needed); nothing for None."""
     if path is None:

@@ -35,7 +35,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.support import blas_libraries, start_tensorflow, summary, tensorflow_threads, write_json
+from bench.support import (blas_libraries, pyplot, save_figure, start_tensorflow, summary, tensorflow_threads,
+                           write_json)
 
 SIZES = (784, 128, 64, 10)
 TARGETS = (0.97, 0.98)
@@ -83,7 +84,7 @@ class NumpyRun:
         self.net.fit(x, y, epochs=1, batch_size=self.args.batch_size, optimizer=self.optimizer,
                      shuffle=False, verbose=False)
 
-    def test_accuracy(self, x, y):
+    def accuracy(self, x, y):
         return float((self.net.predict(x) == y).mean())  # predict: class ids
 
 
@@ -110,7 +111,7 @@ class KerasRun:
     def epoch(self, x, y):
         self.model.fit(x, y, batch_size=self.args.batch_size, epochs=1, shuffle=False, verbose=0)
 
-    def test_accuracy(self, x, y):
+    def accuracy(self, x, y):
         logits = self.model.predict(x, batch_size=2048, verbose=0)
         return float((logits.argmax(1) == y).mean())
 
@@ -139,7 +140,7 @@ def run_once(args, seed, data, engines) -> dict:
             models[name].epoch(x, y)
             seconds, cpu = time.perf_counter() - started, time.process_time() - started_cpu
             cumulative[name] += seconds
-            accuracy = models[name].test_accuracy(x_test, y_test)
+            accuracy = models[name].accuracy(x_test, y_test)
             history[name].append({"epoch": epoch + 1, "seconds": seconds, "cpu_seconds": cpu,
                                   "seconds_cumulative": cumulative[name], "test_accuracy": accuracy})
         print(f"seed {seed} epoch {epoch + 1}/{args.epochs}: " + "  ".join(
@@ -169,11 +170,7 @@ def aggregate(runs: list[dict], engines) -> dict:
 
 
 def plot(runs: list[dict], engines, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     colours = {"numpy": "tab:blue", "mirror": "tab:orange", "built-in": "tab:green"}
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for i, run in enumerate(runs):
@@ -192,10 +189,7 @@ def plot(runs: list[dict], engines, path: Path, title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> dict:

@@ -89,13 +89,19 @@ class Template:
             return self.check(payload) if self.check else None
         if status != self.status:
             return f"{self.name}: status {status} (expected {self.status}): {data[:200]!r}"
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            return f"{self.name}: {status} with a body that is not JSON: {data[:200]!r}"
-        if not (isinstance(payload, dict) and isinstance(payload.get("error"), str) and payload["error"]):
-            return f"{self.name}: {status} without a JSON {{'error': str}} body: {data[:200]!r}"
-        return None
+        problem = error_body_problem(status, data)
+        return f"{self.name}: {problem}" if problem else None
+
+
+def error_body_problem(status: int, data: bytes) -> str | None:
+    """None if ``data`` is the JSON ``{"error": "<text>"}`` every refusal carries, else what is wrong."""
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return f"{status} with a body that is not JSON: {data[:200]!r}"
+    if not (isinstance(payload, dict) and isinstance(payload.get("error"), str) and payload["error"]):
+        return f"{status} without a JSON {{'error': str}} body: {data[:200]!r}"
+    return None
 
 
 def send(conn: http.client.HTTPConnection, template: Template) -> tuple[int, bytes]:
@@ -224,7 +230,7 @@ def valid_templates(x, predicted) -> list[Template]:
     from tests.service.conftest import png_bytes
 
     x = [[float(v) for v in row] for row in x]
-    predicted = [int(d) for d in predicted]
+    predicted = [int(digit) for digit in predicted]
     json_headers = {"Content-Type": "application/json"}
     square = [x[2][r * 28:(r + 1) * 28] for r in range(28)]
     templates = [

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 from .report import REPORT, histogram, table
+from .support import error_body_problem
 
 pytestmark = pytest.mark.reliability
 
@@ -61,15 +62,11 @@ class CountingSession(requests.Session):
 
 
 def check_error_body(response) -> str | None:
+    """No 5xx; anything but a 200 carries a JSON ``{"error": str}``."""
     if response.status_code >= 500:
         return f"server error {response.status_code}: {response.text[:300]}"
     if response.status_code != 200:
-        try:
-            payload = response.json()
-        except ValueError:
-            return f"{response.status_code} with a non-JSON body: {response.text[:300]!r}"
-        if not (isinstance(payload, dict) and isinstance(payload.get("error"), str) and payload["error"]):
-            return f"{response.status_code} without {{'error': str}}: {response.text[:300]!r}"
+        return error_body_problem(response.status_code, response.content)
     return None
 
 
