@@ -137,9 +137,9 @@ def fault_lines(report: Report) -> list[str]:
         return []
     rows = [[fault["name"], fault["expected"], fault["outcome"], fault["timing"]] for fault in report.faults]
     return ["## Faults", "", *table(["fault", "expected", "outcome", "timing"], rows), "",
-            "A fault's row is written by its test after its assertions held: a failed test has no row here "
-            "(see its outcome below). A training run killed mid-epoch and resumed is tested in the default "
-            "suite (`tests/training/test_train.py`).", ""]
+            "Each row is what its test measured; whether the test passed is in the table of tests below. A "
+            "training run killed mid-epoch and resumed is tested in the default suite "
+            "(`tests/training/test_train.py`).", ""]
 
 
 def outcome_lines(report: Report) -> list[str]:
