@@ -1,6 +1,6 @@
 """Benchmark: one training epoch of the Keras mirror against the same network built from Keras' own parts.
 
-    MNIST_DATA_DIR=../shared/data/mnist .venv/bin/python bench/keras_mirror.py [--repeats 5] [--threads 2]
+    MNIST_DATA_DIR=../shared/data/mnist python -m bench.keras_mirror [--repeats 5] [--threads 2]
 
 "ours":     build_model (ScratchDense + ScratchSoftmax) trained through compile_for_training
             (logits model, our cross-entropy from logits, ScratchAdam).
@@ -20,15 +20,12 @@ numbers mean nothing without them. Not a unit test: timing belongs here, not in 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench.support import start_tensorflow, summary, tensorflow_threads, write_json
 
 
 def parse_args(argv=None):
@@ -79,22 +76,32 @@ def builtin_model(keras, sizes, seed):
 
 def main(argv=None):
     args = parse_args(argv)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    import numpy as np
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    tf = start_tensorflow(args.threads, args.inter_op_threads)
     import keras
-
-    from model.keras_network import build_model, compile_for_training
+    import numpy as np
 
     x, y, source = load_data(args)
-    sizes = (784, 128, 64, 10)
+    models = build_models(keras, args)
+    print_settings(tf, keras, np, args, x, source)
+    timer = EpochTimer(models, x, y, args.batch_size)
+    warm = timer.warm_up()
+    print("warm-up epoch (includes tracing): " + ", ".join(f"{k} {v:.2f}s" for k, v in warm.items()))
+    timer.alternate(args.repeats)
+    ratios = print_results(timer)
+    write_json(args.json, {
+        "data": source, "samples": int(x.shape[0]), "batch_size": args.batch_size, "repeats": args.repeats,
+        "jit_compile": args.jit_compile, "threads": {**tensorflow_threads(tf), "blas": args.threads},
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+        "warmup_seconds": warm, "seconds": timer.seconds, "cpu_seconds": timer.cpu_seconds,
+        "train_accuracy": {k: float(v) for k, v in timer.accuracy.items()}, "pair_ratios": ratios["pairs"]})
+    return ratios["medians"]
 
+
+def build_models(keras, args) -> dict:
+    """"ours" (the mirror through compile_for_training) and "built-in" (Keras' own parts), compiled alike."""
+    from model.keras_network import build_model, compile_for_training
+
+    sizes = (784, 128, 64, 10)
     ours = compile_for_training(build_model(sizes, "relu", seed=args.seed), "adam", args.learning_rate,
                                 jit_compile=args.jit_compile)
     theirs = builtin_model(keras, sizes, args.seed)
@@ -102,43 +109,62 @@ def main(argv=None):
                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                    jit_compile=args.jit_compile)
-    models = {"ours": ours, "built-in": theirs}
+    return {"ours": ours, "built-in": theirs}
 
-    cpu = {name: [] for name in models}
 
-    def epoch(name):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        history = models[name].fit(x, y, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0)
-        cpu[name].append(time.process_time() - start_cpu)
-        return time.perf_counter() - start, history.history["accuracy"][-1]
-
+def print_settings(tf, keras, np, args, x, source: str) -> None:
+    threads = tensorflow_threads(tf)
     print(f"data: {source}, {x.shape[0]} samples, batch {args.batch_size}, "
           f"{-(-x.shape[0] // args.batch_size)} steps per epoch, jit_compile={args.jit_compile}")
-    print(f"threads: TF intra-op {tf.config.threading.get_intra_op_parallelism_threads()}, "
-          f"inter-op {tf.config.threading.get_inter_op_parallelism_threads()}, "
+    print(f"threads: TF intra-op {threads['intra_op']}, inter-op {threads['inter_op']}, "
           f"OMP/OpenBLAS {args.threads}; cpu_count {os.cpu_count()}; "
           f"load average before {os.getloadavg()[0]:.2f}")
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, NumPy {np.__version__}")
-    warm = {name: epoch(name)[0] for name in models}
-    for values in cpu.values():
-        values.clear()
-    print("warm-up epoch (includes tracing): " + ", ".join(f"{k} {v:.2f}s" for k, v in warm.items()))
 
-    times = {name: [] for name in models}
-    accuracy = {}
-    names = list(models)
-    for repeat in range(args.repeats):
-        # Alternate which one goes first, so that neither always follows the other.
-        for name in (names if repeat % 2 == 0 else names[::-1]):
-            seconds, accuracy[name] = epoch(name)
-            times[name].append(seconds)
 
+class EpochTimer:
+    """One ``fit`` epoch at a time of each model: wall and process CPU seconds, last train accuracy."""
+
+    def __init__(self, models: dict, x, y, batch_size: int):
+        self.models, self.x, self.y, self.batch_size = models, x, y, batch_size
+        self.seconds = {name: [] for name in models}
+        self.cpu_seconds = {name: [] for name in models}
+        self.accuracy = {}
+
+    def epoch(self, name: str) -> float:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        history = self.models[name].fit(self.x, self.y, batch_size=self.batch_size, epochs=1, shuffle=False,
+                                        verbose=0)
+        self.cpu_seconds[name].append(time.process_time() - start_cpu)
+        self.accuracy[name] = history.history["accuracy"][-1]
+        return time.perf_counter() - start
+
+    def warm_up(self) -> dict[str, float]:
+        """One untimed epoch each (it traces the train function); their seconds."""
+        warm = {name: self.epoch(name) for name in self.models}
+        for values in self.cpu_seconds.values():
+            values.clear()
+        return warm
+
+    def alternate(self, repeats: int) -> None:
+        """``repeats`` timed epochs each; which one goes first alternates, so neither always follows the other."""
+        names = list(self.models)
+        for repeat in range(repeats):
+            for name in (names if repeat % 2 == 0 else names[::-1]):
+                self.seconds[name].append(self.epoch(name))
+
+
+def print_results(timer: EpochTimer) -> dict:
+    """The table and the ratios ours / built-in: of the medians, of the minima, per repeat."""
+    times, cpu = timer.seconds, timer.cpu_seconds
     print()
     print(f"{'implementation':<15}{'median s':>10}{'min s':>9}{'max s':>9}{'CPU s':>8}{'train acc':>11}  "
           f"wall seconds per epoch")
     for name, values in times.items():
-        print(f"{name:<15}{statistics.median(values):>10.3f}{min(values):>9.3f}{max(values):>9.3f}"
-              f"{statistics.median(cpu[name]):>8.3f}{accuracy[name]:>11.4f}  " + " ".join(f"{v:.2f}" for v in values))
+        figures = summary(values)
+        print(f"{name:<15}{figures['median']:>10.3f}{figures['min']:>9.3f}{figures['max']:>9.3f}"
+              f"{statistics.median(cpu[name]):>8.3f}{timer.accuracy[name]:>11.4f}  "
+              + " ".join(f"{v:.2f}" for v in values))
     ratio_median = statistics.median(times["ours"]) / statistics.median(times["built-in"])
     ratio_min = min(times["ours"]) / min(times["built-in"])
     # Each repeat times the two back to back: the ratio within a pair cancels slow load changes.
@@ -150,17 +176,7 @@ def main(argv=None):
     print(f"CPU-time ratio (median process CPU seconds per epoch, less sensitive to other processes): "
           f"{statistics.median(cpu['ours']) / statistics.median(cpu['built-in']):.3f}")
     print(f"load average after {os.getloadavg()[0]:.2f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({
-            "data": source, "samples": int(x.shape[0]), "batch_size": args.batch_size, "repeats": args.repeats,
-            "jit_compile": args.jit_compile,
-            "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                        "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
-                        "blas": args.threads},
-            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
-            "warmup_seconds": warm, "seconds": times, "cpu_seconds": cpu,
-            "train_accuracy": {k: float(v) for k, v in accuracy.items()}, "pair_ratios": pair_ratios}, indent=1))
-    return ratio_median
+    return {"medians": ratio_median, "pairs": pair_ratios}
 
 
 if __name__ == "__main__":

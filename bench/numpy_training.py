@@ -1,8 +1,8 @@
 """How fast is the vectorised NumPy network, against the tutorial's per-sample loop and against the machine?
 
-    python bench/numpy_training.py                  # 3 repeats, 1 BLAS thread, full per-sample epoch (~1 min)
-    python bench/numpy_training.py --threads 2 --repeats 5
-    python bench/numpy_training.py --loop-samples 6000   # time the slow loop on a tenth, scale to 60k
+    python -m bench.numpy_training                  # 3 repeats, 1 BLAS thread, full per-sample epoch (~1 min)
+    python -m bench.numpy_training --threads 2 --repeats 5
+    python -m bench.numpy_training --loop-samples 6000   # time the slow loop on a tenth, scale to 60k
 
 In one run, alternating so that machine noise hits every variant alike, it times one epoch over the
 60,000 MNIST training images of:
@@ -25,22 +25,20 @@ printed: with 2 threads on a busy 2-core machine matrix products slow down by 3x
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model import numpy_optimizers  # noqa: E402
-from model.numpy_activations import relu, softmax  # noqa: E402
-from model.numpy_network import NumpyNetwork  # noqa: E402
+from bench.support import blas_libraries, summary, write_json
+from model import numpy_optimizers
+from model.numpy_activations import relu, softmax
+from model.numpy_network import NumpyNetwork
+from tests.support import cpu_model
 
 SIZES = (784, 128, 64, 10)
 EPOCH_FLOPS_PER_IMAGE = 6 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
@@ -126,11 +124,7 @@ def load_training_images(data_dir):
     return x, y
 
 
-def summary(values):
-    return statistics.median(values), min(values), max(values)
-
-
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (threadpoolctl)")
@@ -138,38 +132,55 @@ def main(argv=None):
                         help="images the per-sample loop runs on; its epoch time is scaled to 60,000")
     parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DATA_DIR, then the cache)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures here as JSON")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv=None):
+    args = parse_args(argv)
     x, y = load_training_images(args.data_dir)
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        blas = blas_libraries()
+        results = time_epochs(x, y, args.repeats, args.loop_samples)
+        peaks = {"128x784x128": matmul_gflops(128, 784, 128), "2048^3": matmul_gflops(2048, 2048, 2048)}
+    epoch_flops = EPOCH_FLOPS_PER_IMAGE * len(x)
+    print_results(results, peaks, epoch_flops, blas, len(x), args)
+    write_json(args.json, {
+        "repeats": args.repeats, "threads": args.threads, "blas": blas, "images": len(x),
+        "loop_samples": min(args.loop_samples, len(x)), "epoch_flops": epoch_flops,
+        "seconds": results, "peak_gflops": peaks,
+        "versions": {"python": platform.python_version(), "numpy": np.__version__}})
+
+
+def time_epochs(x, y, repeats: int, loop_samples: int) -> dict[str, list[float]]:
+    """Seconds per 60,000-image epoch of each variant, ``repeats`` times, the variants alternating."""
     n = len(x)
     results = {"vectorised, batch 128": [], "vectorised, batch 32": [], "per-sample loop, our network": [],
                "per-sample loop, tutorial": []}
-    with threadpool_limits(limits=args.threads, user_api="blas"):
-        blas = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')}, {i['num_threads']} threads)"
-                for i in threadpool_info() if i["user_api"] == "blas"]
-        for repeat in range(args.repeats):
-            for batch in (128, 32):
-                net = NumpyNetwork(SIZES, seed=repeat)
-                started = time.perf_counter()
-                net.fit(x, y, epochs=1, batch_size=batch, optimizer=numpy_optimizers.Adam(1e-3), verbose=False,
-                        seed=repeat)
-                results[f"vectorised, batch {batch}"].append(time.perf_counter() - started)
+    subset = slice(0, min(loop_samples, n))
+    scale = n / len(x[subset])  # the per-sample loops run on a subset, scaled to the whole epoch
+    for repeat in range(repeats):
+        for batch in (128, 32):
             net = NumpyNetwork(SIZES, seed=repeat)
-            subset = slice(0, min(args.loop_samples, n))
             started = time.perf_counter()
-            per_sample_epoch(net.params, x[subset], y[subset])
-            results["per-sample loop, our network"].append((time.perf_counter() - started) * n / len(x[subset]))
-            started = time.perf_counter()
-            tutorial_epoch(x[subset], y[subset], seed=repeat)
-            results["per-sample loop, tutorial"].append((time.perf_counter() - started) * n / len(x[subset]))
-            print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items()),
-                  file=sys.stderr, flush=True)
-        peak_layer = matmul_gflops(128, 784, 128)
-        peak_big = matmul_gflops(2048, 2048, 2048)
+            net.fit(x, y, epochs=1, batch_size=batch, optimizer=numpy_optimizers.Adam(1e-3), verbose=False,
+                    seed=repeat)
+            results[f"vectorised, batch {batch}"].append(time.perf_counter() - started)
+        net = NumpyNetwork(SIZES, seed=repeat)
+        started = time.perf_counter()
+        per_sample_epoch(net.params, x[subset], y[subset])
+        results["per-sample loop, our network"].append((time.perf_counter() - started) * scale)
+        started = time.perf_counter()
+        tutorial_epoch(x[subset], y[subset], seed=repeat)
+        results["per-sample loop, tutorial"].append((time.perf_counter() - started) * scale)
+        print(f"repeat {repeat + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items()),
+              file=sys.stderr, flush=True)
+    return results
 
-    epoch_flops = EPOCH_FLOPS_PER_IMAGE * n
+
+def print_results(results: dict, peaks: dict, epoch_flops: float, blas: list[str], n: int, args) -> None:
+    peak_layer = peaks["128x784x128"]
     loop = statistics.median(results["per-sample loop, tutorial"])
-    print(f"\nMachine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+    print(f"\nMachine: {os.cpu_count()} cores, {cpu_model(platform.processor() or platform.machine())}, "
           f"Python {platform.python_version()}, NumPy {np.__version__}; {'; '.join(blas)}")
     print(f"One epoch = {n} images = {epoch_flops / 1e9:.1f} GFLOP "
           f"(6 x {EPOCH_FLOPS_PER_IMAGE // 6} weights x images). Repeats: {args.repeats}.\n")
@@ -177,22 +188,17 @@ def main(argv=None):
           "speed-up over the tutorial's loop |")
     print("|---|---|---|---|---|")
     for name, values in results.items():
-        med, lo, hi = summary(values)
-        print(f"| {name} | {med:.2f} ({lo:.2f}-{hi:.2f}) | {epoch_flops / med / 1e9:.1f} | "
-              f"{epoch_flops / med / 1e9 / peak_layer:.0%} | {loop / med:.1f}x |")
+        figures = summary(values)
+        median = figures["median"]
+        print(f"| {name} | {median:.2f} ({figures['min']:.2f}-{figures['max']:.2f}) | {epoch_flops / median / 1e9:.1f} | "
+              f"{epoch_flops / median / 1e9 / peak_layer:.0%} | {loop / median:.1f}x |")
     ours = statistics.median(results["per-sample loop, our network"])
     print(f"\nVectorised batch 128 vs the per-sample loop of the same (our) network: "
           f"{ours / statistics.median(results['vectorised, batch 128']):.1f}x")
     print(f"float32 matmul throughput: (128x784)@(784x128) {peak_layer:.1f} GFLOP/s, "
-          f"2048^3 {peak_big:.1f} GFLOP/s")
+          f"2048^3 {peaks['2048^3']:.1f} GFLOP/s")
     if args.loop_samples < n:
         print(f"(per-sample loop timed on {args.loop_samples} images and scaled to {n})")
-    if args.json:
-        Path(args.json).write_text(json.dumps({
-            "repeats": args.repeats, "threads": args.threads, "blas": blas, "images": n,
-            "loop_samples": min(args.loop_samples, n), "epoch_flops": epoch_flops,
-            "seconds": results, "peak_gflops": {"128x784x128": peak_layer, "2048^3": peak_big},
-            "versions": {"python": platform.python_version(), "numpy": np.__version__}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """Run every benchmark in one go and rewrite docs/benchmarks.md (tables, plots, the machine, the commands).
 
-    python bench/run_all.py                 # the full set, about 10 minutes on 2 cores
-    python bench/run_all.py --quick         # a smoke version (about 1 minute): tiny sizes, same report
-    python bench/run_all.py --only serving,numpy --output /tmp/b.md
-    python bench/run_all.py --render-only   # rewrite docs/benchmarks.md from docs/benchmarks/results.json
+    python -m bench.run_all                 # the full set, about 10 minutes on 2 cores
+    python -m bench.run_all --quick         # a smoke version (about 1 minute): tiny sizes, same report
+    python -m bench.run_all --only serving,numpy --output /tmp/b.md
+    python -m bench.run_all --render-only   # rewrite docs/benchmarks.md from docs/benchmarks/results.json
 
-Each benchmark runs as a subprocess with ``--json`` (bench/numpy_training.py, bench/keras_mirror.py,
-bench/training_accuracy.py, bench/serving.py), plus ``python training/train.py --no-export`` with its
+Each benchmark runs as a subprocess with ``--json`` (``python -m bench.numpy_training``, ``bench.keras_mirror``,
+``bench.training_accuracy``, ``bench.serving``), plus ``python training/train.py --no-export`` with its
 defaults, whose metrics.json and history.csv are read back. Every subprocess has a time limit; one that
 fails or times out is reported as such in the document and the others still run. The report gives
 every timing as median (min-max) over its repeats, and the ratios against the baselines measured side
@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.support import machine, pyplot, save_figure, spread
+from tests.support import REPO, markdown_table as table, mnist_dir
+
 PY = sys.executable
 STAGES = ("numpy", "keras", "accuracy", "train", "serving")
 TRAIN_RUNS = 2  # python training/train.py runs (same seed: same accuracy; the time varies)
@@ -37,7 +38,7 @@ TRAIN_RUNS = 2  # python training/train.py runs (same seed: same accuracy; the t
 
 def stage_commands(quick: bool, scratch: Path) -> dict:
     """name -> (title, argv, timeout seconds, json path or None)."""
-    j = {name: scratch / f"{name}.json" for name in STAGES}
+    json_paths = {name: scratch / f"{name}.json" for name in STAGES}
     if quick:
         numpy = ["--repeats", "1", "--loop-samples", "500"]
         keras = ["--repeats", "1", "--samples", "6000", "--threads", "1"]
@@ -50,19 +51,22 @@ def stage_commands(quick: bool, scratch: Path) -> dict:
         accuracy = ["--epochs", "30", "--repeats", "3", "--threads", "1"]
         train = []
         serving = ["--requests", "1500", "--max-seconds", "10", "--repeats", "3"]
+    def bench(module: str, *args: str) -> list[str]:
+        return [PY, "-m", f"bench.{module}", *args]
+
     return {
-        "numpy": ("NumPy epoch vs the tutorial's loop", [PY, "bench/numpy_training.py", *numpy,
-                                                        "--json", str(j["numpy"])], 400, j["numpy"]),
-        "keras": ("Keras mirror vs built-in Keras", [PY, "bench/keras_mirror.py", *keras,
-                                                     "--json", str(j["keras"])], 400, j["keras"]),
-        "accuracy": ("accuracy against training time", [PY, "bench/training_accuracy.py", *accuracy,
-                                                        "--json", str(j["accuracy"]),
-                                                        "--plot", str(scratch / "accuracy_vs_time.png")],
-                     720, j["accuracy"]),
+        "numpy": ("NumPy epoch vs the tutorial's loop", bench("numpy_training", *numpy, "--json",
+                                                             str(json_paths["numpy"])), 400, json_paths["numpy"]),
+        "keras": ("Keras mirror vs built-in Keras", bench("keras_mirror", *keras, "--json", str(json_paths["keras"])),
+                  400, json_paths["keras"]),
+        "accuracy": ("accuracy against training time", bench("training_accuracy", *accuracy,
+                                                             "--json", str(json_paths["accuracy"]),
+                                                             "--plot", str(scratch / "accuracy_vs_time.png")),
+                     720, json_paths["accuracy"]),
         "train": ("python training/train.py", [PY, "training/train.py", *train, "--no-export",
                                                "--run-dir", str(scratch / "train-run")], 400, None),
-        "serving": ("serving", [PY, "bench/serving.py", "--model-dir", str(scratch / "no-export"), *serving,
-                                "--json", str(j["serving"])], 600, j["serving"]),
+        "serving": ("serving", bench("serving", "--model-dir", str(scratch / "no-export"), *serving,
+                                     "--json", str(json_paths["serving"])), 600, json_paths["serving"]),
     }
 
 
@@ -97,61 +101,7 @@ def run_stage(name, title, argv, timeout, json_path, scratch, log, mnist) -> dic
     return result
 
 
-# ---- machine --------------------------------------------------------------------------------------
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
-    except OSError:
-        pass
-    versions = {"python": platform.python_version()}
-    from importlib import metadata
-
-    for package in ("numpy", "tensorflow-cpu", "keras", "flask", "gunicorn", "pillow", "threadpoolctl"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                           capture_output=True, text=True).stdout.strip()
-    import numpy  # noqa: F401 - so that threadpoolctl sees its OpenBLAS
-    from threadpoolctl import threadpool_info
-
-    blas = [f"{i['internal_api']} {i.get('version')} with {i.get('architecture')} kernels"
-            for i in threadpool_info() if i["user_api"] == "blas"]
-    return {"cores": os.cpu_count(), "cpu": cpu, "blas": blas, "memory": memory, "os": f"{platform.system()} {platform.release()}",
-            "versions": versions, "commit": commit + ("-dirty" if dirty else ""),
-            "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}}
-
-
 # ---- formatting -----------------------------------------------------------------------------------
-def mmm(values, fmt=".2f", unit="") -> str:
-    values = list(values)
-    if not values:
-        return "n/a"
-    med = statistics.median(values)
-    if len(values) == 1:
-        return f"{med:{fmt}}{unit}"
-    return f"{med:{fmt}}{unit} ({min(values):{fmt}}-{max(values):{fmt}})"
-
-
-def table(header, rows) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(str(c) for c in row) + " |" for row in rows]]
-
-
 def failed(stage: dict) -> list[str]:
     return [f"**Not measured: the command {stage['error']}.** Last lines of its output:", "", "```text",
             stage.get("log_tail", "")[-1500:], "```"]
@@ -168,10 +118,10 @@ def section_train(stage: dict, scratch: Path) -> list[str]:
     accuracy = [r["test"]["accuracy"] * 100 for r in runs]
     lines += table(["test accuracy", "test loss", "epochs", "training time (sum of epochs, incl. validation)",
                     "seconds per epoch", "wall time of the command"],
-                   [[mmm(accuracy, ".2f", " %"), mmm([r["test"]["loss"] for r in runs], ".4f"),
-                     runs[0]["epochs_completed"], mmm([r["training_seconds"] for r in runs], ".1f", " s"),
-                     mmm([s for r in runs for s in r["epoch_seconds"]], unit=" s"),
-                     mmm([r["seconds"] for r in runs], ".0f", " s")]])
+                   [[spread(accuracy, ".2f", " %"), spread([r["test"]["loss"] for r in runs], ".4f"),
+                     runs[0]["epochs_completed"], spread([r["training_seconds"] for r in runs], ".1f", " s"),
+                     spread([seconds for r in runs for seconds in r["epoch_seconds"]], unit=" s"),
+                     spread([r["seconds"] for r in runs], ".0f", " s")]])
     lines += ["", f"{len(runs)} run(s) of the same command, one after the other; median (min-max) over the runs "
               "(per-epoch time: over all their epochs). The same seed gives the same weights, so the accuracy "
               "does not vary. The wall time adds TensorFlow's import, loading MNIST, a checkpoint per epoch, "
@@ -184,7 +134,7 @@ def section_accuracy(stage: dict, plot_link: str | None) -> list[str]:
     if stage["error"]:
         return lines + [f"Command: `{stage['command']}`", ""] + failed(stage)
     data = stage["data"]
-    settings, summ = data["settings"], data["summary"]
+    settings, per_engine = data["settings"], data["summary"]
     lines += [f"Command: `{stage['command']}`", "",
               f"The same 784-128-64-10 ReLU network and the hyperparameters of `train.py` (Adam 2e-3, cosine "
               f"decay over {settings['epochs']} epochs, batch {settings['batch_size']}, shifts of up to "
@@ -197,25 +147,14 @@ def section_accuracy(stage: dict, plot_link: str | None) -> list[str]:
               "includes tracing the train function. Threads: TensorFlow intra-op "
               f"{data['threads']['tensorflow_intra_op']}, inter-op {data['threads']['tensorflow_inter_op']}; "
               f"{'; '.join(data['threads']['blas'])}.", ""]
-    base = summ.get("built-in")
+    base = per_engine.get("built-in")
     rows = []
-    for name, s in summ.items():
-        def three(d, fmt=".2f", unit="", scale=1.0):
-            if d["min"] == d["max"]:
-                return f"{d['median'] * scale:{fmt}}{unit}"
-            return f"{d['median'] * scale:{fmt}}{unit} ({d['min'] * scale:{fmt}}-{d['max'] * scale:{fmt}})"
-
-        cells = [f"**{name}**", three(s["final_test_accuracy"], ".2f", " %", 100), three(s["epoch_seconds"]),
-                 three(s["total_seconds"], ".1f", " s")]
-        for key in ("time_to_97", "time_to_98"):
-            t = s[key]
-            if t["seconds"] is None:
-                cells.append("not reached")
-            else:
-                missed = f", reached in {t['reached']} of {t['runs']} runs" if t["reached"] < t["runs"] else ""
-                cells.append(f"{three(t['seconds'], '.1f', ' s')}; epoch {t['epochs']['median']:.0f}{missed}")
+    for name, figures in per_engine.items():
+        cells = [f"**{name}**", spread(figures["final_test_accuracy"], ".2f", " %", 100),
+                 spread(figures["epoch_seconds"]), spread(figures["total_seconds"], ".1f", " s")]
+        cells += [time_to_target(figures[key]) for key in ("time_to_97", "time_to_98")]
         if base is not None:
-            cells.append(f"{s['epoch_seconds']['median'] / base['epoch_seconds']['median']:.2f}x")
+            cells.append(f"{figures['epoch_seconds']['median'] / base['epoch_seconds']['median']:.2f}x")
         rows.append(cells)
     header = ["engine", "final test accuracy", "seconds per epoch", "total training time",
               "time to 97 %", "time to 98 %"] + (["epoch time vs built-in"] if base else [])
@@ -230,24 +169,32 @@ def section_accuracy(stage: dict, plot_link: str | None) -> list[str]:
     return lines
 
 
+def time_to_target(reached: dict) -> str:
+    """"4.1 s (3.9-4.3); epoch 7", or "not reached", from training_accuracy's time_to_97/98 figures."""
+    if reached["seconds"] is None:
+        return "not reached"
+    missed = f", reached in {reached['reached']} of {reached['runs']} runs" if reached["reached"] < reached["runs"] else ""
+    return f"{spread(reached['seconds'], '.1f', ' s')}; epoch {reached['epochs']['median']:.0f}{missed}"
+
+
 def section_numpy(stage: dict) -> list[str]:
     lines = ["## One NumPy training epoch: vectorised vs the tutorial's per-sample loop", ""]
     lines += [f"Command: `{stage['command']}`", ""]
     if stage["error"]:
         return lines + failed(stage)
-    d = stage["data"]
-    tutorial = statistics.median(d["seconds"]["per-sample loop, tutorial"])
-    peak = d["peak_gflops"]["128x784x128"]
+    data = stage["data"]
+    tutorial = statistics.median(data["seconds"]["per-sample loop, tutorial"])
+    peak = data["peak_gflops"]["128x784x128"]
     rows = []
-    for name, values in d["seconds"].items():
-        med = statistics.median(values)
-        rows.append([name, mmm(values, unit=" s"), f"{d['epoch_flops'] / med / 1e9:.1f}",
-                     f"{d['epoch_flops'] / med / 1e9 / peak:.0%}", f"{tutorial / med:.1f}x"])
+    for name, values in data["seconds"].items():
+        median = statistics.median(values)
+        rows.append([name, spread(values, unit=" s"), f"{data['epoch_flops'] / median / 1e9:.1f}",
+                     f"{data['epoch_flops'] / median / 1e9 / peak:.0%}", f"{tutorial / median:.1f}x"])
     lines += table(["variant (60,000 images)", "seconds per epoch, median (min-max)", "GFLOP/s",
                     "share of the (128x784)@(784x128) matmul peak", "speed-up over the tutorial's loop"], rows)
-    lines += ["", f"{d['repeats']} repeat(s), alternating variants; BLAS: {'; '.join(d['blas'])}. The per-sample loops "
-              f"ran on {d['loop_samples']} images, scaled to 60,000. float32 matmul peak of this machine: "
-              f"{peak:.1f} GFLOP/s at (128x784)@(784x128), {d['peak_gflops']['2048^3']:.1f} GFLOP/s at 2048^3."]
+    lines += ["", f"{data['repeats']} repeat(s), alternating variants; BLAS: {'; '.join(data['blas'])}. The per-sample "
+              f"loops ran on {data['loop_samples']} images, scaled to 60,000. float32 matmul peak of this machine: "
+              f"{peak:.1f} GFLOP/s at (128x784)@(784x128), {data['peak_gflops']['2048^3']:.1f} GFLOP/s at 2048^3."]
     return lines
 
 
@@ -255,18 +202,18 @@ def section_keras(stage: dict) -> list[str]:
     lines = ["## One Keras training epoch: our mirror vs built-in Keras", "", f"Command: `{stage['command']}`", ""]
     if stage["error"]:
         return lines + failed(stage)
-    d = stage["data"]
-    rows = [[name, mmm(values, unit=" s"), mmm(d["cpu_seconds"][name], unit=" s"),
-             f"{d['train_accuracy'][name]:.4f}"] for name, values in d["seconds"].items()]
+    data = stage["data"]
+    rows = [[name, spread(values, unit=" s"), spread(data["cpu_seconds"][name], unit=" s"),
+             f"{data['train_accuracy'][name]:.4f}"] for name, values in data["seconds"].items()]
     lines += table(["implementation", "wall seconds per epoch, median (min-max)", "CPU seconds per epoch",
                     "train accuracy (last epoch)"], rows)
-    ours, theirs = d["seconds"]["ours"], d["seconds"]["built-in"]
+    ours, theirs, pairs = data["seconds"]["ours"], data["seconds"]["built-in"], data["pair_ratios"]
     lines += ["", f"Ratio ours / built-in: of the medians **{statistics.median(ours) / statistics.median(theirs):.2f}**, "
               f"of the minima {min(ours) / min(theirs):.2f}, median of the per-repeat ratios "
-              f"{statistics.median(d['pair_ratios']):.2f} (range {min(d['pair_ratios']):.2f}-{max(d['pair_ratios']):.2f}). "
-              f"{d['repeats']} timed epoch(s) each after one warm-up epoch, back to back in alternating order; "
-              f"{d['samples']} {d['data']} samples, batch {d['batch_size']}; TensorFlow intra-op "
-              f"{d['threads']['intra_op']}, inter-op {d['threads']['inter_op']} threads."]
+              f"{statistics.median(pairs):.2f} (range {min(pairs):.2f}-{max(pairs):.2f}). "
+              f"{data['repeats']} timed epoch(s) each after one warm-up epoch, back to back in alternating order; "
+              f"{data['samples']} {data['data']} samples, batch {data['batch_size']}; TensorFlow intra-op "
+              f"{data['threads']['intra_op']}, inter-op {data['threads']['inter_op']} threads."]
     return lines
 
 
@@ -275,47 +222,47 @@ def section_serving(stage: dict, plot_link: str | None) -> list[str]:
              f"Command: `{stage['command']}`", ""]
     if stage["error"]:
         return lines + failed(stage)
-    d = stage["data"]
-    res = d["results"]
+    data = stage["data"]
+    res = data["results"]
     rows = []
     for scenario in res["service"]:
         for server in res:
             runs = res[server][scenario]
-            rows.append([scenario, server, sum(r["requests"] for r in runs), mmm([r["rps"] for r in runs], ".1f"),
-                         mmm([r["p50"] for r in runs]), mmm([r["p99"] for r in runs]),
+            rows.append([scenario, server, sum(r["requests"] for r in runs), spread([r["rps"] for r in runs], ".1f"),
+                         spread([r["p50"] for r in runs]), spread([r["p99"] for r in runs]),
                          sum(r["errors"] for r in runs)])
     lines += table(["scenario", "server", "requests", "requests/s", "p50 ms", "p99 ms", "errors"], rows)
     if "baseline" in res:
-        ratio_rows = []
-        for scenario in res["service"]:
-            s, b = res["service"][scenario], res["baseline"][scenario]
-            pairs = list(zip(s, b))
-            ratio_rows.append([scenario, mmm([x["rps"] / y["rps"] for x, y in pairs], ".1f", "x"),
-                               mmm([x["p50"] / y["p50"] for x, y in pairs], ".3f", "x"),
-                               mmm([x["p99"] / y["p99"] for x, y in pairs], ".3f", "x")])
         lines += ["", "Ratios service / baseline, per repeat (each repeat measures both back to back), "
                   "median (min-max):", ""]
-        lines += table(["scenario", "throughput", "p50 latency", "p99 latency"], ratio_rows)
-    st = d["settings"]
+        lines += table(["scenario", "throughput", "p50 latency", "p99 latency"], serving_ratio_rows(res))
+    st = data["settings"]
     lines += ["", f"Every figure: median (min-max) over {st['repeats']} repeat(s); each repeat sends up to "
               f"{st['requests']} requests per single-instance scenario (a quarter for batches), at most "
               f"{st['max_seconds']:.0f} s, from separate client processes with one keep-alive connection each. "
               f"Service: gunicorn, {st['workers']} {st['worker_class']} workers x {st['threads']} threads "
               "(service/gunicorn.conf.py), TF_NUM_THREADS=1. Baseline: "
-              f"Flask's own threaded server, Keras `model.predict` per request. Model: {d['model']}; "
-              f"single-instance body {d['body_bytes']} bytes (a real MNIST test digit as JSON floats). Both "
+              f"Flask's own threaded server, Keras `model.predict` per request. Model: {data['model']}; "
+              f"single-instance body {data['body_bytes']} bytes (a real MNIST test digit as JSON floats). Both "
               "servers stay up and take turns, scenario by scenario, in alternating order."]
     if plot_link:
         lines += ["", f"![latency percentiles, service vs baseline]({plot_link})"]
     return lines
 
 
+def serving_ratio_rows(res: dict) -> list[list[str]]:
+    """Per scenario, service / baseline of throughput and latencies: median (min-max) over the repeats."""
+    rows = []
+    for scenario in res["service"]:
+        pairs = list(zip(res["service"][scenario], res["baseline"][scenario]))
+        rows.append([scenario, spread([ours["rps"] / theirs["rps"] for ours, theirs in pairs], ".1f", "x"),
+                     spread([ours["p50"] / theirs["p50"] for ours, theirs in pairs], ".3f", "x"),
+                     spread([ours["p99"] / theirs["p99"] for ours, theirs in pairs], ".3f", "x")])
+    return rows
+
+
 def plot_serving(data: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     res = data["results"]
     scenarios = list(res["service"])
     fig, axes = plt.subplots(1, len(scenarios), figsize=(4 * len(scenarios), 4), dpi=110, sharey=True)
@@ -336,10 +283,7 @@ def plot_serving(data: dict, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("latency, ms (log scale; band: min-max over repeats)")
     axes[0].legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def read_train_run(run_dir: Path) -> dict:
@@ -349,7 +293,7 @@ def read_train_run(run_dir: Path) -> dict:
     return metrics
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the pipeline in a few minutes")
@@ -360,104 +304,126 @@ def main(argv=None) -> int:
     parser.add_argument("--render-only", action="store_true",
                         help="measure nothing: rewrite the document from the plots folder's results.json")
     args = parser.parse_args(argv)
+    args.only = [stage.strip() for stage in args.only.split(",") if stage.strip()]
+    if set(args.only) - set(STAGES):
+        parser.error(f"unknown stages {sorted(set(args.only) - set(STAGES))}; choose from {','.join(STAGES)}")
+    args.output = args.output.resolve()
+    args.plots_dir = (args.plots_dir or args.output.parent / "benchmarks").resolve()
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    plots = args.plots_dir
     if args.render_only:
-        output = args.output.resolve()
-        plots = (args.plots_dir or output.parent / "benchmarks").resolve()
-        render(json.loads((plots / "results.json").read_text()), output, plots)
-        print(f"wrote {output} from {plots / 'results.json'}")
+        render(json.loads((plots / "results.json").read_text()), args.output, plots)
+        print(f"wrote {args.output} from {plots / 'results.json'}")
         return 0
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
-    if set(only) - set(STAGES):
-        parser.error(f"unknown stages {sorted(set(only) - set(STAGES))}; choose from {','.join(STAGES)}")
-    output = args.output.resolve()
-    plots = (args.plots_dir or output.parent / "benchmarks").resolve()
-    mnist = os.environ.get("MNIST_DATA_DIR") or (str(REPO.parent / "shared" / "data" / "mnist")
-                                                 if (REPO.parent / "shared" / "data" / "mnist").is_dir() else None)
     started = time.monotonic()
     info = machine()
     load_before = os.getloadavg()
+    stages = run_stages(args.only, args.quick, plots)
+    total = time.monotonic() - started
+    results = {"machine": info, "quick": args.quick, "seconds": total, "only": args.only,
+               "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "load_average": [load_before, os.getloadavg()], "stages": stages}
+    (plots / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    render(results, args.output, plots)
+    print(f"wrote {args.output} and {plots}/ in {total / 60:.1f} minutes")
+    return 1 if any(stage["error"] for stage in stages.values()) else 0
+
+
+def run_stages(only: list[str], quick: bool, plots: Path) -> dict:
+    """Each stage in ``only``, in a scratch folder; its plots copied or drawn into ``plots``."""
+    folder = mnist_dir()
+    mnist = str(folder) if folder else None
     stages = {}
     with tempfile.TemporaryDirectory(prefix="bench-all-") as tmp:
         scratch = Path(tmp)
-        commands = stage_commands(args.quick, scratch)
+        commands = stage_commands(quick, scratch)
         for name in only:
             title, argv, timeout, json_path = commands[name]
-            if name != "train":
+            if name == "train":
+                stages[name] = run_train_stage(title, argv, timeout, scratch, mnist, 1 if quick else TRAIN_RUNS)
+            else:
                 stages[name] = run_stage(name, title, argv, timeout, json_path, scratch, scratch / f"{name}.log",
                                          mnist)
-                continue
-            runs = []
-            for i in range(1 if args.quick else TRAIN_RUNS):
-                run_dir = scratch / f"train-run-{i + 1}"
-                runs.append(run_stage(name, title, argv[:-1] + [str(run_dir)], timeout, None, scratch,
-                                      scratch / f"train-{i + 1}.log", mnist))
-                if runs[-1]["error"]:
-                    break
-                runs[-1]["data"] = read_train_run(run_dir)
-            stages[name] = {**runs[-1], "command": runs[0]["command"].replace("train-run-1", "train-run"),
-                            "seconds": sum(r["seconds"] for r in runs),
-                            "runs": [{"seconds": r["seconds"], **r.get("data", {})} for r in runs]}
         plots.mkdir(parents=True, exist_ok=True)
         if "accuracy" in stages and not stages["accuracy"]["error"]:
             (plots / "accuracy_vs_time.png").write_bytes((scratch / "accuracy_vs_time.png").read_bytes())
         if "serving" in stages and not stages["serving"]["error"]:
             plot_serving(stages["serving"]["data"], plots / "serving_latency.png")
-    total = time.monotonic() - started
-    results = {"machine": info, "quick": args.quick, "seconds": total, "only": only,
-               "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "load_average": [load_before, os.getloadavg()], "stages": stages}
-    (plots / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    render(results, output, plots)
-    print(f"wrote {output} and {plots}/ in {total / 60:.1f} minutes")
-    return 1 if any(s["error"] for s in stages.values()) else 0
+    return stages
+
+
+def run_train_stage(title: str, argv: list[str], timeout: float, scratch: Path, mnist: str | None,
+                    count: int) -> dict:
+    """``python training/train.py`` ``count`` times, one after the other; metrics.json and history.csv
+    of each run read back."""
+    runs = []
+    for number in range(1, count + 1):
+        run_dir = scratch / f"train-run-{number}"
+        runs.append(run_stage("train", title, argv[:-1] + [str(run_dir)], timeout, None, scratch,
+                              scratch / f"train-{number}.log", mnist))
+        if runs[-1]["error"]:
+            break
+        runs[-1]["data"] = read_train_run(run_dir)
+    return {**runs[-1], "command": runs[0]["command"].replace("train-run-1", "train-run"),
+            "seconds": sum(run["seconds"] for run in runs),
+            "runs": [{"seconds": run["seconds"], **run.get("data", {})} for run in runs]}
 
 
 def render(results: dict, output: Path, plots: Path) -> None:
     """Write the document from the figures (also ``--render-only``: from a saved results.json)."""
-    info, stages, total = results["machine"], results["stages"], results["seconds"]
-    only = results.get("only") or [n for n in STAGES if n in stages]
-    load_before, load_after = results["load_average"]
+    from training.atomic import write_bytes_atomic
+
+    stages = results["stages"]
+    only = results.get("only") or [name for name in STAGES if name in stages]
     links = {name: os.path.relpath(plots / png, output.parent)
              for name, png in (("accuracy", "accuracy_vs_time.png"), ("serving", "serving_latency.png"))
              if name in stages and not stages[name]["error"] and (plots / png).is_file()}
-    v = info["versions"]
-    lines = [
-        "# Benchmarks",
-        "",
-        "Written by `python bench/run_all.py`" + (" **--quick** (smoke sizes: not meaningful figures)"
-                                                  if results["quick"] else "")
-        + "; do not edit by hand. Rerun it to reproduce (about 10 minutes on 2 cores; real MNIST from "
-        "`MNIST_DATA_DIR`).",
-        "",
-        f"- Run: {results.get('finished_utc', 'unknown')}, commit {info['commit']}, {total / 60:.1f} minutes in all.",
-        f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory']} memory, {info['os']}; load average "
-        f"{load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f} (1/5/15 min) at the start, "
-        f"{load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f} at the end"
-        + (f"; environment {info['openblas_env']} (forces OpenBLAS kernels)" if info["openblas_env"] else "") + ".",
-        "- Libraries: " + ", ".join(f"{k} {val}" for k, val in v.items()) + f"; NumPy's BLAS: {', '.join(info['blas'])}"
-        + (" (`OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` unset, so OpenBLAS picks its kernels itself)."
-           if not info["openblas_env"] else "."),
-        "- The machine is shared (other work may run beside the benchmarks): compare figures within this run, "
-        "where the baselines were measured side by side, rather than across runs.",
-        f"- Raw figures: [`{os.path.relpath(plots / 'results.json', output.parent)}`]"
-        f"({os.path.relpath(plots / 'results.json', output.parent)}).",
-        "",
-    ]
-    sections = {"train": lambda s: section_train(s, None),
-                "accuracy": lambda s: section_accuracy(s, links.get("accuracy")),
+    sections = {"train": lambda stage: section_train(stage, None),
+                "accuracy": lambda stage: section_accuracy(stage, links.get("accuracy")),
                 "numpy": section_numpy, "keras": section_keras,
-                "serving": lambda s: section_serving(s, links.get("serving"))}
-    lines += ["| benchmark | command | minutes |", "|---|---|---|"]
-    lines += [f"| {stages[n]['title']} | `{stages[n]['command']}` | {stages[n]['seconds'] / 60:.1f}"
-              + (f" ({stages[n]['error']})" if stages[n]["error"] else "") + " |" for n in only]
+                "serving": lambda stage: section_serving(stage, links.get("serving"))}
+    lines = header_lines(results, os.path.relpath(plots / "results.json", output.parent))
+    lines += table(["benchmark", "command", "minutes"],
+                   [[stages[name]["title"], f"`{stages[name]['command']}`", f"{stages[name]['seconds'] / 60:.1f}"
+                     + (f" ({stages[name]['error']})" if stages[name]["error"] else "")] for name in only])
     lines.append("")
     for name in ("train", "accuracy", "numpy", "keras", "serving"):
         if name in stages:
             lines += sections[name](stages[name]) + [""]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = output.with_name(f".{output.name}.tmp")
-    tmp_out.write_text("\n".join(lines))
-    os.replace(tmp_out, output)
+    write_bytes_atomic(output, "\n".join(lines).encode())
+
+
+def header_lines(results: dict, raw_link: str) -> list[str]:
+    """The title, how the document was made, the run, the machine and the libraries."""
+    info = results["machine"]
+    load_before, load_after = results["load_average"]
+    return [
+        "# Benchmarks",
+        "",
+        "Written by `python -m bench.run_all`" + (" **--quick** (smoke sizes: not meaningful figures)"
+                                                  if results["quick"] else "")
+        + "; do not edit by hand. Rerun it to reproduce (about 10 minutes on 2 cores; real MNIST from "
+        "`MNIST_DATA_DIR`).",
+        "",
+        f"- Run: {results.get('finished_utc', 'unknown')}, commit {info['commit']}, "
+        f"{results['seconds'] / 60:.1f} minutes in all.",
+        f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory']} memory, {info['os']}; load average "
+        f"{load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f} (1/5/15 min) at the start, "
+        f"{load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f} at the end"
+        + (f"; environment {info['openblas_env']} (forces OpenBLAS kernels)" if info["openblas_env"] else "") + ".",
+        "- Libraries: " + ", ".join(f"{package} {version}" for package, version in info["versions"].items())
+        + f"; NumPy's BLAS: {', '.join(info['blas'])}"
+        + (" (`OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` unset, so OpenBLAS picks its kernels itself)."
+           if not info["openblas_env"] else "."),
+        "- The machine is shared (other work may run beside the benchmarks): compare figures within this run, "
+        "where the baselines were measured side by side, rather than across runs.",
+        f"- Raw figures: [`{raw_link}`]({raw_link}).",
+        "",
+    ]
 
 
 if __name__ == "__main__":

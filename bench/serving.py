@@ -1,7 +1,7 @@
 """Serving benchmark: the service under gunicorn vs. the tutorial pattern, under the same load.
 
-    python bench/serving.py                       # uses exports/mnist, or makes a small export
-    python bench/serving.py --requests 3000 --baseline-server gunicorn
+    python -m bench.serving                       # uses exports/mnist, or makes a small export
+    python -m bench.serving --requests 3000 --baseline-server gunicorn
 
 It starts, one after the other on 127.0.0.1 (both then stay up while they are measured):
 
@@ -16,8 +16,10 @@ and drives both with the same bounded load from separate client processes (one k
 connection each): single-instance requests at concurrency 1 and 8, and 64-instance batches. Each
 scenario sends ``--requests`` requests (batches: a quarter of that) or stops after ``--max-seconds``,
 after a few warm-up requests; with ``--repeats N`` both servers stay up and take turns, scenario by
-scenario, in alternating order (so that load from other processes hits both alike). Bodies are real MNIST test digits when ``MNIST_DATA_DIR`` (or
-../shared/data/mnist) has them, as a client would send them (``pixels / 255`` as JSON floats).
+scenario, in alternating order (so that load from other processes hits both alike). Bodies are real
+MNIST test digits when ``MNIST_DATA_DIR`` (or ../shared/data/mnist) has them, as a client would send
+them (``pixels / 255`` as JSON floats). Both servers are started, awaited and stopped by the tests'
+``ServerProcess`` / ``GunicornServer`` (tests/support.py).
 
 It prints p50/p99 latency and requests/s for each server and scenario (median, min and max over the
 repeats), and the ratios; ``--json PATH`` also writes them, with more percentiles, as JSON. This machine
@@ -34,8 +36,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,8 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+from bench.support import load_text, summary, write_json
+from service.contract import list_versions
+from tests.support import REPO, GunicornServer, ServerProcess, free_port, git_commit, mnist_dir
 
 BASELINE_APP = '''
 """The tutorial pattern: Keras model, model.predict per request, Flask."""
@@ -78,7 +79,6 @@ MAKE_EXPORT = '''
 """A small 784-128-64-10 Keras MLP (untrained: serving cost does not depend on the weights)."""
 import sys
 import keras
-sys.path.insert(0, sys.argv[2])
 from training.export import export_model
 keras.utils.set_random_seed(0)
 inputs = keras.Input((784,), name="pixels")
@@ -90,11 +90,11 @@ print(export_model(model, sys.argv[1], {"sizes": [784, 128, 64, 10], "note": "be
 
 
 # ---- data ----------------------------------------------------------------------------------------
-def test_digits(count: int) -> np.ndarray:
+def mnist_test_digits(count: int) -> np.ndarray:
     """``count`` MNIST test images as float (n, 784) in [0, 1]; sparse random digits without MNIST."""
-    folder = os.environ.get("MNIST_DATA_DIR") or (str(SHARED_MNIST) if SHARED_MNIST.is_dir() else "")
-    path = Path(folder) / "t10k-images-idx3-ubyte.gz"
-    if path.is_file():
+    folder = mnist_dir()
+    path = folder / "t10k-images-idx3-ubyte.gz" if folder else None
+    if path is not None and path.is_file():
         data = gzip.open(path).read()
         images = np.frombuffer(data, np.uint8, offset=16).reshape(-1, 784)[:count]
         return images / 255.0
@@ -103,64 +103,51 @@ def test_digits(count: int) -> np.ndarray:
     return images / 255.0
 
 
+def newest_version(model_dir: Path) -> Path | None:
+    versions = list_versions(model_dir)
+    return model_dir / str(versions[-1]) if versions else None
+
+
+def model_to_serve(args, scratch: Path) -> tuple[Path, bool]:
+    """``--model-dir`` if it holds a version, else a small untrained export made in ``scratch``; and
+    whether it was made."""
+    model_dir = Path(args.model_dir)
+    if not model_dir.is_absolute():
+        model_dir = REPO / model_dir
+    if newest_version(model_dir) is not None:
+        return model_dir, False
+    model_dir = scratch / "exports"
+    print(f"no export in {args.model_dir}: making a small one in {model_dir}", flush=True)
+    # the project's packages come from the checkout this benchmark runs from
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    subprocess.run([sys.executable, "-c", MAKE_EXPORT, str(model_dir)], check=True, cwd=REPO,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}, stdout=subprocess.DEVNULL)
+    return model_dir, True
+
+
 # ---- servers --------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def service_server(args, model_dir: Path, scratch: Path) -> GunicornServer:
+    """The service: gunicorn with ``--workers`` workers, TF_NUM_THREADS=1, no hot reload."""
+    extra = ((["--worker-class", args.worker_class] if args.worker_class else [])
+             + (["--threads", str(args.threads)] if args.threads else []))
+    return GunicornServer(model_dir, scratch / "service.log", workers=args.workers, poll_seconds=0,
+                          extra_env={"TF_NUM_THREADS": "1"}, extra_args=extra, name="service")
 
 
-def has_version(model_dir: Path) -> bool:
-    return model_dir.is_dir() and any(p.name.isdigit() and p.is_dir() for p in model_dir.iterdir())
-
-
-def newest_version(model_dir: Path) -> Path:
-    return max((p for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir()), key=lambda p: int(p.name))
-
-
-class Server:
-    def __init__(self, name: str, command: list[str], env: dict, port: int, log_dir: Path):
-        self.name, self.port = name, port
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, path: str, body: bytes | None, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        good = 0
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                conn.request("POST" if body else "GET", path, body=body,
-                             headers={"Content-Type": "application/json"})
-                status = conn.getresponse().status
-                conn.close()
-                good = good + 1 if status == 200 else 0
-                if good >= 6:  # several fresh connections: every worker is up
-                    return
-                continue
-            except OSError:
-                good = 0
-            time.sleep(0.3)
-        raise TimeoutError(f"{self.name} not ready after {timeout} s:\n{self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(40)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._log.close()
-
-
-def gunicorn_command(app: str, port: int, workers: int, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py", "--bind",
-            f"127.0.0.1:{port}", "--workers", str(workers), *extra, app]
+def baseline_server(args, model_dir: Path, scratch: Path) -> ServerProcess:
+    """The tutorial pattern (BASELINE_APP), under Flask's own server or under gunicorn."""
+    app_file = scratch / "baseline_app.py"
+    app_file.write_text(textwrap.dedent(BASELINE_APP))
+    extra_env = {"BASELINE_MODEL": str(newest_version(model_dir)), "PYTHONPATH": str(scratch)}
+    if args.baseline_server == "gunicorn":
+        return GunicornServer(model_dir, scratch / "baseline.log", workers=args.workers, poll_seconds=0,
+                              extra_env=extra_env, app="baseline_app:app", name="baseline")
+    env = {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_POLL_SECONDS": "0", "TF_CPP_MIN_LOG_LEVEL": "2",
+           **extra_env}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    port = free_port()
+    return ServerProcess([sys.executable, str(app_file), str(port)], scratch / "baseline.log", port=port,
+                         env=env, name="baseline")
 
 
 # ---- load -----------------------------------------------------------------------------------------
@@ -199,11 +186,11 @@ def run_load(port: int, bodies: list[bytes], requests: int, concurrency: int, ma
     deadline = time.monotonic() + max_seconds
     procs = [ctx.Process(target=_client, args=(port, bodies[c::concurrency] or bodies, per_client,
                                                 deadline, 3, queue)) for c in range(concurrency)]
-    for p in procs:
-        p.start()
+    for process in procs:
+        process.start()
     results = [queue.get() for _ in procs]
-    for p in procs:
-        p.join()
+    for process in procs:
+        process.join()
     latencies = np.concatenate([np.asarray(r[0]) for r in results])
     # throughput over the measured part (after every client's warm-up): requests / wall time
     wall = max(r[3] for r in results) - min(r[2] for r in results)
@@ -217,7 +204,7 @@ PERCENTILES = (50, 75, 90, 95, 99, 99.9)
 
 
 def scenarios(args, digits: np.ndarray) -> list[tuple[str, list[bytes], int, int]]:
-    singles = [json.dumps({"instances": [d.tolist()]}).encode() for d in digits[:200]]
+    singles = [json.dumps({"instances": [digit.tolist()]}).encode() for digit in digits[:200]]
     batches = [json.dumps({"instances": digits[i:i + 64].tolist()}).encode()
                for i in range(0, 64 * 8, 64)]
     return [
@@ -228,23 +215,23 @@ def scenarios(args, digits: np.ndarray) -> list[tuple[str, list[bytes], int, int
     ]
 
 
-def bench_servers(servers: list[Server], args, digits) -> dict:
+def bench_servers(servers: list[ServerProcess], args, digits) -> dict:
     """Every scenario ``--repeats`` times; within a repeat the servers take turns, in alternating order,
     so that load from other processes hits both alike. Returns server -> scenario -> list of runs."""
     results = {server.name: {} for server in servers}
     for repeat in range(args.repeats):
         for name, bodies, concurrency, count in scenarios(args, digits):
             for server in (servers if repeat % 2 == 0 else servers[::-1]):
-                r = run_load(server.port, bodies, count, concurrency, args.max_seconds)
-                results[server.name].setdefault(name, []).append(r)
-                print(f"  [{repeat + 1}/{args.repeats}] {server.name:9s} {name:22s} {r['requests']:6d} req  "
-                      f"{r['rps']:8.1f} req/s  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  "
-                      f"errors {r['errors']}", flush=True)
+                run = run_load(server.port, bodies, count, concurrency, args.max_seconds)
+                results[server.name].setdefault(name, []).append(run)
+                print(f"  [{repeat + 1}/{args.repeats}] {server.name:9s} {name:22s} {run['requests']:6d} req  "
+                      f"{run['rps']:8.1f} req/s  p50 {run['p50']:7.2f} ms  p99 {run['p99']:7.2f} ms  "
+                      f"errors {run['errors']}", flush=True)
     return results
 
 
 # ---- main -----------------------------------------------------------------------------------------
-def main(argv=None) -> int:
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", default="exports/mnist",
@@ -264,71 +251,37 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="threads per worker (default: service/gunicorn.conf.py's, $GUNICORN_THREADS or 2)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures here as JSON")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    model_dir = Path(args.model_dir)
-    if not model_dir.is_absolute():
-        model_dir = REPO / model_dir
     servers = []
     try:
-        made = not has_version(model_dir)
-        if made:
-            model_dir = scratch / "exports"
-            print(f"no export in {args.model_dir}: making a small one in {model_dir}", flush=True)
-            subprocess.run([sys.executable, "-c", MAKE_EXPORT, str(model_dir), str(REPO)], check=True,
-                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, stdout=subprocess.DEVNULL)
-        digits = test_digits(512)
+        model_dir, made = model_to_serve(args, scratch)
+        digits = mnist_test_digits(512)
         body = json.dumps({"instances": [digits[0].tolist()]}).encode()
         load = os.getloadavg()
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True).stdout.strip()
-        print(f"commit {commit}; {os.cpu_count()} cores; load average {load[0]:.2f} {load[1]:.2f} "
-              f"{load[2]:.2f}; serving {newest_version(model_dir)}; service: {args.workers} "
-              f"{args.worker_class or 'gthread'} workers x "
-              f"{args.threads or os.environ.get('GUNICORN_THREADS', '2')} threads, TF_NUM_THREADS=1; "
-              f"baseline: {args.baseline_server}; "
-              f"single-instance body {len(body)} bytes; {args.repeats} repeat(s), servers taking turns",
-              flush=True)
-
-        env = {**os.environ, "MODEL_DIR": str(model_dir), "MODEL_POLL_SECONDS": "0",
-               "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_THREADS": "1"}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-
-        port = free_port()
-        extra = ((["--worker-class", args.worker_class] if args.worker_class else [])
-                 + (["--threads", str(args.threads)] if args.threads else []))
-        service = Server("service", gunicorn_command("service.app:create_app()", port, args.workers, extra),
-                         env, port, scratch)
+        print_settings(args, model_dir, body)
+        service = service_server(args, model_dir, scratch)
         servers.append(service)
-        service.wait_ready("/readyz", None)
-
+        service.wait_until_up(timeout=180, workers=args.workers)  # every worker has loaded the model
         if args.baseline_server != "none":
-            app_file = scratch / "baseline_app.py"
-            app_file.write_text(textwrap.dedent(BASELINE_APP))
-            port = free_port()
-            benv = {**env, "BASELINE_MODEL": str(newest_version(model_dir)),
-                    "PYTHONPATH": str(scratch)}
-            benv.pop("TF_NUM_THREADS")
-            if args.baseline_server == "flask":
-                command = [sys.executable, str(app_file), str(port)]
-            else:
-                command = gunicorn_command("baseline_app:app", port, args.workers, [])
-            baseline = Server("baseline", command, benv, port, scratch)
+            baseline = baseline_server(args, model_dir, scratch)
             servers.append(baseline)
-            baseline.wait_ready("/predict", body)
+            baseline.wait_until_answers("/predict", body=body, in_a_row=6)  # fresh connections: every worker
         results = bench_servers(servers, args, digits)
         for server in servers:
             server.stop()
         report(results)
-        if args.json:
-            Path(args.json).write_text(json.dumps({
-                "settings": {**{k: v for k, v in vars(args).items() if k != "json"},
-                             "worker_class": args.worker_class or "gthread",
-                             "threads": args.threads or int(os.environ.get("GUNICORN_THREADS", "2"))},
-                "model": "small untrained 784-128-64-10 export" if made else str(newest_version(model_dir)),
-                "body_bytes": len(body), "load_average_before": load, "load_average_after": os.getloadavg(),
-                "results": results}, indent=1))
+        write_json(args.json, {
+            "settings": {**{k: v for k, v in vars(args).items() if k != "json"},
+                         "worker_class": args.worker_class or "gthread",
+                         "threads": args.threads or int(os.environ.get("GUNICORN_THREADS", "2"))},
+            "model": "small untrained 784-128-64-10 export" if made else str(newest_version(model_dir)),
+            "body_bytes": len(body), "load_average_before": load, "load_average_after": os.getloadavg(),
+            "results": results})
     finally:
         for server in servers:
             server.stop()
@@ -336,9 +289,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def _summary(runs: list[dict], key: str) -> tuple[float, float, float]:
-    values = [r[key] for r in runs]
-    return float(np.median(values)), min(values), max(values)
+def print_settings(args, model_dir: Path, body: bytes) -> None:
+    print(f"commit {git_commit()}; {os.cpu_count()} cores; load average {load_text()}; "
+          f"serving {newest_version(model_dir)}; service: {args.workers} "
+          f"{args.worker_class or 'gthread'} workers x "
+          f"{args.threads or os.environ.get('GUNICORN_THREADS', '2')} threads, TF_NUM_THREADS=1; "
+          f"baseline: {args.baseline_server}; "
+          f"single-instance body {len(body)} bytes; {args.repeats} repeat(s), servers taking turns",
+          flush=True)
 
 
 def report(results: dict) -> None:
@@ -351,19 +309,26 @@ def report(results: dict) -> None:
         for name, runs in rows.items():
             cells = []
             for key, fmt in (("rps", ".1f"), ("p50", ".2f"), ("p99", ".2f")):
-                med, lo, hi = _summary(runs, key)
-                cells.append(f"{med:{fmt}} ({lo:{fmt}}-{hi:{fmt}})")
+                figures = summary(r[key] for r in runs)
+                cells.append(f"{figures['median']:{fmt}} ({figures['min']:{fmt}}-{figures['max']:{fmt}})")
             print(f"{server:9s} {name:22s} {sum(r['requests'] for r in runs):8d} {cells[0]:>26s} "
                   f"{cells[1]:>22s} {cells[2]:>22s} {sum(r['errors'] for r in runs):6d}")
     if "baseline" in results:
-        print()
-        print(f"{'ratio service/baseline':32s} {'throughput':>10s} {'p50 latency':>12s} {'p99 latency':>12s}  "
-              f"(of the medians)")
-        for name in results["service"]:
-            s, b = results["service"][name], results["baseline"][name]
-            print(f"{name:32s} {_summary(s, 'rps')[0] / _summary(b, 'rps')[0]:9.1f}x "
-                  f"{_summary(s, 'p50')[0] / _summary(b, 'p50')[0]:11.3f}x "
-                  f"{_summary(s, 'p99')[0] / _summary(b, 'p99')[0]:11.3f}x")
+        print_ratios(results)
+
+
+def print_ratios(results: dict) -> None:
+    def median(runs: list[dict], key: str) -> float:
+        return summary(r[key] for r in runs)["median"]
+
+    print()
+    print(f"{'ratio service/baseline':32s} {'throughput':>10s} {'p50 latency':>12s} {'p99 latency':>12s}  "
+          f"(of the medians)")
+    for name in results["service"]:
+        ours, theirs = results["service"][name], results["baseline"][name]
+        print(f"{name:32s} {median(ours, 'rps') / median(theirs, 'rps'):9.1f}x "
+              f"{median(ours, 'p50') / median(theirs, 'p50'):11.3f}x "
+              f"{median(ours, 'p99') / median(theirs, 'p99'):11.3f}x")
 
 
 if __name__ == "__main__":

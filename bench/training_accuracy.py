@@ -1,7 +1,7 @@
 """Test accuracy against training time: the NumPy network, the Keras mirror and built-in Keras, side by side.
 
-    python bench/training_accuracy.py                       # 30 epochs each, ~4 minutes on 2 cores
-    python bench/training_accuracy.py --epochs 10 --repeats 2 --json out.json --plot acc.png
+    python -m bench.training_accuracy                       # 30 epochs each, ~4 minutes on 2 cores
+    python -m bench.training_accuracy --epochs 10 --repeats 2 --json out.json --plot acc.png
 
 The same 784-128-64-10 ReLU network is trained with the hyperparameters of ``python training/train.py``
 (Adam at 2e-3 with cosine decay to 0 over all steps, batch 128, random shifts of up to 2 pixels from
@@ -29,17 +29,14 @@ what keeps timings stable. The test set is used for this curve only; nothing is 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+from bench.support import (blas_libraries, pyplot, save_figure, start_tensorflow, summary, tensorflow_threads,
+                           write_json)
 
 SIZES = (784, 128, 64, 10)
 TARGETS = (0.97, 0.98)
@@ -47,25 +44,21 @@ ENGINES = ("numpy", "mirror", "built-in")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=30, help="epochs (the cosine decays to 0 over them); default 30")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--learning-rate", type=float, default=2e-3)
-    p.add_argument("--augment-shift", type=int, default=2)
-    p.add_argument("--validation-fraction", type=float, default=0.1)
-    p.add_argument("--limit-train", type=int, default=None, metavar="N", help="first N training images only")
-    p.add_argument("--repeats", type=int, default=1, help="runs with seeds 0, 1, ... (default 1)")
-    p.add_argument("--threads", type=int, default=1, help="TF intra-op threads and BLAS threads (default 1)")
-    p.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
-    p.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DATA_DIR, then the cache)")
-    p.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
-    p.add_argument("--plot", type=Path, default=None, help="write the accuracy-vs-time plot here (PNG)")
-    return p.parse_args(argv)
-
-
-def summary(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=30, help="epochs (the cosine decays to 0 over them); default 30")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--augment-shift", type=int, default=2)
+    parser.add_argument("--validation-fraction", type=float, default=0.1)
+    parser.add_argument("--limit-train", type=int, default=None, metavar="N", help="first N training images only")
+    parser.add_argument("--repeats", type=int, default=1, help="runs with seeds 0, 1, ... (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="TF intra-op threads and BLAS threads (default 1)")
+    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
+    parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DATA_DIR, then the cache)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
+    parser.add_argument("--plot", type=Path, default=None, help="write the accuracy-vs-time plot here (PNG)")
+    return parser.parse_args(argv)
 
 
 def time_to(history: list[dict], target: float):
@@ -91,7 +84,7 @@ class NumpyRun:
         self.net.fit(x, y, epochs=1, batch_size=self.args.batch_size, optimizer=self.optimizer,
                      shuffle=False, verbose=False)
 
-    def test_accuracy(self, x, y):
+    def accuracy(self, x, y):
         return float((self.net.predict(x) == y).mean())  # predict: class ids
 
 
@@ -105,7 +98,7 @@ class KerasRun:
         self.args = args
         schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=args.epochs * steps)
         if builtin:
-            from keras_mirror import builtin_model  # the same He-normal initialisation per layer
+            from bench.keras_mirror import builtin_model  # the same He-normal initialisation per layer
 
             self.model = builtin_model(keras, SIZES, seed)
             self.model.compile(optimizer=keras.optimizers.Adam(schedule),
@@ -118,7 +111,7 @@ class KerasRun:
     def epoch(self, x, y):
         self.model.fit(x, y, batch_size=self.args.batch_size, epochs=1, shuffle=False, verbose=0)
 
-    def test_accuracy(self, x, y):
+    def accuracy(self, x, y):
         logits = self.model.predict(x, batch_size=2048, verbose=0)
         return float((logits.argmax(1) == y).mean())
 
@@ -147,7 +140,7 @@ def run_once(args, seed, data, engines) -> dict:
             models[name].epoch(x, y)
             seconds, cpu = time.perf_counter() - started, time.process_time() - started_cpu
             cumulative[name] += seconds
-            accuracy = models[name].test_accuracy(x_test, y_test)
+            accuracy = models[name].accuracy(x_test, y_test)
             history[name].append({"epoch": epoch + 1, "seconds": seconds, "cpu_seconds": cpu,
                                   "seconds_cumulative": cumulative[name], "test_accuracy": accuracy})
         print(f"seed {seed} epoch {epoch + 1}/{args.epochs}: " + "  ".join(
@@ -177,11 +170,7 @@ def aggregate(runs: list[dict], engines) -> dict:
 
 
 def plot(runs: list[dict], engines, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     colours = {"numpy": "tab:blue", "mirror": "tab:orange", "built-in": "tab:green"}
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for i, run in enumerate(runs):
@@ -200,10 +189,7 @@ def plot(runs: list[dict], engines, path: Path, title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> dict:
@@ -212,16 +198,10 @@ def main(argv=None) -> dict:
     unknown = set(engines) - set(ENGINES)
     if unknown:
         raise SystemExit(f"unknown engines {sorted(unknown)}; choose from {ENGINES}")
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import numpy as np
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf = start_tensorflow(args.threads, inter_op=1)
     import keras
-    from threadpoolctl import threadpool_info, threadpool_limits
+    import numpy as np
+    from threadpoolctl import threadpool_limits
 
     from training.data import load_mnist
 
@@ -230,37 +210,40 @@ def main(argv=None) -> dict:
         x_train, y_train = x_train[:args.limit_train], y_train[:args.limit_train]
     load_before = os.getloadavg()
     with threadpool_limits(limits=args.threads, user_api="blas"):
-        blas = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')}, {i['num_threads']} threads)"
-                for i in threadpool_info() if i["user_api"] == "blas"]
+        blas = blas_libraries()
         runs = [run_once(args, seed, ((x_train, y_train), test), engines) for seed in range(args.repeats)]
+    threads = tensorflow_threads(tf)
     result = {
         "settings": {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
                      "schedule": "cosine", "augment_shift": args.augment_shift,
                      "validation_fraction": args.validation_fraction, "repeats": args.repeats,
                      "threads": args.threads, "limit_train": args.limit_train, "engines": engines},
-        "threads": {"tensorflow_intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                    "tensorflow_inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+        "threads": {"tensorflow_intra_op": threads["intra_op"], "tensorflow_inter_op": threads["inter_op"],
                     "blas": blas},
         "versions": {"numpy": np.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "runs": runs,
         "summary": aggregate(runs, engines),
     }
-    print(f"\n{'engine':10s} {'final test acc':>15s} {'s/epoch (min-max)':>22s} {'to 97 %':>10s} {'to 98 %':>10s}")
-    for name, s in result["summary"].items():
-        def fmt(key):
-            t = s[key]["seconds"]
-            return f"{t['median']:.1f} s" if t else "not reached"
-        e = s["epoch_seconds"]
-        print(f"{name:10s} {s['final_test_accuracy']['median']:>15.2%} "
-              f"{e['median']:>8.2f} ({e['min']:.2f}-{e['max']:.2f}) {fmt('time_to_97'):>10s} {fmt('time_to_98'):>10s}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
+    print_summary(result["summary"])
+    write_json(args.json, result)
     if args.plot:
         plot(runs, engines, args.plot, f"784-128-64-10, Adam 2e-3 cosine, batch {args.batch_size}, shift "
                                        f"{args.augment_shift}, {args.epochs} epochs, {args.threads} thread(s)")
     return result
+
+
+def print_summary(per_engine: dict) -> None:
+    def time_text(figures: dict, key: str) -> str:
+        seconds = figures[key]["seconds"]
+        return f"{seconds['median']:.1f} s" if seconds else "not reached"
+
+    print(f"\n{'engine':10s} {'final test acc':>15s} {'s/epoch (min-max)':>22s} {'to 97 %':>10s} {'to 98 %':>10s}")
+    for name, figures in per_engine.items():
+        epoch = figures["epoch_seconds"]
+        print(f"{name:10s} {figures['final_test_accuracy']['median']:>15.2%} "
+              f"{epoch['median']:>8.2f} ({epoch['min']:.2f}-{epoch['max']:.2f}) "
+              f"{time_text(figures, 'time_to_97'):>10s} {time_text(figures, 'time_to_98'):>10s}")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,13 @@
 """Fixtures shared by every test folder: real MNIST (through MNIST_DATA_DIR) and small slices of it."""
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support import REPO, mnist_dir  # noqa: F401 - REPO: imported from here by tests/training
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
-
-
-def mnist_dir() -> Path | None:
-    """The folder with the four MNIST IDX files: $MNIST_DATA_DIR, else ../shared/data/mnist."""
-    configured = os.environ.get("MNIST_DATA_DIR")
-    if configured:
-        return Path(configured)
-    return SHARED_MNIST if SHARED_MNIST.is_dir() else None
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ if not os.path.isfile("/models/mnist/1/saved_model.pb"):
 if os.access("/app/service/app.py", os.W_OK) or os.access("/models/mnist/1/saved_model.pb", os.W_OK):
     problems.append("the service's code or model is writable by the service's user")
 
-dists = {d.metadata["Name"].lower().replace("_", "-") for d in md.distributions()}
+dists = {dist.metadata["Name"].lower().replace("_", "-") for dist in md.distributions()}
 if "tensorflow-cpu" not in dists or "tensorflow" in dists:
     problems.append("expected tensorflow-cpu and not the (CUDA) tensorflow distribution")
 extra = [m for m in ("sklearn", "matplotlib", "pytest", "tensorboard", "model", "training")

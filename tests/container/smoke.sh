@@ -57,7 +57,7 @@ fail() {
 pm() {
     podman --runtime "$PODMAN_RUNTIME" "$@" 2> >(grep -v 'unable to get systemd connection' >&2)
 }
-client() { "$PYTHON" "$HERE/smoke_client.py" "$@"; }
+client() { "$PYTHON" -m tests.container.smoke_client "$@"; } # from $ROOT (tests/support.py)
 
 # the script's own stdout and stderr, for cleanup: a signal trap runs with the redirections of the
 # command it interrupted (often >/dev/null)

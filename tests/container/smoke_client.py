@@ -1,5 +1,6 @@
-"""The container smoke test's client side (tests/container/smoke.sh): standard library, NumPy, and
-TensorFlow only for the reference predictions. Subcommands:
+"""The container smoke test's client side (tests/container/smoke.sh runs it from the repository root as
+``python -m tests.container.smoke_client``): standard library, NumPy, tests/support.py, and TensorFlow
+only for the reference predictions. Subcommands:
 
     free-port                       print a free TCP port on 127.0.0.1
     wait-ready URL SECONDS          poll URL/readyz until 200 (exit 1 on timeout)
@@ -19,7 +20,6 @@ import gzip
 import http.client
 import json
 import os
-import socket
 import sys
 import time
 import urllib.error
@@ -27,6 +27,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+from tests.support import free_port, wait_for
 
 
 def fail(message: str) -> None:
@@ -73,26 +75,23 @@ def request(url: str, body: bytes | None = None, timeout: float = 30.0) -> tuple
         return error.code, error.read()
 
 
-def free_port() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        print(s.getsockname()[1])
-
-
 def wait_ready(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    last = "no answer"
-    while time.monotonic() < deadline:
+    last = ["no answer"]
+
+    def ready() -> bool:
         try:
             status, body = request(url + "/readyz", timeout=5)
-            if status == 200:
-                print(f"{url}/readyz: 200 {body.decode()[:200]}")
-                return
-            last = f"{status} {body.decode()[:200]}"
         except (OSError, http.client.HTTPException) as error:
-            last = repr(error)
-        time.sleep(1)
-    fail(f"{url}/readyz did not answer 200 within {seconds:.0f} s (last: {last})")
+            last[0] = repr(error)
+            return False
+        last[0] = f"{status} {body.decode()[:200]}"
+        return status == 200
+
+    try:
+        wait_for(ready, seconds, f"{url}/readyz to answer 200", interval=1.0)
+    except TimeoutError:
+        fail(f"{url}/readyz did not answer 200 within {seconds:.0f} s (last: {last[0]})")
+    print(f"{url}/readyz: {last[0]}")
 
 
 # -------------------------------------------------------------------------------------- predict
@@ -221,7 +220,7 @@ def main() -> None:
     p.add_argument("file")
     args = parser.parse_args()
     if args.command == "free-port":
-        free_port()
+        print(free_port())
     elif args.command == "wait-ready":
         wait_ready(args.url, args.seconds)
     elif args.command == "predict":

@@ -1,4 +1,6 @@
-"""Helpers of the reliability suite: process figures from /proc, a bounded load generator, the report.
+"""Helpers of the reliability suite: process figures from /proc, a bounded load generator, and the
+requests it sends (each with what a correct answer is). The report is in report.py; ports, waiting and
+the gunicorn process in tests/support.py.
 
 Everything here talks only to 127.0.0.1, and every loop is bounded in time and in count.
 """
@@ -56,41 +58,6 @@ def established_connections(pid: int) -> int:
     return count
 
 
-def gunicorn_settings() -> dict:
-    """worker_class, workers, threads, keepalive as service/gunicorn.conf.py sets them here."""
-    import subprocess
-    import sys
-
-    repo = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "service/gunicorn.conf.py", "--print-config",
-                          "service.app:create_app()"], cwd=repo, capture_output=True, text=True, timeout=60).stdout
-    settings = {}
-    for line in out.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() in ("worker_class", "workers", "threads", "keepalive"):
-            settings[key.strip()] = value.strip()
-    return settings
-
-
-def check_alive(server) -> None:
-    """Fail at once, with the end of its log, if the gunicorn master has exited."""
-    code = server.process.poll()
-    if code is not None:
-        raise AssertionError(f"gunicorn (pid {server.process.pid}) exited with status {code}; the end of "
-                             f"its log:\n{server.log()[-4000:]}")
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    """Poll ``predicate`` until it returns something truthy (returned), at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 # ---- requests -------------------------------------------------------------------------------------
 @dataclass
 class Template:
@@ -122,13 +89,19 @@ class Template:
             return self.check(payload) if self.check else None
         if status != self.status:
             return f"{self.name}: status {status} (expected {self.status}): {data[:200]!r}"
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            return f"{self.name}: {status} with a body that is not JSON: {data[:200]!r}"
-        if not (isinstance(payload, dict) and isinstance(payload.get("error"), str) and payload["error"]):
-            return f"{self.name}: {status} without a JSON {{'error': str}} body: {data[:200]!r}"
-        return None
+        problem = error_body_problem(status, data)
+        return f"{self.name}: {problem}" if problem else None
+
+
+def error_body_problem(status: int, data: bytes) -> str | None:
+    """None if ``data`` is the JSON ``{"error": "<text>"}`` every refusal carries, else what is wrong."""
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return f"{status} with a body that is not JSON: {data[:200]!r}"
+    if not (isinstance(payload, dict) and isinstance(payload.get("error"), str) and payload["error"]):
+        return f"{status} without a JSON {{'error': str}} body: {data[:200]!r}"
+    return None
 
 
 def send(conn: http.client.HTTPConnection, template: Template) -> tuple[int, bytes]:
@@ -231,38 +204,6 @@ class LoadGenerator:
         conn.close()
 
 
-# ---- the report (docs/reliability.md) -------------------------------------------------------------
-class Report:
-    """Figures the tests record as they run; written to docs/reliability.md at the end of the session."""
-
-    def __init__(self):
-        self.sections: dict[str, list[str]] = {}
-        self.faults: list[dict] = []
-        self.outcomes: dict[str, tuple[str, float]] = {}  # test id -> (outcome, seconds)
-        self.requests: dict[str, tuple[int, int]] = {}  # phase -> (requests sent, failures)
-        self.server = "gunicorn"  # how the shared server runs (set by the fixture)
-
-    def section(self, title: str, lines: list[str]) -> None:
-        self.sections[title] = lines
-
-    def fault(self, name: str, expected: str, outcome: str, timing: str) -> None:
-        self.faults = [f for f in self.faults if f["name"] != name]
-        self.faults.append({"name": name, "expected": expected, "outcome": outcome, "timing": timing})
-
-
-REPORT = Report()
-
-
-def table(header: list[str], rows: list[list[object]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def histogram(counter: Counter) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in sorted(counter.items(), key=lambda kv: str(kv[0])))
-
-
 # ---- the traffic of the soak and of the faults ----------------------------------------------------
 def _digits_check(name: str, digits: list[int], key: str = "predictions"):
     """A check that the answer holds exactly these predicted digits (from the model itself)."""
@@ -289,7 +230,7 @@ def valid_templates(x, predicted) -> list[Template]:
     from tests.service.conftest import png_bytes
 
     x = [[float(v) for v in row] for row in x]
-    predicted = [int(d) for d in predicted]
+    predicted = [int(digit) for digit in predicted]
     json_headers = {"Content-Type": "application/json"}
     square = [x[2][r * 28:(r + 1) * 28] for r in range(28)]
     templates = [
@@ -308,19 +249,13 @@ def valid_templates(x, predicted) -> list[Template]:
     ]
     # images: the service preprocesses them like MNIST, so their digit is what the service said at
     # the warm-up (checked to be one of 10 classes); it must not change under load
-    png = png_bytes(np_array(x[6]), size=84)
+    png = png_bytes(x[6], size=84)
     templates += [
         Template("predict PNG", "POST", "/predict", png, {"Content-Type": "image/png"}),
         Template("predict base64 PNG", "POST", "/predict",
                  json.dumps({"instances": [{"b64": base64.b64encode(png).decode()}]}).encode(), json_headers),
     ]
     return templates
-
-
-def np_array(values):
-    import numpy as np
-
-    return np.asarray(values, np.float32)
 
 
 def _check_v2(digit: int):
@@ -351,25 +286,25 @@ def pin_answers(port: int, templates: list[Template]) -> None:
 
 def invalid_templates(max_body: int = 4 * 1024 * 1024) -> list[Template]:
     """Invalid requests, each with the 4xx it must get."""
-    j = {"Content-Type": "application/json"}
+    json_type = {"Content-Type": "application/json"}
     row = "[" + ",".join(["0.5"] * 784) + "]"
     return [
-        Template("malformed JSON", "POST", "/predict", b'{"instances": [[0.1, 0.2,', j, False, 400),
+        Template("malformed JSON", "POST", "/predict", b'{"instances": [[0.1, 0.2,', json_type, False, 400),
         Template("783 numbers", "POST", "/predict", ('{"instances": [[' + ",".join(["0.5"] * 783) + "]]}").encode(),
-                 j, False, 400),
+                 json_type, False, 400),
         Template("out of range (0-255 pixels)", "POST", "/predict",
-                 ('{"instances": [[' + ",".join(["255"] * 784) + "]]}").encode(), j, False, 400),
+                 ('{"instances": [[' + ",".join(["255"] * 784) + "]]}").encode(), json_type, False, 400),
         Template("NaN pixel", "POST", "/predict", ('{"instances": [[NaN' + ",0.5" * 783 + "]]}").encode(),
-                 j, False, 400),
-        Template("empty body", "POST", "/predict", b"", j, False, 400),
+                 json_type, False, 400),
+        Template("empty body", "POST", "/predict", b"", json_type, False, 400),
         Template("not an image", "POST", "/predict", b"\x89PNG\r\n\x1a\nnot really", {"Content-Type": "image/png"},
                  False, 400),
         Template("wrong Content-Type", "POST", "/predict", b"0.5,0.5", {"Content-Type": "text/csv"}, False, 415),
         Template("too many instances", "POST", "/predict",
-                 ('{"instances": [' + ",".join([row] * 257) + "]}").encode(), j, False, 413, weight=0.3),
-        Template("unknown model", "POST", "/v1/models/nope:predict", b'{"instances": []}', j, False, 404),
+                 ('{"instances": [' + ",".join([row] * 257) + "]}").encode(), json_type, False, 413, weight=0.3),
+        Template("unknown model", "POST", "/v1/models/nope:predict", b'{"instances": []}', json_type, False, 404),
         Template("unknown route", "GET", "/predictions", None, {}, False, 404),
         Template("wrong method", "GET", "/predict", None, {}, False, 405),
         Template("huge body (5 MiB)", "POST", "/predict", b'{"instances": [' + b"0.5, " * (max_body // 4) + b"0]}",
-                 j, False, 413, weight=0.05),
+                 json_type, False, 413, weight=0.05),
     ]

@@ -9,20 +9,19 @@
    /healthz 200, no crash loop (same pids); a good version appearing later is served.
 4. A download interrupted midway (connection closed, or stalled past the timeout): a clear error and
    no file at all, partial or temporary, in the cache.
-5. A training run killed mid-epoch and resumed: the test of tests/training/test_train.py, called from
-   here so its outcome is part of this report.
+
+A training run killed mid-epoch and resumed is tested once, in the default suite
+(tests/training/test_train.py), not here.
 """
 
 from __future__ import annotations
 
-import http.server
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,12 +29,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.service.gunicorn_server import GunicornServer
-from tests.training import test_train as training_tests
+from tests.support import REPO, GunicornServer, MirrorServer, wait_for
 
 from .conftest import copy_version
-from .support import (REPORT, LoadGenerator, check_alive, established_connections, pin_answers,
-                      valid_templates, wait_for)
+from .report import REPORT
+from .support import LoadGenerator, established_connections, pin_answers, valid_templates
 
 pytestmark = pytest.mark.reliability
 
@@ -77,7 +75,7 @@ def versions_served(server, tries: int = 12) -> set:
 
 # ---- 1. a worker killed under load ----------------------------------------------------------------
 def test_worker_killed_with_sigkill_under_load(service, digits, expected):
-    check_alive(service)
+    service.check_alive()
     x, _ = digits
     templates = valid_templates(x[:16], expected[:16].argmax(1))
     pin_answers(service.port, templates)
@@ -87,26 +85,11 @@ def test_worker_killed_with_sigkill_under_load(service, digits, expected):
                          record_events=True).start()
     try:
         time.sleep(3.0)
-        victim = min(before)
-        connections = established_connections(victim)  # its clients' keep-alive connections
-        killed_at = time.monotonic()
-        os.kill(victim, signal.SIGKILL)
-
-        def replacement_ready():
-            pids = service.worker_pids()
-            new = pids - before
-            log = service.log()
-            return (len(pids) == 2 and victim not in pids and len(new) == 1
-                    and f"worker {next(iter(new))} ready to accept requests" in log) and new
-        (newcomer,) = wait_for(replacement_ready, 120, "a replacement worker that has loaded the model")
-        replaced_after = time.monotonic() - killed_at
+        kill = kill_a_worker(service, before)
         time.sleep(2.0)  # the replacement takes its share of the load
     finally:
         result = load.stop()
-    events = sorted(result.events)
-    after_kill = [t for t, ok in events if ok and t > killed_at]
-    first_success = after_kill[0] - killed_at if after_kill else float("inf")
-    gaps = [b - a for a, b in zip([killed_at] + after_kill, after_kill)]
+    first_success, longest_gap = recovery(result.events, kill["killed_at"])
     failed = result.failed(True)
     per_client = Counter(f[3] for f in failed)
     REPORT.requests["fault: worker killed under load"] = (result.requests, len(failed))
@@ -115,21 +98,47 @@ def test_worker_killed_with_sigkill_under_load(service, digits, expected):
         f"{CONCURRENCY} clients (keep-alive connections) sending valid requests: only requests on the "
         "victim's connections fail, at most one per client (its next request on a new connection "
         "succeeds); the other worker keeps answering; a replacement loads the model before accepting",
-        f"{len(failed)} of {result.requests} requests failed, from {len(per_client)} client(s), one each; the "
-        f"victim held {connections} client connection(s)"
-        + (f" (e.g. `{failed[0][2][:70]}`)" if failed else "") + f"; victim {victim} replaced by {newcomer}",
+        f"{len(failed)} of {result.requests} requests failed, from {len(per_client)} client(s), at most "
+        f"{max(per_client.values(), default=0)} each; the victim held {kill['connections']} client connection(s)"
+        + (f" (e.g. `{failed[0][2][:70]}`)" if failed else "")
+        + f"; victim {kill['victim']} replaced by {kill['newcomer']}",
         f"next 200 {first_success * 1000:.0f} ms after the kill; longest gap without a 200 "
-        f"{max(gaps) * 1000:.0f} ms; replacement ready after {replaced_after:.1f} s")
+        f"{longest_gap * 1000:.0f} ms; replacement ready after {kill['replaced_after']:.1f} s")
     assert all(count == 1 for count in per_client.values()), per_client
-    assert len(failed) <= min(CONCURRENCY, max(connections, 1)), [f[2] for f in failed[:10]]
+    assert len(failed) <= min(CONCURRENCY, max(kill["connections"], 1)), [f[2] for f in failed[:10]]
     assert first_success < 5.0
-    assert max(gaps) < 5.0
+    assert longest_gap < 5.0
     assert versions_served(service) == {1}
+
+
+def kill_a_worker(service, before: set[int]) -> dict:
+    """SIGKILL to one of ``before`` (the workers), then until a replacement has loaded the model: the
+    victim, its client connections, when it was killed, its replacement and how long that took."""
+    victim = min(before)
+    connections = established_connections(victim)  # its clients' keep-alive connections
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+
+    def replacement_ready():
+        pids, ready = service.worker_pids(), service.ready_workers()
+        new = pids - before
+        return len(pids) == 2 and victim not in pids and len(new) == 1 and new <= ready and new
+    (newcomer,) = wait_for(replacement_ready, 120, "a replacement worker that has loaded the model")
+    return {"victim": victim, "connections": connections, "killed_at": killed_at, "newcomer": newcomer,
+            "replaced_after": time.monotonic() - killed_at}
+
+
+def recovery(events: list, killed_at: float) -> tuple[float, float]:
+    """Seconds from the kill to the next answered request, and the longest time without one after it."""
+    after_kill = [t for t, ok in sorted(events) if ok and t > killed_at]
+    first_success = after_kill[0] - killed_at if after_kill else float("inf")
+    gaps = [b - a for a, b in zip([killed_at] + after_kill, after_kill)]
+    return first_success, max(gaps, default=float("inf"))
 
 
 # ---- 2. a corrupt newer version during hot reload -------------------------------------------------
 def test_corrupt_newer_version_during_hot_reload_keeps_the_old_one(service, digits, expected, version_dir):
-    check_alive(service)
+    service.check_alive()
     x, _ = digits
     base = service.export_base
     templates = valid_templates(x[:16], expected[:16].argmax(1))
@@ -193,27 +202,15 @@ def test_model_missing_or_corrupt_at_start_no_crash_loop(tmp_path, version_dir):
         "missing": f"not ready: no model loaded: the export base {str(missing_base)!r} (MODEL_DIR) does not exist",
         "corrupt": f"model version 1 in {corrupt_base} is broken and was skipped",
     }
-    outcomes = {}
     try:
         started = time.monotonic()
         for server in servers.values():
             server.wait_until_up()
         up_after = time.monotonic() - started
-        for name, server in servers.items():
-            assert expected_line[name] in server.log(), server.log()[-3000:]
-            ready = requests.get(server.url("/readyz"), timeout=10)
-            assert ready.status_code == 503 and ready.headers.get("Retry-After")
-            assert "no model loaded" in ready.json()["error"]
-            assert requests.get(server.url("/healthz"), timeout=10).status_code == 200
-            predict = requests.post(server.url("/predict"), json={"instances": [[0.0] * 784]}, timeout=10)
-            assert predict.status_code == 503 and "error" in predict.json()
-            outcomes[name] = {"pids": _pids(server), "reason": ready.json()["error"]}
+        outcomes = {name: check_not_ready(server, expected_line[name]) for name, server in servers.items()}
         time.sleep(5.0)  # five poll intervals: a crash loop would show as new pids
         for name, server in servers.items():
-            assert server.process.poll() is None, f"{name}: gunicorn exited"
-            assert _pids(server) == outcomes[name]["pids"], f"{name}: worker restarted (crash loop)"
-            assert server.log().count("Booting worker") == 1, server.log()[-3000:]
-            assert requests.get(server.url("/readyz"), timeout=10).status_code == 503
+            check_no_crash_loop(name, server, outcomes[name]["pids"])
         # the fix is a good version appearing: served without a restart
         fixed = time.monotonic()
         copy_version(version_dir, missing_base, 1)
@@ -226,70 +223,53 @@ def test_model_missing_or_corrupt_at_start_no_crash_loop(tmp_path, version_dir):
     finally:
         codes = {name: server.stop() for name, server in servers.items()}
     assert codes == {"missing": 0, "corrupt": 0}
-    def short(text: str) -> str:
-        return text.replace(str(tmp_path), "<tmp>")
+    record_start_faults(str(tmp_path), expected_line, outcomes, up_after)
 
+
+def check_not_ready(server, expected_line: str) -> dict:
+    """The log line, /readyz 503 with a reason, /healthz 200, /predict 503; the pids and the reason."""
+    assert expected_line in server.log(), server.log()[-3000:]
+    ready = requests.get(server.url("/readyz"), timeout=10)
+    assert ready.status_code == 503 and ready.headers.get("Retry-After")
+    assert "no model loaded" in ready.json()["error"]
+    assert requests.get(server.url("/healthz"), timeout=10).status_code == 200
+    predict = requests.post(server.url("/predict"), json={"instances": [[0.0] * 784]}, timeout=10)
+    assert predict.status_code == 503 and "error" in predict.json()
+    return {"pids": _pids(server), "reason": ready.json()["error"]}
+
+
+def check_no_crash_loop(name: str, server, pids: tuple) -> None:
+    """Still up, the same master and workers, one boot, still not ready."""
+    assert server.process.poll() is None, f"{name}: gunicorn exited"
+    assert _pids(server) == pids, f"{name}: worker restarted (crash loop)"
+    assert server.log().count("Booting worker") == 1, server.log()[-3000:]
+    assert requests.get(server.url("/readyz"), timeout=10).status_code == 503
+
+
+def record_start_faults(tmp: str, expected_line: dict, outcomes: dict, up_after: float) -> None:
     for name, what in (("missing", "MODEL_DIR missing at start"),
                        ("corrupt", "only version corrupt at start (garbage saved_model.pb)")):
+        master, workers = outcomes[name]["pids"]
         REPORT.fault(
             what,
             "a clear log line, /readyz 503 (JSON error, Retry-After), /healthz 200, /predict 503, "
             "the same master and worker pids for 5 s (no crash loop); a good version appearing later "
             "is served without a restart",
-            f"log: `{short(expected_line[name])}`; readyz 503 `{short(outcomes[name]['reason'])[:90]}...`; "
-            "same pids after 5 s",
+            f"log: `{expected_line[name].replace(tmp, '<tmp>')}`; readyz 503 "
+            f"`{outcomes[name]['reason'].replace(tmp, '<tmp>')[:90]}...`; master {master} and worker(s) "
+            f"{', '.join(map(str, workers))} unchanged after 5 s and after the fix",
             f"both servers up (healthz 200) {up_after:.1f} s after start; good version served "
             f"{outcomes[name]['recovered']:.1f} s after it appeared")
 
 
 # ---- 4. a download interrupted midway -------------------------------------------------------------
-class FlakyMirror:
-    """127.0.0.1 mirror whose files are cut off midway: ``/close/<name>`` announces the full size,
-    sends half and closes; ``/stall/<name>`` sends half, then nothing until the client gives up."""
-
-    def __init__(self):
-        from training.data import MNIST_SIZES
-
-        self.sizes = MNIST_SIZES
-        self.release = threading.Event()
-        mirror = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                kind, _, name = self.path.strip("/").partition("/")
-                size = mirror.sizes.get(name)
-                if size is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(size))
-                self.end_headers()
-                try:
-                    self.wfile.write(os.urandom(size // 2))
-                    self.wfile.flush()
-                    if kind == "stall":
-                        mirror.release.wait(10)  # bounded; the client's timeout is 1 s
-                except OSError:
-                    pass
-                self.close_connection = True
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def flaky_mirror():
-    mirror = FlakyMirror()
+    """A 127.0.0.1 mirror of MNIST-sized files (random bytes), cut off midway under ``liar/`` (the
+    connection closes) and ``stall/`` (nothing more comes until the client's timeout)."""
+    from training.data import MNIST_SIZES
+
+    mirror = MirrorServer({name: os.urandom(size) for name, size in MNIST_SIZES.items()})
     yield mirror
     mirror.close()
 
@@ -302,99 +282,103 @@ def test_download_interrupted_midway_leaves_nothing_in_the_cache(tmp_path, monke
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cache = data.mnist_cache_dir()
     results = {}
-    for kind, expected in (("close", "connection closed early"), ("stall", "timed out")):
+    for kind, expected in (("liar", "connection closed early"), ("stall", "timed out")):
         started = time.monotonic()
         with pytest.raises(data.DataError) as info:
-            data.load_mnist(mirrors=[f"{flaky_mirror.base}/{kind}/"], timeout=1.0)
+            data.load_mnist(mirrors=[flaky_mirror.url(kind)], timeout=1.0)
         seconds = time.monotonic() - started
         message = str(info.value)
         left = sorted(p.name for p in cache.iterdir()) if cache.exists() else []
         results[kind] = (seconds, left, message)
-        assert f"{flaky_mirror.base}/{kind}/{data.TRAIN_IMAGES}" in message
+        assert f"{flaky_mirror.url(kind)}{data.TRAIN_IMAGES}" in message
         assert expected in message.lower(), message
         assert "MNIST_DATA_DIR" in message, "the error says how to work offline"
         assert left == [], f"left in the cache after an interrupted download: {left}"
         assert seconds < 20
-    line = [m for m in results["close"][2].splitlines() if data.TRAIN_IMAGES in m and "/close/" in m][0]
+    line = [m for m in results["liar"][2].splitlines() if data.TRAIN_IMAGES in m and "/liar/" in m][0]
     REPORT.fault(
         "download interrupted midway",
         "a 127.0.0.1 mirror announces each file's full size and sends half, then closes the connection "
         "(or stalls past the 1 s timeout): DataError naming the URL and the reason, nothing left in "
         "the cache ($XDG_CACHE_HOME/mnist-digits), not even a temporary .part file",
-        f"`{line.strip()[2:].replace(flaky_mirror.base, 'http://127.0.0.1:PORT')}`; cache empty in both cases",
-        f"closed: failed after {results['close'][0]:.1f} s; stalled: after {results['stall'][0]:.1f} s")
+        f"`{line.strip()[2:].replace(flaky_mirror.base, 'http://127.0.0.1:PORT')}`; cache after the closed "
+        f"download: {results['liar'][1] or 'empty'}, after the stalled one: {results['stall'][1] or 'empty'}",
+        f"closed: failed after {results['liar'][0]:.1f} s; stalled: after {results['stall'][0]:.1f} s")
 
 
 DOWNLOAD = "from training.data import load_mnist; load_mnist(timeout=30)"
+
+
+class Downloads:
+    """MNIST downloads into a private cache from the flaky mirror: processes that stall midway
+    (``start``), and in-process ones that fail midway (``interrupted``)."""
+
+    def __init__(self, tmp_path: Path, mirror: MirrorServer):
+        from training import data
+
+        self.data, self.mirror = data, mirror
+        self.cache = tmp_path / "cache" / "mnist-digits"
+        self.env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "MNIST_MIRRORS": mirror.url("stall"),
+                    "PYTHONPATH": str(REPO)}
+        self.env.pop("MNIST_DATA_DIR", None)
+
+    def start(self) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", DOWNLOAD], env=self.env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+
+    def parts(self) -> list[str]:
+        """The temporary files in the cache."""
+        return sorted(p.name for p in self.cache.glob(".*.part")) if self.cache.exists() else []
+
+    def interrupted(self) -> None:
+        """A download into the cache that fails midway (the mirror closes the connection)."""
+        data = self.data
+        with pytest.raises(data.DataError, match="closed early"):
+            data.download_file(f"{self.mirror.url('liar')}{data.TRAIN_IMAGES}", self.cache / data.TRAIN_IMAGES,
+                               data.MNIST_SHA256[data.TRAIN_IMAGES], timeout=1.0,
+                               expected_size=data.MNIST_SIZES[data.TRAIN_IMAGES])
+
+    def kill_one_while_another_runs(self) -> tuple[list[str], list[str]]:
+        """A download killed midway, then a live one that an interrupted download meanwhile must leave
+        alone; the temporary files the killed one left and the live one's."""
+        first = self.start()
+        try:
+            left = wait_for(self.parts, 60, "the first download to start writing")
+            time.sleep(0.3)  # midway: the mirror has sent half the file and stalls
+            first.send_signal(signal.SIGKILL)
+            first.wait(30)
+            assert self.parts() == left, "the killed download's temporary file is there"
+            second = self.start()  # a download of the same file in progress ...
+            try:
+                wait_for(lambda: len(self.parts()) == 1 and self.parts() != left, 60, "the second download to start")
+                live = self.parts()
+                self.interrupted()  # ... a third run meanwhile must leave the live download's file alone
+                assert self.parts() == live, "a live download's temporary file was removed"
+            finally:
+                second.send_signal(signal.SIGKILL)
+                second.wait(30)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait(30)
+        return left, live
 
 
 def test_download_killed_midway_leaves_no_partial_file_for_long(tmp_path, flaky_mirror):
     """A process killed during a download cannot delete its temporary file; the next download of
     that file must (it was left in the cache for good before: found by this suite, fixed in
     training/data.py), while never touching the file of a download still in progress."""
-    from training import data
-
-    cache = tmp_path / "cache" / "mnist-digits"
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
-           "MNIST_MIRRORS": f"{flaky_mirror.base}/stall/", "PYTHONPATH": str(Path(__file__).parents[2])}
-    env.pop("MNIST_DATA_DIR", None)
-
-    def start():
-        return subprocess.Popen([sys.executable, "-c", DOWNLOAD], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-
-    def parts():
-        return sorted(p.name for p in cache.glob(".*.part")) if cache.exists() else []
-
-    first = start()
-    try:
-        left = wait_for(parts, 60, "the first download to start writing")
-        time.sleep(0.3)  # midway: the mirror has sent half the file and stalls
-        first.send_signal(signal.SIGKILL)
-        first.wait(30)
-        assert parts() == left, "the killed download's temporary file is there"
-        second = start()  # a download of the same file in progress ...
-        try:
-            wait_for(lambda: len(parts()) == 1 and parts() != left, 60, "the second download to start")
-            live = parts()
-            # ... a third run meanwhile must leave the live download's file alone
-            with pytest.raises(data.DataError):
-                data.download_file(f"{flaky_mirror.base}/close/{data.TRAIN_IMAGES}", cache / data.TRAIN_IMAGES,
-                                   data.MNIST_SHA256[data.TRAIN_IMAGES], timeout=1.0,
-                                   expected_size=data.MNIST_SIZES[data.TRAIN_IMAGES])
-            assert parts() == live, "a live download's temporary file was removed"
-        finally:
-            second.send_signal(signal.SIGKILL)
-            second.wait(30)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(30)
+    downloads = Downloads(tmp_path, flaky_mirror)
+    left, live = downloads.kill_one_while_another_runs()
     started = time.monotonic()
-    with pytest.raises(data.DataError, match="closed early"):
-        data.download_file(f"{flaky_mirror.base}/close/{data.TRAIN_IMAGES}", cache / data.TRAIN_IMAGES,
-                           data.MNIST_SHA256[data.TRAIN_IMAGES], timeout=1.0,
-                           expected_size=data.MNIST_SIZES[data.TRAIN_IMAGES])
-    assert sorted(p.name for p in cache.iterdir()) == [], "partial files of killed downloads remain"
+    downloads.interrupted()
+    remaining = sorted(p.name for p in downloads.cache.iterdir())
+    assert remaining == [], "partial files of killed downloads remain"
     REPORT.fault(
         "download killed midway (SIGKILL)",
         "the killed process cannot delete its temporary .part file; the next download of that file "
         "removes it (no live process holds its lock), never the file of a download still running",
-        "before the fix the .part file stayed in the cache for good; now: the next attempt leaves the "
-        "cache empty, and a concurrent live download's file was left alone",
+        f"the killed download left {len(left)} .part file(s); a download meanwhile left the live "
+        f"download's {len(live)} .part file in place; the next one, after both were killed, left the cache "
+        f"{remaining or 'empty'}",
         f"next attempt done in {time.monotonic() - started:.1f} s")
-
-
-# ---- 5. a training run killed mid-epoch and resumed -----------------------------------------------
-def test_training_killed_mid_epoch_and_resumed(tmp_path, mnist):
-    """The test of tests/training/test_train.py (one place for it), run here for this report."""
-    started = time.monotonic()
-    training_tests.test_a_run_killed_mid_training_and_resumed_ends_like_an_uninterrupted_one(tmp_path, mnist)
-    REPORT.fault(
-        "training killed mid-epoch (SIGKILL) and resumed",
-        "`--resume` restarts after the last complete epoch: no lost or repeated epoch, and the final "
-        "weights equal those of an uninterrupted run, bit for bit",
-        "history epochs 1, 2, 3; final weights identical (`tests/training/test_train.py::"
-        "test_a_run_killed_mid_training_and_resumed_ends_like_an_uninterrupted_one`)",
-        f"{time.monotonic() - started:.0f} s (two 3-epoch runs on 12,000 images, one killed and resumed)")
-

@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
-from .support import REPORT, check_alive, histogram, table
+from .report import REPORT, histogram, table
+from .support import error_body_problem
 
 pytestmark = pytest.mark.reliability
 
@@ -50,7 +51,7 @@ class CountingSession(requests.Session):
     def send(self, request, **kwargs):
         self.sent += 1
         if self.server is not None and self.sent % 50 == 0:
-            check_alive(self.server)
+            self.server.check_alive()
         try:
             response = super().send(request, **kwargs)
         except requests.RequestException:
@@ -61,15 +62,11 @@ class CountingSession(requests.Session):
 
 
 def check_error_body(response) -> str | None:
+    """No 5xx; anything but a 200 carries a JSON ``{"error": str}``."""
     if response.status_code >= 500:
         return f"server error {response.status_code}: {response.text[:300]}"
     if response.status_code != 200:
-        try:
-            payload = response.json()
-        except ValueError:
-            return f"{response.status_code} with a non-JSON body: {response.text[:300]!r}"
-        if not (isinstance(payload, dict) and isinstance(payload.get("error"), str) and payload["error"]):
-            return f"{response.status_code} without {{'error': str}}: {response.text[:300]!r}"
+        return error_body_problem(response.status_code, response.content)
     return None
 
 
@@ -92,7 +89,9 @@ def check_predictions(response, instances: int) -> str | None:
     return None
 
 
-def assert_service_still_correct(service, digits, expected, pids_before) -> None:
+def assert_service_still_correct(service, digits, expected, pids_before, log_from: int) -> None:
+    """Real digits still answered exactly like the model, by the same workers, and no error logged
+    since ``log_from`` (this test's start: each test judges its own requests)."""
     x, y = digits
     response = requests.post(service.url("/predict"), json={"instances": x[:50].tolist()}, timeout=30)
     assert response.status_code == 200, response.text[:500]
@@ -100,7 +99,7 @@ def assert_service_still_correct(service, digits, expected, pids_before) -> None
     np.testing.assert_allclose(got, expected[:50], atol=1e-5)
     assert (got.argmax(1) == y[:50]).mean() > 0.85
     assert service.worker_pids() == pids_before, "a worker died (and was replaced) during the fuzzing"
-    log = service.log()
+    log = service.log()[log_from:]
     assert "Traceback" not in log and "unexpected error" not in log, log[-3000:]
 
 
@@ -114,7 +113,7 @@ def test_schemathesis_fuzz_of_the_openapi_document(service, digits, expected):
 
     checks = [not_a_server_error, status_code_conformance, content_type_conformance,
               response_schema_conformance]
-    pids = service.worker_pids()
+    pids, log_from = service.worker_pids(), len(service.log())
     schema = schemathesis.openapi.from_url(service.url("/openapi.json"), timeout=30)
     session = CountingSession(service)
     failures, per_operation, started = [], [], time.monotonic()
@@ -138,7 +137,7 @@ def test_schemathesis_fuzz_of_the_openapi_document(service, digits, expected):
                     response = case.call(base_url=service.base_url, session=session, timeout=30)
                 except requests.RequestException as exc:
                     failures.append(f"{operation.label} [{mode.value}]: {type(exc).__name__}: {exc}")
-                    check_alive(service)  # a dead server: stop here, with its log
+                    service.check_alive()  # a dead server: stop here, with its log
                     return
                 try:
                     case.validate_response(response, checks=checks)
@@ -166,7 +165,7 @@ def test_schemathesis_fuzz_of_the_openapi_document(service, digits, expected):
     FUZZ_LOG["schemathesis"] = session.statuses
     assert not failures, f"{len(failures)} failures; the first ones:\n\n" + "\n\n".join(failures[:5])
     assert session.sent >= 1000, per_operation
-    assert_service_still_correct(service, digits, expected, pids)
+    assert_service_still_correct(service, digits, expected, pids, log_from)
 
 
 # ---- our own strategies ---------------------------------------------------------------------------
@@ -253,6 +252,7 @@ def _record(name: str, session: CountingSession, sent_before: int, statuses_befo
 
 def test_pixel_arrays_of_any_shape_and_value(service, session, digits, expected):
     pids, sent, statuses = service.worker_pids(), session.sent, session.statuses.copy()
+    log_from = len(service.log())
     problems = []
 
     @settings(max_examples=OWN_EXAMPLES, **SETTINGS)
@@ -282,7 +282,7 @@ def test_pixel_arrays_of_any_shape_and_value(service, session, digits, expected)
     _record("pixel arrays: shapes, NaN/Infinity, out of range, booleans, strings (`POST /predict`)",
             session, sent, statuses)
     assert not problems, problems[:5]
-    assert_service_still_correct(service, digits, expected, pids)
+    assert_service_still_correct(service, digits, expected, pids, log_from)
 
 
 JSON_VALUES = st.recursive(
@@ -295,6 +295,7 @@ ENDPOINTS = ["/predict", "/v1/models/mnist:predict", "/v1/models/mnist/versions/
 
 def test_arbitrary_json_and_numbers_on_every_prediction_endpoint(service, session, digits, expected):
     pids, sent, statuses = service.worker_pids(), session.sent, session.statuses.copy()
+    log_from = len(service.log())
     problems = []
 
     @settings(max_examples=OWN_EXAMPLES, **SETTINGS)
@@ -321,7 +322,7 @@ def test_arbitrary_json_and_numbers_on_every_prediction_endpoint(service, sessio
     _record("arbitrary JSON values under `instances`/`inputs`/... on all 5 prediction endpoints",
             session, sent, statuses)
     assert not problems, problems[:5]
-    assert_service_still_correct(service, digits, expected, pids)
+    assert_service_still_correct(service, digits, expected, pids, log_from)
 
 
 MODES = {"PNG": ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"], "JPEG": ["L", "RGB", "CMYK"],
@@ -359,6 +360,7 @@ def test_random_images_and_random_bytes(service, session, digits, expected):
     import base64
 
     pids, sent, statuses = service.worker_pids(), session.sent, session.statuses.copy()
+    log_from = len(service.log())
     problems = []
 
     @settings(max_examples=OWN_EXAMPLES, **SETTINGS)
@@ -388,7 +390,7 @@ def test_random_images_and_random_bytes(service, session, digits, expected):
     _record("random images (Pillow: sizes 1-300 px, every mode each format stores, 5 formats, truncated) and random bytes "
             "as raw, multipart and base64 bodies", session, sent, statuses)
     assert not problems, problems[:5]
-    assert_service_still_correct(service, digits, expected, pids)
+    assert_service_still_correct(service, digits, expected, pids, log_from)
 
 
 def test_a_decompression_bomb_is_refused_before_decoding(service, session):

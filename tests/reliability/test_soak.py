@@ -23,8 +23,11 @@ import time
 
 import pytest
 
-from .support import (REPORT, LoadGenerator, check_alive, established_connections, fd_snapshot,
-                      histogram, invalid_templates, pin_answers, rss_mib, table, valid_templates, wait_for)
+from tests.support import wait_for
+
+from .report import REPORT, histogram, table
+from .support import (LoadGenerator, established_connections, fd_snapshot, invalid_templates, pin_answers,
+                      rss_mib, valid_templates)
 
 pytestmark = pytest.mark.reliability
 
@@ -42,58 +45,106 @@ FD_SLACK = 0
 
 
 def test_soak_mixed_traffic(service, digits, expected):
-    check_alive(service)
-    x, _ = digits
-    valid = valid_templates(x[:16], expected[:16].argmax(1))
-    pin_answers(service.port, valid)
-    templates = valid + invalid_templates()
-    # warm-up: every kind of request a few times, so that lazily opened files exist before counting
-    LoadGenerator(service.port, templates, concurrency=4, seconds=3, max_requests=60, seed=99).start().join()
-    time.sleep(1.0)
+    service.check_alive()
+    templates = soak_templates(service, digits, expected)
+    warm_up(service, templates)
     workers = sorted(service.worker_pids())
     assert len(workers) == 2
     fds_before = fd_snapshot(service)
-    rss_start = {pid: rss_mib(pid) for pid in workers}
+    sampler = WorkerSampler(workers)
+    load = LoadGenerator(service.port, templates, concurrency=CONCURRENCY, seconds=SOAK_SECONDS, seed=1)
+    result = sampler.during(load)
+    workers_after = sorted(service.worker_pids())
+    fds_after = settled_descriptors(service, fds_before)
+    valid_failed, invalid_failed = result.failed(True), result.failed(False)
+    record(service, result, sampler, fds_before, fds_after)
 
-    samples: dict[int, list[tuple[float, float]]] = {pid: [] for pid in workers}
-    connections: dict[int, list[int]] = {pid: [] for pid in workers}  # client connections held
-    stop = threading.Event()
+    assert workers_after == workers, "a worker died or was replaced during the soak"
+    assert not valid_failed, f"{len(valid_failed)} valid requests failed: {[f[2] for f in valid_failed[:5]]}"
+    assert not invalid_failed, f"{len(invalid_failed)} invalid requests got a wrong answer: " \
+                               f"{[f[2] for f in invalid_failed[:5]]}"
+    assert result.valid_sent > 0 and result.invalid_sent > 0
+    for pid, growth in sampler.growth().items():
+        assert growth < MAX_GROWTH, f"worker {pid} grew {growth:.1%} after {sampler.mark:.0f} s"
+    for pid, before in fds_before.items():
+        assert fds_after[pid] - before <= FD_SLACK, f"process {pid}: {before} -> {fds_after[pid]} descriptors"
 
-    def sample_memory():
+
+# ---- the steps ------------------------------------------------------------------------------------
+def soak_templates(service, digits, expected) -> list:
+    """Every valid request kind (answers pinned to the model's own digits) and every invalid one."""
+    x, _ = digits
+    valid = valid_templates(x[:16], expected[:16].argmax(1))
+    pin_answers(service.port, valid)
+    return valid + invalid_templates()
+
+
+def warm_up(service, templates) -> None:
+    """Every kind of request a few times, so that lazily opened files exist before counting."""
+    LoadGenerator(service.port, templates, concurrency=4, seconds=3, max_requests=60, seed=99).start().join()
+    time.sleep(1.0)
+
+
+class WorkerSampler:
+    """Each worker's resident memory and client connections, sampled every second while a load runs."""
+
+    def __init__(self, workers: list[int]):
+        self.workers = workers
+        self.mark = min(MEMORY_MARK, SOAK_SECONDS / 6)
+        self.rss_start = {pid: rss_mib(pid) for pid in workers}
+        self.rss_end: dict[int, float] = {}
+        self.samples: dict[int, list[tuple[float, float]]] = {pid: [] for pid in workers}  # (s, MiB)
+        self.connections: dict[int, list[int]] = {pid: [] for pid in workers}  # client connections held
+        self._stop = threading.Event()
+
+    def during(self, load: LoadGenerator):
+        """Run ``load`` to its end while sampling; its result."""
+        thread = threading.Thread(target=self._sample, daemon=True)
+        load.start()
+        thread.start()
+        result = load.join()
+        self._stop.set()
+        thread.join(5)
+        self.rss_end = {pid: rss_mib(pid) for pid in self.workers}
+        return result
+
+    def _sample(self) -> None:
         started = time.monotonic()
-        while not stop.wait(1.0):
-            for pid in workers:
+        while not self._stop.wait(1.0):
+            for pid in self.workers:
                 try:
-                    samples[pid].append((time.monotonic() - started, rss_mib(pid)))
-                    connections[pid].append(established_connections(pid))
+                    self.samples[pid].append((time.monotonic() - started, rss_mib(pid)))
+                    self.connections[pid].append(established_connections(pid))
                 except (OSError, RuntimeError):
                     pass
 
-    load = LoadGenerator(service.port, templates, concurrency=CONCURRENCY, seconds=SOAK_SECONDS, seed=1)
-    sampler = threading.Thread(target=sample_memory, daemon=True)
-    load.start()
-    sampler.start()
-    result = load.join()
-    stop.set()
-    sampler.join(5)
-    rss_end = {pid: rss_mib(pid) for pid in workers}
-    workers_after = sorted(service.worker_pids())
+    def at_mark(self) -> dict[int, float]:
+        return {pid: next((rss for seconds, rss in self.samples[pid] if seconds >= self.mark), self.rss_start[pid])
+                for pid in self.workers}
 
-    # descriptors are released as the last connections close: allow a moment, bounded
+    def growth(self) -> dict[int, float]:
+        """Growth of each worker's memory from the mark to the end, as a fraction."""
+        at_mark = self.at_mark()
+        return {pid: (self.rss_end[pid] - at_mark[pid]) / at_mark[pid] for pid in self.workers}
+
+    def peak(self) -> dict[int, float]:
+        return {pid: max([rss for _, rss in self.samples[pid]] + [self.rss_end[pid]]) for pid in self.workers}
+
+
+def settled_descriptors(service, before: dict[int, int]) -> dict[int, int]:
+    """Descriptor counts once the last connections have closed (waits up to 5 s for the workers)."""
     def settled():
         now = fd_snapshot(service)
-        return now if all(now.get(pid, 10**6) - fds_before[pid] <= FD_SLACK for pid in fds_before) else None
+        return now if all(now.get(pid, 10**6) - before[pid] <= FD_SLACK for pid in before) else None
     try:
-        fds_after = wait_for(settled, 5.0, "descriptor counts to settle", interval=0.5)
-    except AssertionError:
-        fds_after = fd_snapshot(service)
+        return wait_for(settled, 5.0, "descriptor counts to settle", interval=0.5)
+    except TimeoutError:
+        return fd_snapshot(service)
 
-    mark = min(MEMORY_MARK, SOAK_SECONDS / 6)
-    at_mark = {pid: next((rss for t, rss in samples[pid] if t >= mark), rss_start[pid]) for pid in workers}
-    growth = {pid: (rss_end[pid] - at_mark[pid]) / at_mark[pid] for pid in workers}
-    peak = {pid: max([rss for _, rss in samples[pid]] + [rss_end[pid]]) for pid in workers}
+
+def record(service, result, sampler: WorkerSampler, fds_before: dict, fds_after: dict) -> None:
+    """The soak's figures, into the report."""
     valid_failed, invalid_failed = result.failed(True), result.failed(False)
-
     REPORT.requests["soak"] = (result.requests, len(valid_failed) + len(invalid_failed))
     REPORT.section(f"Soak: {SOAK_SECONDS:.0f} s of mixed traffic", [
         f"{CONCURRENCY} client threads, each with its own keep-alive HTTP/1.1 connection, sending back to "
@@ -111,14 +162,7 @@ def test_soak_mixed_traffic(service, digits, expected):
         "",
         "Requests by kind: " + histogram(result.sent) + ".",
         "",
-        f"Worker memory (VmRSS, MiB; growth from the {mark:.0f}-second mark to the end, limit "
-        f"{MAX_GROWTH:.0%}):",
-        "",
-        *table(["worker", "before the soak", f"at {mark:.0f} s", "at the end", "peak", "growth",
-                "client connections held (median of 1 s samples)"],
-               [[pid, f"{rss_start[pid]:.1f}", f"{at_mark[pid]:.1f}", f"{rss_end[pid]:.1f}",
-                 f"{peak[pid]:.1f}", f"{growth[pid]:+.2%}",
-                 statistics.median(connections[pid]) if connections[pid] else "n/a"] for pid in workers]),
+        *memory_table(sampler),
         "",
         f"Open file descriptors (allowed increase: {FD_SLACK}):",
         "",
@@ -127,12 +171,16 @@ def test_soak_mixed_traffic(service, digits, expected):
                  fds_after.get(pid, "gone")] for pid in fds_before]),
     ])
 
-    assert workers_after == workers, "a worker died or was replaced during the soak"
-    assert not valid_failed, f"{len(valid_failed)} valid requests failed: {[f[2] for f in valid_failed[:5]]}"
-    assert not invalid_failed, f"{len(invalid_failed)} invalid requests got a wrong answer: " \
-                               f"{[f[2] for f in invalid_failed[:5]]}"
-    assert result.valid_sent > 0 and result.invalid_sent > 0
-    for pid in workers:
-        assert growth[pid] < MAX_GROWTH, f"worker {pid} grew {growth[pid]:.1%} after {mark:.0f} s"
-    for pid, before in fds_before.items():
-        assert fds_after[pid] - before <= FD_SLACK, f"process {pid}: {before} -> {fds_after[pid]} descriptors"
+
+def memory_table(sampler: WorkerSampler) -> list[str]:
+    at_mark, growth, peak = sampler.at_mark(), sampler.growth(), sampler.peak()
+    mark = sampler.mark
+    rows = [[pid, f"{sampler.rss_start[pid]:.1f}", f"{at_mark[pid]:.1f}", f"{sampler.rss_end[pid]:.1f}",
+             f"{peak[pid]:.1f}", f"{growth[pid]:+.2%}",
+             statistics.median(sampler.connections[pid]) if sampler.connections[pid] else "n/a"]
+            for pid in sampler.workers]
+    return [f"Worker memory (VmRSS, MiB; growth from the {mark:.0f}-second mark to the end, limit "
+            f"{MAX_GROWTH:.0%}):",
+            "",
+            *table(["worker", "before the soak", f"at {mark:.0f} s", "at the end", "peak", "growth",
+                    "client connections held (median of 1 s samples)"], rows)]

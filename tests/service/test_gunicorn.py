@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from .conftest import copy_version
-from .gunicorn_server import GunicornServer
+from tests.support import GunicornServer
 
 ZEROS = [0.0] * 784
 

@@ -9,13 +9,11 @@ No test uses the internet.
 from __future__ import annotations
 
 import gzip
-import http.server
 import shutil
 import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import mnist_dir
+from tests.support import MirrorServer
 from training import data
 from training.data import DataError
 
@@ -61,66 +60,6 @@ def real_bytes() -> dict[str, bytes]:
 # ------------------------------------------------------------------------------------------
 # A local "mirror" server
 # ------------------------------------------------------------------------------------------
-
-
-class MirrorServer:
-    """Serves several URL prefixes, one behaviour each, on 127.0.0.1 at an ephemeral port.
-
-    /good/<name>      the real file
-    /corrupt/<name>   right length, one byte flipped (checksum fails)
-    /short/<name>     the first half, with an honest Content-Length (size/checksum fails)
-    /liar/<name>      announces the full length, sends half and closes (incomplete read)
-    /missing/<name>   404
-    """
-
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files = files
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                server.requests.append(self.path)
-                kind, _, name = self.path.strip("/").partition("/")
-                body = server.files.get(name)
-                if body is None or kind == "missing":
-                    self.send_error(404)
-                    return
-                announced = len(body)
-                if kind == "corrupt":
-                    body = body[:100] + bytes([body[100] ^ 0xFF]) + body[101:]
-                elif kind == "short":
-                    body = body[: len(body) // 2]
-                    announced = len(body)
-                elif kind == "liar":
-                    body = body[: len(body) // 2]
-                elif kind != "good":
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(announced))
-                self.end_headers()
-                try:
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up early, e.g. on seeing the wrong size announced
-                self.close_connection = True
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, kind: str) -> str:
-        return f"{self.base}/{kind}/"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,146 @@
+"""Helpers every benchmark shares, each written once: the machine and commit a figure was measured on,
+median/min/max summaries and their text, thread pinning (BLAS through threadpoolctl, TensorFlow), the
+load average, figures (PNG) and JSON output. Ports, server processes and the MNIST folder come from tests/support.py.
+
+The benchmarks run as modules from the repository root: ``python -m bench.serving`` and so on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from pathlib import Path
+
+from tests.support import cpu_model, git_commit
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+PACKAGES = ("numpy", "tensorflow-cpu", "keras", "flask", "gunicorn", "pillow", "threadpoolctl")
+
+
+# ---- the machine ----------------------------------------------------------------------------------
+def machine() -> dict:
+    """Cores, CPU model, memory, OS, library versions, BLAS, commit (``-dirty`` with local changes)."""
+    return {"cores": os.cpu_count(), "cpu": cpu_model(platform.processor() or platform.machine()),
+            "blas": blas_libraries(threads=False), "memory": memory(), "os": f"{platform.system()} {platform.release()}",
+            "versions": versions(), "commit": git_commit(mark_dirty=True),
+            "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}}
+
+
+def memory() -> str | None:
+    """Total memory from /proc/meminfo, e.g. "24 GiB"."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    except OSError:
+        pass
+    return None
+
+
+def versions() -> dict[str, str]:
+    """Python's version and those of the installed PACKAGES."""
+    from importlib import metadata
+
+    found = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def blas_libraries(threads: bool = True) -> list[str]:
+    """NumPy's BLAS as threadpoolctl sees it: "openblas 0.3.27 (Zen, 1 threads)", or without the
+    thread count "openblas 0.3.27 with Zen kernels"."""
+    import numpy  # noqa: F401 - so that threadpoolctl sees its BLAS
+    from threadpoolctl import threadpool_info
+
+    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    if threads:
+        return [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')}, {i['num_threads']} threads)"
+                for i in blas]
+    return [f"{i['internal_api']} {i.get('version')} with {i.get('architecture')} kernels" for i in blas]
+
+
+def load_text(load: tuple[float, float, float] | None = None) -> str:
+    """"1.02 0.88 0.75": the 1, 5 and 15-minute load averages (now, unless given)."""
+    load = load or os.getloadavg()
+    return f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
+# ---- threads --------------------------------------------------------------------------------------
+def pin_blas_threads_by_environment(threads: int) -> None:
+    """OpenMP/OpenBLAS/MKL thread counts, for libraries that have not started yet (TensorFlow's)."""
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(threads)
+
+
+def start_tensorflow(intra_op: int, inter_op: int = 1):
+    """TensorFlow with these thread pools (and BLAS pinned to ``intra_op`` threads), set before it
+    runs anything; the ``tensorflow`` module."""
+    pin_blas_threads_by_environment(intra_op)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    return tf
+
+
+def tensorflow_threads(tf) -> dict[str, int]:
+    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
+# ---- summaries ------------------------------------------------------------------------------------
+def summary(values) -> dict[str, float]:
+    """``{"median", "min", "max"}`` of the values."""
+    values = list(values)
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def spread(values_or_summary, fmt: str = ".2f", unit: str = "", scale: float = 1.0) -> str:
+    """"1.23 s (1.10-1.40)": the median (min-max) of values, or of a ``summary()``; the median alone
+    when min and max are equal (one value); "n/a" for no values."""
+    if isinstance(values_or_summary, dict):
+        figures = values_or_summary
+    else:
+        values = list(values_or_summary)
+        if not values:
+            return "n/a"
+        figures = summary(values)
+    median, low, high = (figures[key] * scale for key in ("median", "min", "max"))
+    if low == high:
+        return f"{median:{fmt}}{unit}"
+    return f"{median:{fmt}}{unit} ({low:{fmt}}-{high:{fmt}})"
+
+
+# ---- output ---------------------------------------------------------------------------------------
+def pyplot():
+    """matplotlib.pyplot, drawing to files only (the Agg backend: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay the figure out, write it to ``path`` (its folder made if needed) and free it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    pyplot().close(fig)
+
+
+def write_json(path: str | os.PathLike | None, data: dict) -> None:
+    """The figures as indented JSON at ``path`` (its folder made if needed); nothing for None."""
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
