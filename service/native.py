@@ -58,7 +58,8 @@ def _multipart_image(max_pixels: int) -> np.ndarray:
     upload = request.files.get("image")
     check_streamed_body_limit()
     if upload is None:
-        fields = sorted(set(request.files) | set(request.form))
+        # a part whose name Werkzeug cannot parse (e.g. name="\") is listed under None: leave it out
+        fields = sorted(str(name) for name in set(request.files) | set(request.form) if name is not None)
         raise RequestError("the multipart form has no file field named 'image'"
                            + (f" (it has: {', '.join(fields)})" if fields else ""))
     return images.to_mnist(upload.read(), max_pixels)[None, :]

@@ -187,6 +187,15 @@ def test_multipart_without_image_field(client):
     assert "no file field named 'image' (it has: file)" in response.get_json()["error"]
 
 
+def test_multipart_part_with_an_unparsable_name_is_a_400(client):
+    """Found by the reliability fuzzer: name="\\" reaches Flask as a field named None (was a 500)."""
+    body = (b'--b\r\nContent-Disposition: form-data; name="\\"\r\n\r\nvalue\r\n'
+            b'--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n--b--\r\n')
+    response = client.post("/predict", data=body, content_type="multipart/form-data; boundary=b")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "the multipart form has no file field named 'image' (it has: note)"
+
+
 def test_unexpected_failure_is_a_json_500_without_traceback(app, client, monkeypatch):
     model = app.extensions["mnist"].predictor.current
 
