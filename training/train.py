@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -324,6 +325,14 @@ def hyperparameters(args) -> dict:
             "engine": args.engine}
 
 
+def latest_checkpoint(folder: Path) -> tuple[int, Path | None]:
+    """``(epoch, path)`` of the highest-numbered ``epoch-N.keras`` in ``folder`` (numerically: 1000 after
+    999), or ``(0, None)`` if there is none."""
+    saved = [(int(match[1]), path) for path in folder.glob("epoch-*.keras")
+             if (match := re.fullmatch(r"epoch-(\d+)\.keras", path.name))]
+    return max(saved, default=(0, None))
+
+
 # =============================================================================
 # Main
 # =============================================================================
@@ -359,10 +368,7 @@ def main(argv=None) -> int:
     checkpoints.mkdir(parents=True, exist_ok=True)
     start_epoch, last_checkpoint, rows = 0, None, []
     if args.resume:
-        saved = sorted(checkpoints.glob("epoch-*.keras"))
-        if saved:
-            last_checkpoint = saved[-1]
-            start_epoch = int(last_checkpoint.stem.split("-")[1])
+        start_epoch, last_checkpoint = latest_checkpoint(checkpoints)
         rows = [r for r in read_history_csv(run_dir / "history.csv") if r["epoch"] <= start_epoch]
         print(f"Resuming {run_dir} after epoch {start_epoch} of {args.epochs}")
     else:
@@ -383,9 +389,9 @@ def main(argv=None) -> int:
         row = {"epoch": epoch + 1, "loss": logs["loss"], "accuracy": logs["accuracy"],
                "val_loss": logs.get("val_loss", float("nan")), "val_accuracy": logs.get("val_accuracy", float("nan")),
                "learning_rate": engine.learning_rate(), "seconds": time.perf_counter() - started}
-        engine.save_checkpoint(checkpoints / f"epoch-{epoch + 1:03d}.keras")  # before history: rows <= checkpoints
         rows.append(row)
-        write_history_csv(run_dir / "history.csv", rows)
+        write_history_csv(run_dir / "history.csv", rows)  # before the checkpoint: a resume drops extra rows
+        engine.save_checkpoint(checkpoints / f"epoch-{epoch + 1:03d}.keras")
         with writer.as_default(step=epoch + 1):
             for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
                 tf.summary.scalar(key, row[key])

@@ -174,6 +174,55 @@ def test_a_run_killed_mid_training_and_resumed_ends_like_an_uninterrupted_one(tm
         np.testing.assert_array_equal(a, b)
 
 
+# Runs train.py's main() in a process that dies (os._exit, no clean-up, like SIGKILL) just before the
+# given file is renamed into place for the given time: argv[1] file name, argv[2] count, then train.py's arguments.
+KILL_BEFORE_WRITE = r"""
+import os, sys
+from pathlib import Path
+
+target, count = sys.argv[1], int(sys.argv[2])
+real_replace, renames = os.replace, []
+
+def replace(source, destination, *args, **kwargs):
+    if Path(destination).name == target:
+        renames.append(destination)
+        if len(renames) == count:
+            os._exit(137)
+    return real_replace(source, destination, *args, **kwargs)
+
+os.replace = replace
+from training.train import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize("target,count", [("history.csv", 2), ("epoch-002.keras", 1)],
+                         ids=["killed-before-history-row-2", "killed-before-checkpoint-2"])
+def test_a_run_killed_between_an_epochs_two_writes_resumes_with_every_history_row(tmp_path, target, count):
+    run_dir = tmp_path / "run"
+    common = ["--dataset", "digits", "--epochs", "3", "--no-export"]
+    killed = subprocess.run([sys.executable, "-c", KILL_BEFORE_WRITE, target, str(count), *common,
+                             "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=600, cwd=REPO,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert killed.returncode == 137, killed.stderr[-3000:]
+    resumed = run_train("--resume", "--run-dir", run_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming {run_dir} after epoch 1 of 3" in resumed.stdout
+    with open(run_dir / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == \
+        ["epoch-001.keras", "epoch-002.keras", "epoch-003.keras"]
+
+
+def test_the_latest_checkpoint_is_the_highest_epoch_number_not_the_last_name(tmp_path):
+    from training.train import latest_checkpoint
+
+    assert latest_checkpoint(tmp_path) == (0, None)
+    for name in ("epoch-002.keras", "epoch-999.keras", "epoch-1000.keras", ".tmp-epoch-1001.keras"):
+        (tmp_path / name).touch()
+    assert latest_checkpoint(tmp_path) == (1000, tmp_path / "epoch-1000.keras")
+
+
 @pytest.mark.parametrize("args,message", [
     (["--optimizer", "adamw"], "argument --optimizer: invalid choice: 'adamw'"),
     (["--sizes", "784,abc,10"], "--sizes must be comma-separated integers like 784,128,64,10, got '784,abc,10'"),
