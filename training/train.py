@@ -312,7 +312,7 @@ def library_versions() -> dict:
 def dataset_info(args, n_train, n_val, n_test) -> dict:
     info = {"name": args.dataset, "train": n_train, "validation": n_val, "test": n_test}
     if args.dataset == "mnist":
-        from training.data import mnist_checksums
+        from training.mnist_files import mnist_checksums
 
         info["sha256"] = mnist_checksums()
     return info
@@ -341,7 +341,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide TF's C++ start-up banner and tf.data notices
 
     # --- data (the only way data enters: training/data.py) -----------------------------
-    from training.data import DataError, load_dataset, train_validation_split
+    from training.data import load_dataset, train_validation_split
+    from training.mnist_files import DataError
 
     try:
         (x_train, y_train), (x_test, y_test) = load_dataset(args.dataset, args.data_dir, seed=args.seed)

@@ -248,7 +248,7 @@ class FlakyMirror:
     sends half and closes; ``/stall/<name>`` sends half, then nothing until the client gives up."""
 
     def __init__(self):
-        from training.data import MNIST_SIZES
+        from training.mnist_files import MNIST_SIZES
 
         self.sizes = MNIST_SIZES
         self.release = threading.Event()
@@ -295,27 +295,29 @@ def flaky_mirror():
 
 
 def test_download_interrupted_midway_leaves_nothing_in_the_cache(tmp_path, monkeypatch, flaky_mirror):
-    from training import data
+    from training.data import load_mnist
+    from training.download import mnist_cache_dir
+    from training.mnist_files import TRAIN_IMAGES, DataError
 
     monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
     monkeypatch.delenv("MNIST_MIRRORS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    cache = data.mnist_cache_dir()
+    cache = mnist_cache_dir()
     results = {}
     for kind, expected in (("close", "connection closed early"), ("stall", "timed out")):
         started = time.monotonic()
-        with pytest.raises(data.DataError) as info:
-            data.load_mnist(mirrors=[f"{flaky_mirror.base}/{kind}/"], timeout=1.0)
+        with pytest.raises(DataError) as info:
+            load_mnist(mirrors=[f"{flaky_mirror.base}/{kind}/"], timeout=1.0)
         seconds = time.monotonic() - started
         message = str(info.value)
         left = sorted(p.name for p in cache.iterdir()) if cache.exists() else []
         results[kind] = (seconds, left, message)
-        assert f"{flaky_mirror.base}/{kind}/{data.TRAIN_IMAGES}" in message
+        assert f"{flaky_mirror.base}/{kind}/{TRAIN_IMAGES}" in message
         assert expected in message.lower(), message
         assert "MNIST_DATA_DIR" in message, "the error says how to work offline"
         assert left == [], f"left in the cache after an interrupted download: {left}"
         assert seconds < 20
-    line = [m for m in results["close"][2].splitlines() if data.TRAIN_IMAGES in m and "/close/" in m][0]
+    line = [m for m in results["close"][2].splitlines() if TRAIN_IMAGES in m and "/close/" in m][0]
     REPORT.fault(
         "download interrupted midway",
         "a 127.0.0.1 mirror announces each file's full size and sends half, then closes the connection "
@@ -331,8 +333,9 @@ DOWNLOAD = "from training.data import load_mnist; load_mnist(timeout=30)"
 def test_download_killed_midway_leaves_no_partial_file_for_long(tmp_path, flaky_mirror):
     """A process killed during a download cannot delete its temporary file; the next download of
     that file must (it was left in the cache for good before: found by this suite, fixed in
-    training/data.py), while never touching the file of a download still in progress."""
-    from training import data
+    training/download.py), while never touching the file of a download still in progress."""
+    from training.download import download_file
+    from training.mnist_files import MNIST_SHA256, MNIST_SIZES, TRAIN_IMAGES, DataError
 
     cache = tmp_path / "cache" / "mnist-digits"
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"),
@@ -358,10 +361,9 @@ def test_download_killed_midway_leaves_no_partial_file_for_long(tmp_path, flaky_
             wait_for(lambda: len(parts()) == 1 and parts() != left, 60, "the second download to start")
             live = parts()
             # ... a third run meanwhile must leave the live download's file alone
-            with pytest.raises(data.DataError):
-                data.download_file(f"{flaky_mirror.base}/close/{data.TRAIN_IMAGES}", cache / data.TRAIN_IMAGES,
-                                   data.MNIST_SHA256[data.TRAIN_IMAGES], timeout=1.0,
-                                   expected_size=data.MNIST_SIZES[data.TRAIN_IMAGES])
+            with pytest.raises(DataError):
+                download_file(f"{flaky_mirror.base}/close/{TRAIN_IMAGES}", cache / TRAIN_IMAGES,
+                              MNIST_SHA256[TRAIN_IMAGES], timeout=1.0, expected_size=MNIST_SIZES[TRAIN_IMAGES])
             assert parts() == live, "a live download's temporary file was removed"
         finally:
             second.send_signal(signal.SIGKILL)
@@ -371,10 +373,9 @@ def test_download_killed_midway_leaves_no_partial_file_for_long(tmp_path, flaky_
             first.kill()
             first.wait(30)
     started = time.monotonic()
-    with pytest.raises(data.DataError, match="closed early"):
-        data.download_file(f"{flaky_mirror.base}/close/{data.TRAIN_IMAGES}", cache / data.TRAIN_IMAGES,
-                           data.MNIST_SHA256[data.TRAIN_IMAGES], timeout=1.0,
-                           expected_size=data.MNIST_SIZES[data.TRAIN_IMAGES])
+    with pytest.raises(DataError, match="closed early"):
+        download_file(f"{flaky_mirror.base}/close/{TRAIN_IMAGES}", cache / TRAIN_IMAGES,
+                      MNIST_SHA256[TRAIN_IMAGES], timeout=1.0, expected_size=MNIST_SIZES[TRAIN_IMAGES])
     assert sorted(p.name for p in cache.iterdir()) == [], "partial files of killed downloads remain"
     REPORT.fault(
         "download killed midway (SIGKILL)",
