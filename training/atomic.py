@@ -52,3 +52,12 @@ def write_json_atomic(path: str | os.PathLike, data) -> None:
     """Pretty, sorted, strict JSON (NumPy types and paths converted, NaN and infinities as null)."""
     text = json.dumps(_plain(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
     write_bytes_atomic(path, text.encode())
+
+
+def save_keras_atomic(model, path: str | os.PathLike) -> None:
+    """``model.save`` (a ``.keras`` file: model, compiled loss and optimizer state) to a temporary
+    name beside ``path``, then renamed into place."""
+    path = Path(path)
+    tmp = path.with_name(TEMP_PREFIX + path.name)
+    model.save(tmp)
+    os.replace(tmp, path)
