@@ -43,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 def _sizes(text: str) -> tuple[int, ...]:
     """``"784,128,64,10"`` -> ``(784, 128, 64, 10)``: at least two positive integers."""
     try:
-        sizes = tuple(int(s) for s in text.split(","))
+        sizes = tuple(int(size) for size in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"--sizes must be comma-separated integers like 784,128,64,10, got {text!r}")
     if len(sizes) < 2 or min(sizes) <= 0:

@@ -301,7 +301,7 @@ def _stratified_mask(y: np.ndarray, fraction: float, rng: np.random.Generator) -
         by_remainder = np.argsort(-(exact - per_class), kind="stable")
         per_class[by_remainder[:shortfall]] += 1
     mask = np.zeros(len(y), dtype=bool)
-    for k in range(len(classes)):
-        members = np.flatnonzero(inverse == k)
-        mask[rng.permutation(members)[:per_class[k]]] = True
+    for class_index in range(len(classes)):
+        members = np.flatnonzero(inverse == class_index)
+        mask[rng.permutation(members)[:per_class[class_index]]] = True
     return mask

@@ -77,7 +77,7 @@ def resolve_mirrors(mirrors: Iterable[str] | None = None) -> list[str]:
     if mirrors is None:
         env = os.environ.get(MIRRORS_ENV, "")
         mirrors = env.split(",") if env.strip() else DEFAULT_MIRRORS
-    return [m.strip().rstrip("/") + "/" for m in mirrors if m.strip()]
+    return [mirror.strip().rstrip("/") + "/" for mirror in mirrors if mirror.strip()]
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,4 +31,4 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 def per_class_accuracy(confusion: np.ndarray) -> list[float]:
     """Recall of each class: the diagonal over the row sums (NaN for a class with no image)."""
     totals = confusion.sum(axis=1)
-    return [float(c / t) if t else float("nan") for c, t in zip(np.diag(confusion), totals)]
+    return [float(correct / total) if total else float("nan") for correct, total in zip(np.diag(confusion), totals)]

@@ -249,12 +249,12 @@ def test_load_digits_28_shapes_range_classes_and_stratification() -> None:
 
 
 def test_load_digits_28_is_reproducible_by_seed() -> None:
-    (a, ya), (b, yb) = data.load_digits_28(seed=3)
-    (c, yc), (d, yd) = data.load_digits_28(seed=3)
-    (e, _), _ = data.load_digits_28(seed=4)
-    assert np.array_equal(a, c) and np.array_equal(ya, yc)
-    assert np.array_equal(b, d) and np.array_equal(yb, yd)
-    assert not np.array_equal(a, e)
+    (x_train, y_train), (x_test, y_test) = data.load_digits_28(seed=3)
+    (x_train_again, y_train_again), (x_test_again, y_test_again) = data.load_digits_28(seed=3)
+    (x_train_other, _), _ = data.load_digits_28(seed=4)
+    assert np.array_equal(x_train, x_train_again) and np.array_equal(y_train, y_train_again)
+    assert np.array_equal(x_test, x_test_again) and np.array_equal(y_test, y_test_again)
+    assert not np.array_equal(x_train, x_train_other)
 
 
 def test_importing_the_module_does_not_import_sklearn() -> None:
@@ -282,10 +282,11 @@ def test_load_dataset_dispatches_and_rejects_unknown_names(
 # ------------------------------------------------------------------------------------------
 
 
-def _toy(n: int = 1003, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def _toy(count: int = 1003, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` rows of 3 features and unevenly frequent labels 0..9; row i starts with 3*i."""
     rng = np.random.default_rng(seed)
-    y = rng.choice(10, size=n, p=np.linspace(1, 3, 10) / np.linspace(1, 3, 10).sum())
-    x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)  # row i starts with 3*i: identifies it
+    y = rng.choice(10, size=count, p=np.linspace(1, 3, 10) / np.linspace(1, 3, 10).sum())
+    x = np.arange(count * 3, dtype=np.float32).reshape(count, 3)  # row i starts with 3*i: identifies it
     return x, y.astype(np.int64)
 
 
@@ -309,8 +310,8 @@ def test_split_is_reproducible_and_depends_on_seed() -> None:
     first = data.train_validation_split(x, y, 0.2, seed=7)
     again = data.train_validation_split(x, y, 0.2, seed=7)
     other = data.train_validation_split(x, y, 0.2, seed=8)
-    for a, b in zip((*first[0], *first[1]), (*again[0], *again[1])):
-        assert np.array_equal(a, b)
+    for part, part_again in zip((*first[0], *first[1]), (*again[0], *again[1])):
+        assert np.array_equal(part, part_again)
     assert not np.array_equal(first[1][0], other[1][0])
 
 

@@ -111,8 +111,8 @@ def test_digits_end_to_end_exports_a_verified_servable_model(tmp_path):
 def test_mnist_slice_end_to_end_with_the_numpy_engine(tmp_path, mnist):
     (_, _), (x_test, y_test) = mnist
     run_dir, export_base = tmp_path / "run", tmp_path / "exports"
-    result = run_train("--engine", "numpy", "--limit-train", 6000, "--epochs", 3, "--batch-size", 32, "--data-dir", mnist_dir(),
-                       "--run-dir", run_dir, "--export-dir", export_base)
+    result = run_train("--engine", "numpy", "--limit-train", 6000, "--epochs", 3, "--batch-size", 32,
+                       "--data-dir", mnist_dir(), "--run-dir", run_dir, "--export-dir", export_base)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = check_run(run_dir, export_base, 3, x_test, y_test, tmp_path)
     assert metrics["test"]["accuracy"] > 0.9
@@ -138,10 +138,10 @@ def test_same_seed_same_weights(tmp_path):
     for run in ("a", "b"):
         result = run_train("--dataset", "digits", "--epochs", 2, "--run-dir", tmp_path / run, "--no-export")
         assert result.returncode == 0, result.stderr[-3000:]
-    a = load_checkpoint_weights(tmp_path / "a" / "checkpoints" / "epoch-002.keras")
-    b = load_checkpoint_weights(tmp_path / "b" / "checkpoints" / "epoch-002.keras")
-    for wa, wb in zip(a, b):
-        np.testing.assert_array_equal(wa, wb)
+    first = load_checkpoint_weights(tmp_path / "a" / "checkpoints" / "epoch-002.keras")
+    second = load_checkpoint_weights(tmp_path / "b" / "checkpoints" / "epoch-002.keras")
+    for weights, same_weights in zip(first, second):
+        np.testing.assert_array_equal(weights, same_weights)
 
 
 def test_a_run_killed_mid_training_and_resumed_ends_like_an_uninterrupted_one(tmp_path, mnist):
@@ -171,8 +171,8 @@ def test_a_run_killed_mid_training_and_resumed_ends_like_an_uninterrupted_one(tm
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
     whole = load_checkpoint_weights(tmp_path / "whole" / "checkpoints" / "epoch-003.keras")
     again = load_checkpoint_weights(killed_dir / "checkpoints" / "epoch-003.keras")
-    for a, b in zip(whole, again):
-        np.testing.assert_array_equal(a, b)
+    for weights, same_weights in zip(whole, again):
+        np.testing.assert_array_equal(weights, same_weights)
 
 
 # Runs train.py's main() in a process that dies (os._exit, no clean-up, like SIGKILL) just before the
