@@ -36,6 +36,8 @@ def fail(message: str, status: int) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block) and exit status 2."""
+
     def error(self, message):  # one clear line, status 2
         self.exit(2, f"{self.prog}: error: {message}\n")
 

@@ -19,6 +19,7 @@ FILE_MODE = 0o644  # what open(path, "w") gives under the usual umask 022
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """``data`` to ``path`` (its folder created if needed) via a temporary file renamed over it, mode 0644."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX + path.name)

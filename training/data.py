@@ -88,6 +88,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped if its name ends in ``.gz``; DataError if unreadable or bad gzip."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -103,6 +104,8 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
+    """The uint8 array of an IDX file's bytes: big-endian magic, one uint32 per dimension, then the
+    payload, which must be exactly the product of the dimensions in bytes. DataError otherwise."""
     if len(raw) < 4:
         raise DataError(f"{path}: not an IDX file (only {len(raw)} bytes, no header)")
     (magic,) = struct.unpack(">I", raw[:4])
@@ -200,6 +203,8 @@ def load_mnist(
 
 
 def _load_mnist_split(folder: Path, images_name: str, labels_name: str, count: int) -> ArrayPair:
+    """``(x, y)`` from an images and a labels file holding ``count`` examples: x float32 (count, 784)
+    = pixels / 255, y int64. DataError if the shapes or labels are not MNIST's."""
     images = read_idx(folder / images_name)
     labels = read_idx(folder / labels_name)
     if images.shape != (count, IMAGE_SIDE, IMAGE_SIDE) or labels.shape != (count,):

@@ -34,7 +34,13 @@ def make_engine(args, steps_per_epoch: int, checkpoint: Path | None = None):
 
 
 class KerasEngine:
-    """``ScratchDense`` layers trained through their logits with our Keras optimizer."""
+    """``ScratchDense`` layers trained through their logits with our Keras optimizer.
+
+    The engine interface (``NumpyEngine`` has the same): ``train_epoch`` trains one epoch and returns
+    its logs (loss, accuracy and, with a validation set, val_loss and val_accuracy); ``learning_rate``
+    is the current one; ``save_checkpoint`` writes a ``.keras`` file; ``probabilities_model`` is a
+    Keras model of the weights that outputs probabilities, to evaluate and export.
+    """
 
     def __init__(self, args, steps_per_epoch: int, checkpoint: Path | None = None):
         self.args = args
@@ -57,6 +63,7 @@ class KerasEngine:
                                     loss=args.loss, jit_compile=args.jit)
 
     def train_epoch(self, x, y, validation, epoch: int) -> dict:
+        """One pass over ``(x, y)`` in order (the caller shuffles), with Keras's progress bar."""
         history = self.trainer.fit(
             x, y, batch_size=self.args.batch_size, epochs=1, shuffle=False, verbose=0,
             validation_data=validation if len(validation[0]) else None,
@@ -64,12 +71,15 @@ class KerasEngine:
         return {k: float(v[-1]) for k, v in history.history.items()}
 
     def learning_rate(self) -> float:
+        """The optimizer's learning rate now (after the schedule's latest step)."""
         return float(keras.ops.convert_to_numpy(self.trainer.optimizer.learning_rate))
 
     def save_checkpoint(self, path: Path) -> None:
+        """Model, compiled loss and optimizer state: what ``--resume`` restarts from."""
         save_keras_atomic(self.trainer, path)
 
     def probabilities_model(self) -> keras.Model:
+        """A fresh probabilities model with the trained weights."""
         model = build_model(self.args.sizes, self.args.activation, self.args.seed)
         model.set_weights(self.trainer.get_weights())
         return model
@@ -87,6 +97,7 @@ class NumpyEngine:
         self.optimizer = numpy_optimizers.get(args.optimizer, learning_rate=learning_rate)
 
     def train_epoch(self, x, y, validation, epoch: int) -> dict:
+        """One pass over ``(x, y)`` in order (the caller shuffles), then one summary line."""
         history = self.net.fit(x, y, epochs=1, batch_size=self.args.batch_size, optimizer=self.optimizer,
                                validation_data=validation if len(validation[0]) else None,
                                shuffle=False, verbose=False)
@@ -98,10 +109,13 @@ class NumpyEngine:
         return logs
 
     def learning_rate(self) -> float:
+        """The optimizer's learning rate now (after the schedule's latest step)."""
         return self.optimizer.current_learning_rate()
 
     def save_checkpoint(self, path: Path) -> None:
+        """The weights, as a Keras model (no optimizer state: a NumPy run cannot be resumed)."""
         save_keras_atomic(self.probabilities_model(), path)  # weights only: no optimizer to resume
 
     def probabilities_model(self) -> keras.Model:
+        """The Keras model with the NumPy network's weights copied in."""
         return from_numpy(self.net)

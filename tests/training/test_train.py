@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, mnist_dir
 from service.contract import list_versions, next_version
+from tests.conftest import REPO, mnist_dir
+from training.arguments import RESUMABLE, build_parser
+from training.data import load_digits_28
+from training.train import latest_checkpoint
 
 TRAIN = [sys.executable, str(REPO / "training" / "train.py")]
 RUN_FILES = ("args.json", "history.csv", "metrics.json", "training_curves.png", "confusion_matrix.png")
@@ -40,7 +43,7 @@ def run_train(*args, timeout=600, **kwargs):
 
 
 def load_checkpoint_weights(path):
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to import, and few tests here need it
 
     import model.keras_network  # noqa: F401 - registers the custom layers, losses and optimizers
 
@@ -95,8 +98,6 @@ def check_run(run_dir: Path, export_base: Path, epochs: int, x_test, y_test, tmp
 
 
 def test_digits_end_to_end_exports_a_verified_servable_model(tmp_path):
-    from training.data import load_digits_28
-
     run_dir, export_base = tmp_path / "run", tmp_path / "exports"
     result = run_train("--dataset", "digits", "--epochs", 4, "--run-dir", run_dir, "--export-dir", export_base)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -216,8 +217,6 @@ def test_a_run_killed_between_an_epochs_two_writes_resumes_with_every_history_ro
 
 
 def test_the_latest_checkpoint_is_the_highest_epoch_number_not_the_last_name(tmp_path):
-    from training.train import latest_checkpoint
-
     assert latest_checkpoint(tmp_path) == (0, None)
     for name in ("epoch-002.keras", "epoch-999.keras", "epoch-1000.keras", ".tmp-epoch-1001.keras"):
         (tmp_path / name).touch()
@@ -270,8 +269,6 @@ def help_entries(help_text: str) -> dict[str, str]:
 
 
 def test_help_explains_every_option():
-    from training.arguments import build_parser
-
     result = run_train("--help")
     assert result.returncode == 0 and result.stderr == ""
     entries = help_entries(result.stdout)
@@ -286,8 +283,6 @@ def test_help_explains_every_option():
 
 
 def test_every_option_is_restored_on_resume_or_given_each_time():
-    from training.arguments import RESUMABLE, build_parser
-
     given_each_time = {"run_dir", "data_dir", "resume"}  # data_dir falls back to the saved one
     options = {action.dest for action in build_parser()._actions if action.dest != "help"}
     assert options == set(RESUMABLE) | given_each_time
