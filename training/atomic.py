@@ -19,6 +19,7 @@ FILE_MODE = 0o644  # what open(path, "w") gives under the usual umask 022
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """``data`` to ``path`` (its folder created if needed) via a temporary file renamed over it, mode 0644."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX + path.name)
@@ -52,3 +53,12 @@ def write_json_atomic(path: str | os.PathLike, data) -> None:
     """Pretty, sorted, strict JSON (NumPy types and paths converted, NaN and infinities as null)."""
     text = json.dumps(_plain(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
     write_bytes_atomic(path, text.encode())
+
+
+def save_keras_atomic(model, path: str | os.PathLike) -> None:
+    """``model.save`` (a ``.keras`` file: model, compiled loss and optimizer state) to a temporary
+    name beside ``path``, then renamed into place."""
+    path = Path(path)
+    tmp = path.with_name(TEMP_PREFIX + path.name)
+    model.save(tmp)
+    os.replace(tmp, path)

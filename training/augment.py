@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SIDE = 28
+from training.data import IMAGE_SIDE
 
 
 def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
@@ -20,18 +20,18 @@ def random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.
     filling with zeros (the MNIST background). Vectorised: one copy per distinct offset."""
     if max_shift <= 0:
         return x
-    n = x.shape[0]
-    images = x.reshape(n, SIDE, SIDE)
-    m = max_shift
-    padded = np.pad(images, ((0, 0), (m, m), (m, m)))
-    dy = rng.integers(-m, m + 1, n)
-    dx = rng.integers(-m, m + 1, n)
+    count = x.shape[0]
+    images = x.reshape(count, IMAGE_SIDE, IMAGE_SIDE)
+    pad = max_shift  # zeros around each image, so that every shifted window stays inside
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad)))
+    shift_y = rng.integers(-max_shift, max_shift + 1, count)
+    shift_x = rng.integers(-max_shift, max_shift + 1, count)
     out = np.empty_like(images)
-    for oy in range(-m, m + 1):
-        for ox in range(-m, m + 1):
-            rows = np.flatnonzero((dy == oy) & (dx == ox))
-            out[rows] = padded[rows, m - oy:m - oy + SIDE, m - ox:m - ox + SIDE]
-    return out.reshape(n, SIDE * SIDE)
+    for dy in range(-max_shift, max_shift + 1):
+        for dx in range(-max_shift, max_shift + 1):
+            rows = np.flatnonzero((shift_y == dy) & (shift_x == dx))
+            out[rows] = padded[rows, pad - dy:pad - dy + IMAGE_SIDE, pad - dx:pad - dx + IMAGE_SIDE]
+    return out.reshape(count, IMAGE_SIDE * IMAGE_SIDE)
 
 
 def epoch_data(x: np.ndarray, y: np.ndarray, epoch: int, seed: int, max_shift: int = 0):
@@ -41,7 +41,7 @@ def epoch_data(x: np.ndarray, y: np.ndarray, epoch: int, seed: int, max_shift: i
     order = rng.permutation(x.shape[0])
     x, y = x[order], y[order]
     if max_shift > 0:
-        if x.shape[1] != SIDE * SIDE:
+        if x.shape[1] != IMAGE_SIDE * IMAGE_SIDE:
             raise ValueError(f"shift augmentation needs 28x28 images (784 columns), got {x.shape[1]}")
         x = random_shift(x, max_shift, rng)
     return x, y

@@ -1,4 +1,4 @@
-"""Datasets for training: MNIST (checksummed, downloaded safely) and an offline digits fallback.
+"""Datasets for training: MNIST (found, checksummed and read) and an offline digits fallback.
 
 MNIST
 -----
@@ -6,7 +6,7 @@ MNIST
 ``((x_train, y_train), (x_test, y_test))``: ``x`` is float32 of shape ``(n, 784)`` in ``[0, 1]``
 (the uint8 pixels divided by 255), ``y`` holds int64 class ids 0..9.
 
-It needs the four canonical files::
+It needs the four canonical files (``training/mnist_files.py``)::
 
     train-images-idx3-ubyte.gz  train-labels-idx1-ubyte.gz
     t10k-images-idx3-ubyte.gz   t10k-labels-idx1-ubyte.gz
@@ -16,22 +16,16 @@ and looks for them in this order:
 1. the ``data_dir`` argument (``--data-dir`` on the command line);
 2. the ``MNIST_DATA_DIR`` environment variable;
 3. the per-user cache, ``$XDG_CACHE_HOME/mnist-digits`` (default ``~/.cache/mnist-digits``);
-4. a download of the missing files into that cache, from each mirror of ``DEFAULT_MIRRORS`` in
-   turn (override with the ``MNIST_MIRRORS`` environment variable, comma-separated URL prefixes;
-   ``file:///some/folder/`` prefixes work too).
+4. a download of the missing files into that cache, from each mirror in turn
+   (``training/download.py``: ``MNIST_MIRRORS`` overrides the mirrors).
 
 A folder named explicitly (steps 1 and 2) is taken at its word: if it does not exist or lacks a
 file, that is an error naming the folder and the missing files, never a silent download elsewhere.
 
 Every file is checked against its published SHA-256 (``MNIST_SHA256``) each time it is used. A local
 file with the wrong sum is an error naming the file and both sums; it is never used, and never
-replaced behind the user's back. A download goes to a hidden temporary file next to its
-destination and is renamed into place only once its size and sum are right, so an interrupted or
-corrupt download cannot poison the cache; a bad download is deleted and the next mirror is tried.
-A temporary file left by a download that was killed midway is deleted by the next download of that
-file (a live download holds a lock on its own).
-Connecting and each read time out (``timeout``, default 30 s), and a mirror that cannot be reached
-is not tried again for the remaining files.
+replaced behind the user's back. Downloads are atomic and checked before they get their name (see
+``training/download.py``), so an interrupted or corrupt download cannot poison the cache.
 
 Working offline
 ---------------
@@ -45,55 +39,22 @@ second for the full dataset), and returns fresh arrays that the caller owns.
 
 from __future__ import annotations
 
-import glob
 import gzip
-import hashlib
-import http.client
-import logging
 import os
 import struct
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, TextIO
 
 import numpy as np
 
-try:
-    import fcntl
-except ImportError:  # Windows: temporary files of killed downloads are then left in place
-    fcntl = None
-
-log = logging.getLogger(__name__)
+from training.download import DEFAULT_TIMEOUT_S, complete_folder, mnist_cache_dir
+from training.mnist_files import (DATA_DIR_ENV, FIX_HINT, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
+                                  DataError, missing_files, verify_present)
 
 ArrayPair = tuple[np.ndarray, np.ndarray]
 Split = tuple[ArrayPair, ArrayPair]
 
-TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
-TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
-TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
-TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
-MNIST_FILES: tuple[str, ...] = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
-
-#: The published SHA-256 sums of the canonical MNIST files.
-MNIST_SHA256: dict[str, str] = {
-    TRAIN_IMAGES: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-    TRAIN_LABELS: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-    TEST_IMAGES: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-    TEST_LABELS: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-}
-#: Their sizes in bytes: a download that announces or reaches another size is stopped early.
-MNIST_SIZES: dict[str, int] = {
-    TRAIN_IMAGES: 9_912_422,
-    TRAIN_LABELS: 28_881,
-    TEST_IMAGES: 1_648_877,
-    TEST_LABELS: 4_542,
-}
 #: Number of examples in each split, as (images file, labels file, count).
 MNIST_SPLITS: tuple[tuple[str, str, int], ...] = (
     (TRAIN_IMAGES, TRAIN_LABELS, 60_000),
@@ -101,73 +62,11 @@ MNIST_SPLITS: tuple[tuple[str, str, int], ...] = (
 )
 IMAGE_SIDE = 28
 NUM_CLASSES = 10
-
-#: URL prefixes tried in turn; each must serve the four files under their canonical names.
-DEFAULT_MIRRORS: tuple[str, ...] = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-)
-DATA_DIR_ENV = "MNIST_DATA_DIR"
-MIRRORS_ENV = "MNIST_MIRRORS"
-CACHE_SUBDIR = "mnist-digits"
-#: Seconds allowed for connecting and for each read of a download (not for the whole transfer).
-DEFAULT_TIMEOUT_S = 30.0
 DATASETS: tuple[str, ...] = ("mnist", "digits")
 
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 _GZIP_MAGIC = b"\x1f\x8b"
-_CHUNK_BYTES = 1 << 16
-_USER_AGENT = "mnist-digits/0.1 (python urllib)"
-
-_FIX_HINT = (
-    "To fix this, either:\n"
-    f"  - put the four files ({', '.join(MNIST_FILES)}) in a folder and point the "
-    f"{DATA_DIR_ENV} environment variable (or --data-dir) at it;\n"
-    "  - or use the offline digits dataset instead (--dataset digits), which needs no download."
-)
-
-
-class DataError(ValueError):
-    """A dataset file is missing, corrupt, of the wrong kind, or could not be obtained."""
-
-
-# --------------------------------------------------------------------------------------------
-# Checksums
-# --------------------------------------------------------------------------------------------
-
-
-def mnist_checksums() -> dict[str, str]:
-    """File name -> published SHA-256 of the four MNIST files (a copy, e.g. for run metrics)."""
-    return dict(MNIST_SHA256)
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's contents, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_file(path: str | os.PathLike[str], expected_sha256: str | None = None) -> None:
-    """Raise DataError (naming the file and both sums) unless the file has the expected SHA-256.
-
-    ``expected_sha256`` defaults to the published sum for the file's name.
-    """
-    path = Path(path)
-    expected = expected_sha256 or MNIST_SHA256.get(path.name)
-    if expected is None:
-        raise DataError(f"{path}: no known SHA-256 for a file named {path.name!r}")
-    actual = sha256_file(path)
-    if actual != expected:
-        raise DataError(
-            f"{path} has the wrong SHA-256 checksum, so it is not used.\n"
-            f"  expected: {expected}\n  actual:   {actual}\n"
-            "The file is corrupt or not the canonical MNIST file: replace it with a good copy "
-            "(or delete it if it is in the download cache, to download it again)."
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,6 +88,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped if its name ends in ``.gz``; DataError if unreadable or bad gzip."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -204,6 +104,8 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
+    """The uint8 array of an IDX file's bytes: big-endian magic, one uint32 per dimension, then the
+    payload, which must be exactly the product of the dimensions in bytes. DataError otherwise."""
     if len(raw) < 4:
         raise DataError(f"{path}: not an IDX file (only {len(raw)} bytes, no header)")
     (magic,) = struct.unpack(">I", raw[:4])
@@ -233,27 +135,6 @@ def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def mnist_cache_dir() -> Path:
-    """The per-user download cache: ``$XDG_CACHE_HOME/mnist-digits`` or ``~/.cache/mnist-digits``.
-
-    As the XDG spec asks, a relative ``XDG_CACHE_HOME`` is ignored.
-    """
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / CACHE_SUBDIR
-
-
-def resolve_mirrors(mirrors: Iterable[str] | None = None) -> list[str]:
-    """The mirrors to try: ``mirrors`` if given, else ``$MNIST_MIRRORS``, else DEFAULT_MIRRORS.
-
-    Each is a URL prefix; a trailing slash is added if missing.
-    """
-    if mirrors is None:
-        env = os.environ.get(MIRRORS_ENV, "")
-        mirrors = env.split(",") if env.strip() else DEFAULT_MIRRORS
-    return [m.strip().rstrip("/") + "/" for m in mirrors if m.strip()]
-
-
 def locate_mnist(
     data_dir: str | os.PathLike[str] | None = None,
     *,
@@ -272,295 +153,27 @@ def locate_mnist(
     env_dir = os.environ.get(DATA_DIR_ENV, "")
     if env_dir:
         return _require_complete(Path(env_dir), f"the {DATA_DIR_ENV} environment variable")
-
-    cache = mnist_cache_dir()
-    missing = _missing_files(cache)
-    _verify_present(cache, missing)
-    if not missing:
-        return cache
-    tried = [
-        "the data_dir argument (--data-dir): not given",
-        f"the {DATA_DIR_ENV} environment variable: not set",
-        f"the cache folder {cache}: missing {', '.join(missing)}",
-    ]
-    failures = _download_files(cache, missing, resolve_mirrors(mirrors), timeout, progress)
-    if failures:
-        raise _unavailable_error(tried + failures)
-    return cache
-
-
-def _missing_files(folder: Path) -> list[str]:
-    return [name for name in MNIST_FILES if not (folder / name).is_file()]
-
-
-def _verify_present(folder: Path, missing: Sequence[str]) -> None:
-    for name in MNIST_FILES:
-        if name not in missing:
-            verify_file(folder / name)
+    searched = ["the data_dir argument (--data-dir): not given", f"the {DATA_DIR_ENV} environment variable: not set"]
+    return complete_folder(mnist_cache_dir(), searched, label="the cache folder", mirrors=mirrors,
+                           timeout=timeout, progress=progress)
 
 
 def _require_complete(folder: Path, source: str) -> Path:
+    """``folder`` if it holds the four files with their published sums, else DataError naming
+    ``source`` (where the folder came from) and what is wrong. Never downloads."""
     if not folder.is_dir():
         raise DataError(
             f"MNIST folder {folder} (from {source}) does not exist or is not a folder.\n"
-            + _FIX_HINT
+            + FIX_HINT
         )
-    missing = _missing_files(folder)
+    missing = missing_files(folder)
     if missing:
         raise DataError(
             f"MNIST folder {folder} (from {source}) lacks {', '.join(missing)}. "
-            "A folder given explicitly is never completed by downloading.\n" + _FIX_HINT
+            "A folder given explicitly is never completed by downloading.\n" + FIX_HINT
         )
-    _verify_present(folder, missing)
+    verify_present(folder, missing)
     return folder
-
-
-def _unavailable_error(tried: Sequence[str]) -> DataError:
-    lines = ["Could not find or download the MNIST dataset. Tried, in order:"]
-    lines += [f"  - {item}" for item in tried]
-    return DataError("\n".join(lines) + "\n" + _FIX_HINT)
-
-
-# --------------------------------------------------------------------------------------------
-# Downloads
-# --------------------------------------------------------------------------------------------
-
-
-class DownloadError(DataError):
-    """One download attempt from one URL failed; the message is the reason."""
-
-
-def download_mnist(
-    dest_dir: str | os.PathLike[str] | None = None,
-    *,
-    mirrors: Iterable[str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    progress: bool | None = None,
-) -> Path:
-    """Download whichever of the four files ``dest_dir`` (default: the cache) lacks; return it.
-
-    Mirrors are tried in turn for each file (see ``resolve_mirrors``); a mirror that cannot be
-    reached is not tried again for the remaining files. ``timeout`` bounds the connection and
-    each read, in seconds. ``progress`` shows a bar on stderr; by default only when stderr is a
-    terminal. Files already present are verified, not downloaded again. Only files whose size
-    and SHA-256 are right ever get their final name. Raises DataError listing every URL tried
-    and why it failed if some file could not be obtained.
-    """
-    dest = Path(dest_dir) if dest_dir is not None else mnist_cache_dir()
-    missing = _missing_files(dest)
-    _verify_present(dest, missing)
-    failures = _download_files(dest, missing, resolve_mirrors(mirrors), timeout, progress)
-    if failures:
-        raise _unavailable_error([f"the folder {dest}: missing {', '.join(missing)}"] + failures)
-    return dest
-
-
-def _download_files(
-    dest: Path, names: Sequence[str], mirrors: Sequence[str], timeout: float,
-    progress: bool | None,
-) -> list[str]:
-    """Download each name into dest; return the description of every failed attempt."""
-    if not names:
-        return []
-    if not mirrors:
-        return [f"downloading: no mirrors configured (set {MIRRORS_ENV} or pass mirrors=)"]
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return [f"downloading: cannot create the folder {dest} ({exc})"]
-    show_progress = sys.stderr.isatty() if progress is None else progress
-    failures: list[str] = []
-    unreachable: dict[str, str] = {}
-    for name in names:
-        for mirror in mirrors:
-            url = mirror + name
-            if mirror in unreachable:
-                failures.append(f"{url}: skipped, mirror unreachable ({unreachable[mirror]})")
-                continue
-            try:
-                download_file(url, dest / name, MNIST_SHA256[name], timeout=timeout,
-                              expected_size=MNIST_SIZES[name], progress=show_progress)
-                break
-            except DownloadError as exc:
-                failures.append(f"{url}: {exc}")
-                if _is_unreachable(exc):
-                    unreachable[mirror] = str(exc)
-                    log.info("MNIST mirror unreachable: %s: %s", url, exc)
-                else:
-                    log.warning("MNIST download failed: %s: %s", url, exc)
-    # Attempts that failed before another mirror succeeded are only worth reporting on failure.
-    return failures if _missing_files(dest) else []
-
-
-def _is_unreachable(exc: DownloadError) -> bool:
-    cause = exc.__cause__
-    if isinstance(cause, urllib.error.HTTPError):
-        return False
-    if isinstance(cause, urllib.error.URLError):
-        return True
-    return isinstance(cause, (TimeoutError, ConnectionError))
-
-
-def download_file(
-    url: str,
-    dest: str | os.PathLike[str],
-    expected_sha256: str,
-    *,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    expected_size: int | None = None,
-    progress: bool = False,
-) -> None:
-    """Download url to dest atomically: via a temporary file in dest's folder, renamed only
-    once the size and SHA-256 are right. On any failure the temporary file is deleted and
-    DownloadError, whose message is the reason, is raised (the destination is left untouched).
-    """
-    dest = Path(dest)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned_parts(dest)
-        handle = _locked_part_file(dest)
-    except OSError as exc:
-        raise DownloadError(f"cannot write to the folder {dest.parent} ({exc})") from exc
-    tmp_path = Path(handle.name)
-    try:
-        with handle:  # renamed while still open: the lock holds until the file has its name
-            actual = _fetch(url, handle, timeout, expected_size, progress, dest.name)
-            handle.flush()
-            os.fsync(handle.fileno())
-            if actual != expected_sha256:
-                raise DownloadError(
-                    f"wrong SHA-256 checksum (expected {expected_sha256}, got {actual}); discarded"
-                )
-            os.replace(tmp_path, dest)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def _locked_part_file(dest: Path) -> IO[bytes]:
-    """A new hidden ``.NAME.*.part`` file next to dest, exclusively locked while this process lives
-    (the kernel drops the lock when it dies, however it dies), so another run can tell a download in
-    progress from one abandoned by a killed process."""
-    for _ in range(3):
-        handle = tempfile.NamedTemporaryFile(
-            dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False
-        )
-        if fcntl is None:
-            return handle
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:  # still ours? (another run may have taken it for abandoned before the lock)
-            if os.path.samestat(os.fstat(handle.fileno()), os.stat(handle.name)):
-                return handle
-        except FileNotFoundError:
-            pass
-        handle.close()
-    raise OSError(f"could not create a temporary file for {dest.name}")
-
-
-def _remove_abandoned_parts(dest: Path) -> None:
-    """Delete temporary ``.NAME.*.part`` files of dest that no live download holds locked: what a
-    download killed midway (SIGKILL, out of memory, power loss) left behind."""
-    if fcntl is None:
-        return
-    for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
-        try:
-            with open(part, "rb") as probe:
-                fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                part.unlink()
-                log.info("removed %s, left by an interrupted download", part)
-        except (BlockingIOError, FileNotFoundError):
-            continue  # a download in progress, or already gone
-
-
-def _fetch(
-    url: str, out: IO[bytes], timeout: float, expected_size: int | None, progress: bool,
-    label: str,
-) -> str:
-    """Stream url into out; return the hex SHA-256 of what was received."""
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    digest = hashlib.sha256()
-    received = 0
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            total = _content_length(response)
-            if expected_size is not None and total is not None and total != expected_size:
-                raise DownloadError(
-                    f"wrong size: {total} bytes announced, {expected_size} expected")
-            log.info("Downloading %s", url)
-            bar = _ProgressBar(label, total, sys.stderr) if progress else None
-            try:
-                while chunk := response.read(_CHUNK_BYTES):
-                    received += len(chunk)
-                    if expected_size is not None and received > expected_size:
-                        raise DownloadError(f"wrong size: more than {expected_size} bytes sent")
-                    out.write(chunk)
-                    digest.update(chunk)
-                    if bar:
-                        bar.update(received)
-            finally:
-                if bar:
-                    bar.close()
-    except DownloadError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"HTTP {exc.code} {exc.reason}") from exc
-    except urllib.error.URLError as exc:
-        raise DownloadError(f"cannot connect ({exc.reason})") from exc
-    except http.client.IncompleteRead as exc:
-        raise DownloadError(
-            f"connection closed early, after {received + len(exc.partial)} bytes") from exc
-    except (TimeoutError, OSError, http.client.HTTPException, ValueError) as exc:
-        raise DownloadError(f"{type(exc).__name__}: {exc or 'no details'}") from exc
-    if total is not None and received < total:
-        raise DownloadError(f"connection closed early, after {received} of {total} bytes")
-    if expected_size is not None and received != expected_size:
-        raise DownloadError(f"truncated: received {received} of {expected_size} bytes")
-    return digest.hexdigest()
-
-
-def _content_length(response: http.client.HTTPResponse) -> int | None:
-    value = response.headers.get("Content-Length")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-class _ProgressBar:
-    """A one-line ``\\r`` progress bar, redrawn at most ten times a second."""
-
-    WIDTH = 30
-
-    def __init__(self, label: str, total: int | None, stream: TextIO) -> None:
-        self.label, self.total, self.stream = label, total, stream
-        self.last_draw = 0.0
-        self.done = 0
-
-    def update(self, done: int) -> None:
-        self.done = done
-        now = time.monotonic()
-        if now - self.last_draw >= 0.1:
-            self.last_draw = now
-            self._draw()
-
-    def close(self) -> None:
-        self._draw()
-        self.stream.write("\n")
-        self.stream.flush()
-
-    def _draw(self) -> None:
-        if self.total:
-            fraction = min(self.done / self.total, 1.0)
-            filled = int(fraction * self.WIDTH)
-            bar = "#" * filled + "." * (self.WIDTH - filled)
-            text = f"{self.label} [{bar}] {fraction:4.0%} {_size(self.done)} / {_size(self.total)}"
-        else:
-            text = f"{self.label} {_size(self.done)}"
-        self.stream.write("\r" + text)
-        self.stream.flush()
-
-
-def _size(n_bytes: int) -> str:
-    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:.1f} kB"
 
 
 # --------------------------------------------------------------------------------------------
@@ -590,6 +203,8 @@ def load_mnist(
 
 
 def _load_mnist_split(folder: Path, images_name: str, labels_name: str, count: int) -> ArrayPair:
+    """``(x, y)`` from an images and a labels file holding ``count`` examples: x float32 (count, 784)
+    = pixels / 255, y int64. DataError if the shapes or labels are not MNIST's."""
     images = read_idx(folder / images_name)
     labels = read_idx(folder / labels_name)
     if images.shape != (count, IMAGE_SIDE, IMAGE_SIDE) or labels.shape != (count,):
@@ -691,7 +306,7 @@ def _stratified_mask(y: np.ndarray, fraction: float, rng: np.random.Generator) -
         by_remainder = np.argsort(-(exact - per_class), kind="stable")
         per_class[by_remainder[:shortfall]] += 1
     mask = np.zeros(len(y), dtype=bool)
-    for k in range(len(classes)):
-        members = np.flatnonzero(inverse == k)
-        mask[rng.permutation(members)[:per_class[k]]] = True
+    for class_index in range(len(classes)):
+        members = np.flatnonzero(inverse == class_index)
+        mask[rng.permutation(members)[:per_class[class_index]]] = True
     return mask

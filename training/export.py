@@ -12,7 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
 
 from service.contract import INPUT_NAME, METADATA_PATH, OUTPUT_NAME, SIGNATURE_NAME, TEMP_PREFIX, next_version
 from training.atomic import write_json_atomic
@@ -20,9 +25,6 @@ from training.atomic import write_json_atomic
 
 def _write_savedmodel(model, path: Path) -> None:
     """Trace ``model`` into a SavedModel at ``path`` with the contract's signature."""
-    import keras
-    import tensorflow as tf
-
     width = model.input_shape[-1]
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -43,8 +45,6 @@ def export_model(model, export_base: str | os.PathLike, metadata: dict | None = 
     raises to abort: a version that fails it never appears under ``export_base``.
     If another exporter takes the same version number first, the next number is tried.
     """
-    from datetime import datetime, timezone
-
     base = Path(export_base)
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=base, prefix=TEMP_PREFIX))
@@ -68,3 +68,23 @@ def export_model(model, export_base: str | os.PathLike, metadata: dict | None = 
         raise RuntimeError(f"could not claim a version number under {base}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ExportVerificationError(RuntimeError):
+    """The reloaded export does not predict what the model in memory predicts."""
+
+
+def verify_export(model, x):
+    """A check for ``export_model``: the SavedModel, loaded the way the service loads it, must give the
+    in-memory model's probabilities (same classes, values within 1e-5) on ``x``."""
+    def verify(path: Path):
+        serve = tf.saved_model.load(str(path)).signatures[SIGNATURE_NAME]
+        exported = serve(**{INPUT_NAME: tf.constant(x, dtype=tf.float32)})[OUTPUT_NAME].numpy()
+        expected = model.predict(x, batch_size=2048, verbose=0)
+        same_class = float((exported.argmax(1) == expected.argmax(1)).mean())
+        max_diff = float(np.abs(exported - expected).max())
+        if same_class < 1.0 or not max_diff <= 1e-5:
+            raise ExportVerificationError(f"the reloaded export disagrees with the trained model: "
+                                          f"{same_class:.2%} same classes, max |diff| {max_diff:.2e}")
+        print(f"Export verified on {len(x)} test images: identical classes, max |diff| {max_diff:.1e}")
+    return verify

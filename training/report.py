@@ -1,4 +1,4 @@
-"""What a training run leaves behind for people: history.csv, metrics, and two matplotlib figures.
+"""What a training run leaves behind for people: history.csv and two matplotlib figures.
 
 Every file is written to a temporary path beside its destination and renamed into place, so a run
 killed at any moment leaves either the previous complete file or the new one.
@@ -29,28 +29,26 @@ def write_history_csv(path, rows: list[dict]) -> None:
 
 
 def read_history_csv(path) -> list[dict]:
+    """The rows ``write_history_csv`` wrote (``epoch`` an int, the rest floats); [] if there is no file."""
     if not Path(path).exists():
         return []
     with open(path, newline="") as f:
         return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-# --------------------------------------------------------------------- metrics ----
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """``m[i, j]`` = number of images of class ``i`` predicted as ``j``."""
-    m = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(m, (y_true, y_pred), 1)
-    return m
-
-
-def per_class_accuracy(confusion: np.ndarray) -> list[float]:
-    """Recall of each class: the diagonal over the row sums."""
-    totals = confusion.sum(axis=1)
-    return [float(c / t) if t else float("nan") for c, t in zip(np.diag(confusion), totals)]
-
-
 # ----------------------------------------------------------------------- plots ----
+def _pyplot():
+    """matplotlib's pyplot, drawing to files only (the Agg backend: no display needed)."""
+    import matplotlib  # here, not at the top: half a second to import, and train.py --help imports this module
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _save_figure(fig, path) -> None:
+    """``fig`` as a PNG at ``path``, written atomically."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     write_bytes_atomic(path, buffer.getvalue())
@@ -58,11 +56,7 @@ def _save_figure(fig, path) -> None:
 
 def plot_training_curves(rows: list[dict], path, title: str = "") -> None:
     """Loss and accuracy (train and validation) and the learning rate, per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(14, 4))
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
@@ -86,20 +80,16 @@ def plot_training_curves(rows: list[dict], path, title: str = "") -> None:
 
 def plot_confusion_matrix(confusion: np.ndarray, path, title: str = "") -> None:
     """Counts per (true, predicted) class, with the off-diagonal errors readable."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = confusion.shape[0]
+    plt = _pyplot()
+    classes = confusion.shape[0]
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     image = ax.imshow(np.log1p(confusion), cmap="Blues")
-    for i in range(k):
-        for j in range(k):
-            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if i == j else "black")
-    ax.set_xticks(range(k))
-    ax.set_yticks(range(k))
+    for true in range(classes):
+        for predicted in range(classes):
+            ax.text(predicted, true, str(confusion[true, predicted]), ha="center", va="center", fontsize=7,
+                    color="white" if true == predicted else "black")
+    ax.set_xticks(range(classes))
+    ax.set_yticks(range(classes))
     ax.set_xlabel("predicted digit")
     ax.set_ylabel("true digit")
     ax.set_title(title)

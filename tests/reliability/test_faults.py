@@ -267,7 +267,7 @@ def record_start_faults(tmp: str, expected_line: dict, outcomes: dict, up_after:
 def flaky_mirror():
     """A 127.0.0.1 mirror of MNIST-sized files (random bytes), cut off midway under ``liar/`` (the
     connection closes) and ``stall/`` (nothing more comes until the client's timeout)."""
-    from training.data import MNIST_SIZES
+    from training.mnist_files import MNIST_SIZES
 
     mirror = MirrorServer({name: os.urandom(size) for name, size in MNIST_SIZES.items()})
     yield mirror
@@ -275,27 +275,29 @@ def flaky_mirror():
 
 
 def test_download_interrupted_midway_leaves_nothing_in_the_cache(tmp_path, monkeypatch, flaky_mirror):
-    from training import data
+    from training.data import load_mnist
+    from training.download import mnist_cache_dir
+    from training.mnist_files import TRAIN_IMAGES, DataError
 
     monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
     monkeypatch.delenv("MNIST_MIRRORS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    cache = data.mnist_cache_dir()
+    cache = mnist_cache_dir()
     results = {}
     for kind, expected in (("liar", "connection closed early"), ("stall", "timed out")):
         started = time.monotonic()
-        with pytest.raises(data.DataError) as info:
-            data.load_mnist(mirrors=[flaky_mirror.url(kind)], timeout=1.0)
+        with pytest.raises(DataError) as info:
+            load_mnist(mirrors=[flaky_mirror.url(kind)], timeout=1.0)
         seconds = time.monotonic() - started
         message = str(info.value)
         left = sorted(p.name for p in cache.iterdir()) if cache.exists() else []
         results[kind] = (seconds, left, message)
-        assert f"{flaky_mirror.url(kind)}{data.TRAIN_IMAGES}" in message
+        assert f"{flaky_mirror.url(kind)}{TRAIN_IMAGES}" in message
         assert expected in message.lower(), message
         assert "MNIST_DATA_DIR" in message, "the error says how to work offline"
         assert left == [], f"left in the cache after an interrupted download: {left}"
         assert seconds < 20
-    line = [m for m in results["liar"][2].splitlines() if data.TRAIN_IMAGES in m and "/liar/" in m][0]
+    line = [m for m in results["liar"][2].splitlines() if TRAIN_IMAGES in m and "/liar/" in m][0]
     REPORT.fault(
         "download interrupted midway",
         "a 127.0.0.1 mirror announces each file's full size and sends half, then closes the connection "
@@ -314,9 +316,7 @@ class Downloads:
     (``start``), and in-process ones that fail midway (``interrupted``)."""
 
     def __init__(self, tmp_path: Path, mirror: MirrorServer):
-        from training import data
-
-        self.data, self.mirror = data, mirror
+        self.mirror = mirror
         self.cache = tmp_path / "cache" / "mnist-digits"
         self.env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "MNIST_MIRRORS": mirror.url("stall"),
                     "PYTHONPATH": str(REPO)}
@@ -332,11 +332,12 @@ class Downloads:
 
     def interrupted(self) -> None:
         """A download into the cache that fails midway (the mirror closes the connection)."""
-        data = self.data
-        with pytest.raises(data.DataError, match="closed early"):
-            data.download_file(f"{self.mirror.url('liar')}{data.TRAIN_IMAGES}", self.cache / data.TRAIN_IMAGES,
-                               data.MNIST_SHA256[data.TRAIN_IMAGES], timeout=1.0,
-                               expected_size=data.MNIST_SIZES[data.TRAIN_IMAGES])
+        from training.download import download_file
+        from training.mnist_files import MNIST_SHA256, MNIST_SIZES, TRAIN_IMAGES, DataError
+
+        with pytest.raises(DataError, match="closed early"):
+            download_file(f"{self.mirror.url('liar')}{TRAIN_IMAGES}", self.cache / TRAIN_IMAGES,
+                          MNIST_SHA256[TRAIN_IMAGES], timeout=1.0, expected_size=MNIST_SIZES[TRAIN_IMAGES])
 
     def kill_one_while_another_runs(self) -> tuple[list[str], list[str]]:
         """A download killed midway, then a live one that an interrupted download meanwhile must leave
@@ -367,7 +368,7 @@ class Downloads:
 def test_download_killed_midway_leaves_no_partial_file_for_long(tmp_path, flaky_mirror):
     """A process killed during a download cannot delete its temporary file; the next download of
     that file must (it was left in the cache for good before: found by this suite, fixed in
-    training/data.py), while never touching the file of a download still in progress."""
+    training/download.py), while never touching the file of a download still in progress."""
     downloads = Downloads(tmp_path, flaky_mirror)
     left, live = downloads.kill_one_while_another_runs()
     started = time.monotonic()

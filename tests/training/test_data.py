@@ -1,5 +1,5 @@
-"""Tests for training/data.py: the MNIST loader (real files, downloads from a local HTTP server,
-checksums, IDX validation), the offline digits dataset, and the stratified split.
+"""Tests for training/data.py: the MNIST loader (real files, the search order, local checksums, IDX
+validation), the offline digits dataset, and the stratified split. Downloads: test_download.py.
 
 The real MNIST files are found through $MNIST_DATA_DIR (set by CI), else
 <repo>/../shared/data/mnist; tests needing them are skipped, with the reason, when neither exists.
@@ -10,87 +10,23 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import socket
 import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import mnist_dir
+from tests.conftest import REPO, mnist_dir
 from tests.support import MirrorServer
+from tests.training.conftest import TEST_COUNTS, TRAIN_COUNTS, needs_mnist
 from training import data
-from training.data import DataError
-
-REPO = Path(__file__).resolve().parents[2]
-TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-
+from training.mnist_files import (MNIST_FILES, MNIST_SHA256, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
+                                  DataError, sha256_file)
 
 REAL_MNIST = mnist_dir()
-needs_mnist = pytest.mark.skipif(
-    REAL_MNIST is None,
-    reason="real MNIST files not found: set MNIST_DATA_DIR to a folder with the four .gz files "
-    "(or provide <repo>/../shared/data/mnist)",
-)
-
-
-@pytest.fixture
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No MNIST_DATA_DIR / MNIST_MIRRORS, a private cache under tmp_path; returns the cache dir."""
-    monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
-    monkeypatch.delenv("MNIST_MIRRORS", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    return tmp_path / "xdg-cache" / "mnist-digits"
-
-
-@pytest.fixture(scope="module")
-def real_bytes() -> dict[str, bytes]:
-    if REAL_MNIST is None:
-        pytest.skip("real MNIST files not found (set MNIST_DATA_DIR)")
-    return {name: (REAL_MNIST / name).read_bytes() for name in data.MNIST_FILES}
-
-
-# ------------------------------------------------------------------------------------------
-# A local "mirror" server
-# ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def mirror(real_bytes: dict[str, bytes]) -> Iterator[MirrorServer]:
-    server = MirrorServer(real_bytes)
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """A mirror URL whose server accepts connections (via the listen backlog) but never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/mnist/"
-    sock.close()
-
-
-@pytest.fixture
-def dead_port_url() -> str:
-    """A mirror URL on a port with nothing listening (connection refused)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}/mnist/"
-
-
-def cache_listing(cache: Path) -> list[str]:
-    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
 
 
 # ------------------------------------------------------------------------------------------
@@ -133,19 +69,6 @@ def test_data_dir_argument_takes_precedence_over_env(
     assert data.locate_mnist(REAL_MNIST) == REAL_MNIST
 
 
-def test_mnist_checksums_match_the_published_values() -> None:
-    sums = data.mnist_checksums()
-    assert sorted(sums) == sorted(data.MNIST_FILES)
-    assert sums["train-images-idx3-ubyte.gz"] == (
-        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"
-    )
-    sums["train-images-idx3-ubyte.gz"] = "tampered"
-    assert data.mnist_checksums() != sums, "mnist_checksums() must return a copy"
-    if REAL_MNIST is not None:
-        for name, expected in data.mnist_checksums().items():
-            assert data.sha256_file(REAL_MNIST / name) == expected
-
-
 # ------------------------------------------------------------------------------------------
 # Explicit folders and local checksums
 # ------------------------------------------------------------------------------------------
@@ -156,16 +79,16 @@ def test_explicit_data_dir_missing_files_is_an_error_without_download(
 ) -> None:
     folder = tmp_path / "partial"
     folder.mkdir()
-    shutil.copy(REAL_MNIST / data.TEST_LABELS, folder)
+    shutil.copy(REAL_MNIST / TEST_LABELS, folder)
     monkeypatch.setenv("MNIST_MIRRORS", mirror.url("good"))
     before = len(mirror.requests)
     with pytest.raises(DataError) as info:
         data.load_mnist(folder)
     message = str(info.value)
     assert str(folder) in message
-    for name in (data.TRAIN_IMAGES, data.TRAIN_LABELS, data.TEST_IMAGES):
+    for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES):
         assert name in message
-    assert "lacks" in message and data.TEST_LABELS not in message.split("lacks")[1].split(".gz.")[0]
+    assert "lacks" in message and TEST_LABELS not in message.split("lacks")[1].split(".gz.")[0]
     assert "MNIST_DATA_DIR" in message and "--dataset digits" in message
     assert len(mirror.requests) == before, "an explicit folder must not trigger downloads"
     assert not isolated_env.exists()
@@ -190,20 +113,20 @@ def test_env_var_pointing_at_missing_folder_is_an_error_without_download(
 def test_local_file_with_wrong_sum_names_file_and_both_sums(tmp_path: Path) -> None:
     folder = tmp_path / "mnist"
     folder.mkdir()
-    for name in data.MNIST_FILES:
+    for name in MNIST_FILES:
         (folder / name).symlink_to(REAL_MNIST / name)
-    bad = folder / data.TRAIN_LABELS
+    bad = folder / TRAIN_LABELS
     bad.unlink()
-    corrupted = bytearray((REAL_MNIST / data.TRAIN_LABELS).read_bytes())
+    corrupted = bytearray((REAL_MNIST / TRAIN_LABELS).read_bytes())
     corrupted[-20] ^= 0x01
     bad.write_bytes(bytes(corrupted))
-    actual = data.sha256_file(bad)
+    actual = sha256_file(bad)
 
     with pytest.raises(DataError) as info:
         data.load_mnist(folder)
     message = str(info.value)
     assert str(bad) in message
-    assert data.MNIST_SHA256[data.TRAIN_LABELS] in message
+    assert MNIST_SHA256[TRAIN_LABELS] in message
     assert actual in message
     assert bad.read_bytes() == bytes(corrupted), "a bad local file must be reported, not replaced"
 
@@ -213,118 +136,10 @@ def test_cached_file_with_wrong_sum_is_an_error_too(
     isolated_env: Path, mirror: MirrorServer
 ) -> None:
     isolated_env.mkdir(parents=True)
-    (isolated_env / data.TEST_LABELS).write_bytes(b"\x1f\x8b not really mnist")
+    (isolated_env / TEST_LABELS).write_bytes(b"\x1f\x8b not really mnist")
     with pytest.raises(DataError, match="wrong SHA-256") as info:
         data.load_mnist(mirrors=[mirror.url("good")], timeout=5)
-    assert data.TEST_LABELS in str(info.value)
-
-
-# ------------------------------------------------------------------------------------------
-# Downloads, against the local mirror server
-# ------------------------------------------------------------------------------------------
-
-
-def test_download_falls_back_to_the_good_mirror_and_caches_only_verified_files(
-    isolated_env: Path, mirror: MirrorServer, real_bytes: dict[str, bytes]
-) -> None:
-    mirrors = [mirror.url(kind) for kind in ("missing", "corrupt", "short", "liar", "good")]
-    (x_train, y_train), (x_test, y_test) = data.load_mnist(mirrors=mirrors, timeout=5)
-
-    assert x_train.shape == (60_000, 784) and x_test.shape == (10_000, 784)
-    assert np.bincount(y_test, minlength=10).tolist() == TEST_COUNTS
-    assert cache_listing(isolated_env) == sorted(data.MNIST_FILES)
-    for name in data.MNIST_FILES:
-        assert (isolated_env / name).read_bytes() == real_bytes[name]
-    for kind in ("missing", "corrupt", "short", "liar", "good"):
-        assert f"/{kind}/{data.TRAIN_IMAGES}" in mirror.requests
-
-    # A second load uses the cache: no more requests.
-    before = len(mirror.requests)
-    data.load_mnist(mirrors=mirrors, timeout=5)
-    assert len(mirror.requests) == before
-
-
-def test_download_only_fetches_missing_files(
-    isolated_env: Path, mirror: MirrorServer, real_bytes: dict[str, bytes]
-) -> None:
-    isolated_env.mkdir(parents=True)
-    for name in (data.TRAIN_IMAGES, data.TEST_IMAGES, data.TRAIN_LABELS):
-        (isolated_env / name).write_bytes(real_bytes[name])
-    before = len(mirror.requests)
-    assert data.download_mnist(mirrors=[mirror.url("good")], timeout=5) == isolated_env
-    assert mirror.requests[before:] == [f"/good/{data.TEST_LABELS}"]
-    assert cache_listing(isolated_env) == sorted(data.MNIST_FILES)
-
-
-def test_mirrors_come_from_the_environment_variable(
-    isolated_env: Path, mirror: MirrorServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MNIST_MIRRORS", f" {mirror.url('missing')} , {mirror.base}/good ")
-    assert data.resolve_mirrors() == [mirror.url("missing"), mirror.url("good")]
-    assert data.resolve_mirrors(["http://x/a"]) == ["http://x/a/"]
-    data.download_mnist(timeout=5)
-    assert cache_listing(isolated_env) == sorted(data.MNIST_FILES)
-    monkeypatch.delenv("MNIST_MIRRORS")
-    assert data.resolve_mirrors() == list(data.DEFAULT_MIRRORS)
-
-
-def test_all_mirrors_bad_reports_every_url_and_leaves_no_files(
-    isolated_env: Path, mirror: MirrorServer
-) -> None:
-    kinds = ("missing", "corrupt", "short", "liar")
-    with pytest.raises(DataError) as info:
-        data.load_mnist(mirrors=[mirror.url(kind) for kind in kinds], timeout=5)
-    message = str(info.value)
-    for kind in kinds:
-        for name in data.MNIST_FILES:
-            assert f"{mirror.url(kind)}{name}" in message
-    assert "HTTP 404" in message
-    assert "wrong SHA-256" in message
-    assert "truncated" in message or "wrong size" in message
-    assert "closed early" in message
-    assert str(isolated_env) in message, "the cache folder that was tried is named"
-    assert "MNIST_DATA_DIR" in message and "--dataset digits" in message
-    assert cache_listing(isolated_env) == [], "nothing unverified may land in the cache"
-
-
-def test_dead_and_silent_servers_fail_clearly_within_the_timeout(
-    isolated_env: Path, silent_server: str, dead_port_url: str
-) -> None:
-    started = time.perf_counter()
-    with pytest.raises(DataError) as info:
-        data.load_mnist(mirrors=[dead_port_url, silent_server], timeout=1.0)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 10, f"took {elapsed:.1f} s despite a 1 s timeout"
-    message = str(info.value)
-    assert f"{dead_port_url}{data.TRAIN_IMAGES}" in message
-    assert f"{silent_server}{data.TRAIN_IMAGES}" in message
-    assert "refused" in message.lower()
-    assert "timed out" in message.lower()
-    assert "skipped, mirror unreachable" in message, "a dead mirror is not retried for each file"
-    assert "--dataset digits" in message
-    assert cache_listing(isolated_env) == []
-
-
-def test_progress_bar_is_drawn_on_stderr_when_asked(
-    isolated_env: Path, mirror: MirrorServer, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data.download_mnist(mirrors=[mirror.url("good")], timeout=5, progress=True)
-    err = capsys.readouterr().err
-    assert "\r" in err and "100%" in err and data.TRAIN_IMAGES in err
-
-
-def test_download_file_never_leaves_temp_files(tmp_path: Path, mirror: MirrorServer) -> None:
-    dest = tmp_path / data.TEST_LABELS
-    with pytest.raises(data.DownloadError, match="wrong SHA-256"):
-        data.download_file(
-            mirror.url("corrupt") + data.TEST_LABELS, dest, data.MNIST_SHA256[data.TEST_LABELS],
-            timeout=5,
-        )
-    assert list(tmp_path.iterdir()) == []
-    data.download_file(
-        mirror.url("good") + data.TEST_LABELS, dest, data.MNIST_SHA256[data.TEST_LABELS], timeout=5
-    )
-    assert [p.name for p in tmp_path.iterdir()] == [data.TEST_LABELS]
+    assert TEST_LABELS in str(info.value)
 
 
 # ------------------------------------------------------------------------------------------
@@ -354,7 +169,7 @@ def test_read_idx_reads_valid_images_and_labels(tmp_path: Path) -> None:
 
 @needs_mnist
 def test_read_idx_on_real_labels() -> None:
-    labels = data.read_idx(REAL_MNIST / data.TEST_LABELS)
+    labels = data.read_idx(REAL_MNIST / TEST_LABELS)
     assert labels.shape == (10_000,)
     assert np.bincount(labels).tolist() == TEST_COUNTS
 
@@ -435,12 +250,12 @@ def test_load_digits_28_shapes_range_classes_and_stratification() -> None:
 
 
 def test_load_digits_28_is_reproducible_by_seed() -> None:
-    (a, ya), (b, yb) = data.load_digits_28(seed=3)
-    (c, yc), (d, yd) = data.load_digits_28(seed=3)
-    (e, _), _ = data.load_digits_28(seed=4)
-    assert np.array_equal(a, c) and np.array_equal(ya, yc)
-    assert np.array_equal(b, d) and np.array_equal(yb, yd)
-    assert not np.array_equal(a, e)
+    (x_train, y_train), (x_test, y_test) = data.load_digits_28(seed=3)
+    (x_train_again, y_train_again), (x_test_again, y_test_again) = data.load_digits_28(seed=3)
+    (x_train_other, _), _ = data.load_digits_28(seed=4)
+    assert np.array_equal(x_train, x_train_again) and np.array_equal(y_train, y_train_again)
+    assert np.array_equal(x_test, x_test_again) and np.array_equal(y_test, y_test_again)
+    assert not np.array_equal(x_train, x_train_other)
 
 
 def test_importing_the_module_does_not_import_sklearn() -> None:
@@ -468,10 +283,11 @@ def test_load_dataset_dispatches_and_rejects_unknown_names(
 # ------------------------------------------------------------------------------------------
 
 
-def _toy(n: int = 1003, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def _toy(count: int = 1003, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` rows of 3 features and unevenly frequent labels 0..9; row i starts with 3*i."""
     rng = np.random.default_rng(seed)
-    y = rng.choice(10, size=n, p=np.linspace(1, 3, 10) / np.linspace(1, 3, 10).sum())
-    x = np.arange(n * 3, dtype=np.float32).reshape(n, 3)  # row i starts with 3*i: identifies it
+    y = rng.choice(10, size=count, p=np.linspace(1, 3, 10) / np.linspace(1, 3, 10).sum())
+    x = np.arange(count * 3, dtype=np.float32).reshape(count, 3)  # row i starts with 3*i: identifies it
     return x, y.astype(np.int64)
 
 
@@ -495,8 +311,8 @@ def test_split_is_reproducible_and_depends_on_seed() -> None:
     first = data.train_validation_split(x, y, 0.2, seed=7)
     again = data.train_validation_split(x, y, 0.2, seed=7)
     other = data.train_validation_split(x, y, 0.2, seed=8)
-    for a, b in zip((*first[0], *first[1]), (*again[0], *again[1])):
-        assert np.array_equal(a, b)
+    for part, part_again in zip((*first[0], *first[1]), (*again[0], *again[1])):
+        assert np.array_equal(part, part_again)
     assert not np.array_equal(first[1][0], other[1][0])
 
 

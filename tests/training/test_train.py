@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, mnist_dir
 from service.contract import list_versions, next_version
+from tests.conftest import REPO, mnist_dir
+from training.arguments import RESUMABLE, build_parser
+from training.data import load_digits_28
+from training.train import latest_checkpoint
 
 TRAIN = [sys.executable, str(REPO / "training" / "train.py")]
 RUN_FILES = ("args.json", "history.csv", "metrics.json", "training_curves.png", "confusion_matrix.png")
@@ -39,7 +43,7 @@ def run_train(*args, timeout=600, **kwargs):
 
 
 def load_checkpoint_weights(path):
-    import keras
+    import keras  # here, not at the top: TensorFlow takes seconds to import, and few tests here need it
 
     import model.keras_network  # noqa: F401 - registers the custom layers, losses and optimizers
 
@@ -94,8 +98,6 @@ def check_run(run_dir: Path, export_base: Path, epochs: int, x_test, y_test, tmp
 
 
 def test_digits_end_to_end_exports_a_verified_servable_model(tmp_path):
-    from training.data import load_digits_28
-
     run_dir, export_base = tmp_path / "run", tmp_path / "exports"
     result = run_train("--dataset", "digits", "--epochs", 4, "--run-dir", run_dir, "--export-dir", export_base)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -110,8 +112,8 @@ def test_digits_end_to_end_exports_a_verified_servable_model(tmp_path):
 def test_mnist_slice_end_to_end_with_the_numpy_engine(tmp_path, mnist):
     (_, _), (x_test, y_test) = mnist
     run_dir, export_base = tmp_path / "run", tmp_path / "exports"
-    result = run_train("--engine", "numpy", "--limit-train", 6000, "--epochs", 3, "--batch-size", 32, "--data-dir", mnist_dir(),
-                       "--run-dir", run_dir, "--export-dir", export_base)
+    result = run_train("--engine", "numpy", "--limit-train", 6000, "--epochs", 3, "--batch-size", 32,
+                       "--data-dir", mnist_dir(), "--run-dir", run_dir, "--export-dir", export_base)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = check_run(run_dir, export_base, 3, x_test, y_test, tmp_path)
     assert metrics["test"]["accuracy"] > 0.9
@@ -137,10 +139,10 @@ def test_same_seed_same_weights(tmp_path):
     for run in ("a", "b"):
         result = run_train("--dataset", "digits", "--epochs", 2, "--run-dir", tmp_path / run, "--no-export")
         assert result.returncode == 0, result.stderr[-3000:]
-    a = load_checkpoint_weights(tmp_path / "a" / "checkpoints" / "epoch-002.keras")
-    b = load_checkpoint_weights(tmp_path / "b" / "checkpoints" / "epoch-002.keras")
-    for wa, wb in zip(a, b):
-        np.testing.assert_array_equal(wa, wb)
+    first = load_checkpoint_weights(tmp_path / "a" / "checkpoints" / "epoch-002.keras")
+    second = load_checkpoint_weights(tmp_path / "b" / "checkpoints" / "epoch-002.keras")
+    for weights, same_weights in zip(first, second):
+        np.testing.assert_array_equal(weights, same_weights)
 
 
 def test_a_run_killed_mid_training_and_resumed_ends_like_an_uninterrupted_one(tmp_path, mnist):
@@ -170,8 +172,55 @@ def test_a_run_killed_mid_training_and_resumed_ends_like_an_uninterrupted_one(tm
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
     whole = load_checkpoint_weights(tmp_path / "whole" / "checkpoints" / "epoch-003.keras")
     again = load_checkpoint_weights(killed_dir / "checkpoints" / "epoch-003.keras")
-    for a, b in zip(whole, again):
-        np.testing.assert_array_equal(a, b)
+    for weights, same_weights in zip(whole, again):
+        np.testing.assert_array_equal(weights, same_weights)
+
+
+# Runs train.py's main() in a process that dies (os._exit, no clean-up, like SIGKILL) just before the
+# given file is renamed into place for the given time: argv[1] file name, argv[2] count, then train.py's arguments.
+KILL_BEFORE_WRITE = r"""
+import os, sys
+from pathlib import Path
+
+target, count = sys.argv[1], int(sys.argv[2])
+real_replace, renames = os.replace, []
+
+def replace(source, destination, *args, **kwargs):
+    if Path(destination).name == target:
+        renames.append(destination)
+        if len(renames) == count:
+            os._exit(137)
+    return real_replace(source, destination, *args, **kwargs)
+
+os.replace = replace
+from training.train import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize("target,count", [("history.csv", 2), ("epoch-002.keras", 1)],
+                         ids=["killed-before-history-row-2", "killed-before-checkpoint-2"])
+def test_a_run_killed_between_an_epochs_two_writes_resumes_with_every_history_row(tmp_path, target, count):
+    run_dir = tmp_path / "run"
+    common = ["--dataset", "digits", "--epochs", "3", "--no-export"]
+    killed = subprocess.run([sys.executable, "-c", KILL_BEFORE_WRITE, target, str(count), *common,
+                             "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=600, cwd=REPO,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert killed.returncode == 137, killed.stderr[-3000:]
+    resumed = run_train("--resume", "--run-dir", run_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming {run_dir} after epoch 1 of 3" in resumed.stdout
+    with open(run_dir / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == \
+        ["epoch-001.keras", "epoch-002.keras", "epoch-003.keras"]
+
+
+def test_the_latest_checkpoint_is_the_highest_epoch_number_not_the_last_name(tmp_path):
+    assert latest_checkpoint(tmp_path) == (0, None)
+    for name in ("epoch-002.keras", "epoch-999.keras", "epoch-1000.keras", ".tmp-epoch-1001.keras"):
+        (tmp_path / name).touch()
+    assert latest_checkpoint(tmp_path) == (1000, tmp_path / "epoch-1000.keras")
 
 
 @pytest.mark.parametrize("args,message", [
@@ -207,10 +256,34 @@ def test_resume_with_an_unreadable_args_json_is_a_clear_error(tmp_path):
         assert len(lines) == 1 and f"cannot resume {run_dir}: its args.json is unreadable or incomplete" in lines[0]
 
 
+def help_entries(help_text: str) -> dict[str, str]:
+    """Option -> its entry in the "options:" part of ``--help`` (invocation and help text, whitespace
+    removed so that line wrapping does not matter)."""
+    entries, option = {}, None
+    for line in help_text.split("\noptions:\n", 1)[1].splitlines():
+        if match := re.match(r"  (?:-\w, )?(--?[\w-]+)", line):
+            option = match[1]
+            entries[option] = ""
+        entries[option] += "".join(line.split())
+    return entries
+
+
 def test_help_explains_every_option():
     result = run_train("--help")
-    assert result.returncode == 0
-    for option in ("--sizes", "--activation", "--optimizer", "--learning-rate", "--epochs", "--batch-size",
-                   "--validation-fraction", "--seed", "--dataset", "--data-dir", "--export-dir", "--run-dir",
-                   "--resume", "--engine"):
-        assert option in result.stdout, option
+    assert result.returncode == 0 and result.stderr == ""
+    entries = help_entries(result.stdout)
+    options = [action for action in build_parser()._actions if action.dest != "help"]
+    assert len(options) == len(entries) - 1, "one --help entry per option, besides -h"
+    for action in options:
+        option = action.option_strings[-1]
+        words = (action.help or "").split()
+        assert len(words) >= 2 and action.help not in (action.dest, action.metavar), f"{option}: no real help text"
+        assert option in entries, f"{option} missing from --help"
+        assert "".join(words) in entries[option], f"{option}'s help text is not in its --help entry"
+
+
+def test_every_option_is_restored_on_resume_or_given_each_time():
+    given_each_time = {"run_dir", "data_dir", "resume"}  # data_dir falls back to the saved one
+    options = {action.dest for action in build_parser()._actions if action.dest != "help"}
+    assert options == set(RESUMABLE) | given_each_time
+    assert not set(RESUMABLE) & given_each_time

@@ -1,0 +1,121 @@
+"""The two training engines behind ``train.py``: one loop drives the Keras mirror and the NumPy network.
+
+Both take the same epochs of data and give the same things back: the epoch's logs, the learning rate,
+a checkpoint file, and a Keras model of probabilities to evaluate and export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from model import numpy_optimizers
+from model.keras_network import build_model, compile_for_training, from_numpy
+from model.keras_optimizers import get as get_keras_optimizer
+from model.numpy_network import NumpyNetwork
+from training.atomic import save_keras_atomic
+from training.progress import EpochProgress
+
+
+def make_reproducible(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic: the same seed then
+    gives the same weights, bit for bit."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def make_engine(args, steps_per_epoch: int, checkpoint: Path | None = None):
+    """The engine of ``args.engine``; a Keras engine starts from ``checkpoint`` if one is given."""
+    if args.engine == "keras":
+        return KerasEngine(args, steps_per_epoch, checkpoint)
+    return NumpyEngine(args, steps_per_epoch)
+
+
+class KerasEngine:
+    """``ScratchDense`` layers trained through their logits with our Keras optimizer.
+
+    The engine interface (``NumpyEngine`` has the same): ``train_epoch`` trains one epoch and returns
+    its logs (loss, accuracy and, with a validation set, val_loss and val_accuracy); ``learning_rate``
+    is the current one; ``save_checkpoint`` writes a ``.keras`` file; ``probabilities_model`` is a
+    Keras model of the weights that outputs probabilities, to evaluate and export.
+    """
+
+    def __init__(self, args, steps_per_epoch: int, checkpoint: Path | None = None):
+        self.args = args
+        self.steps_per_epoch = steps_per_epoch
+        if checkpoint is not None:  # model, compiled loss and optimizer state, as they were
+            self.trainer = keras.saving.load_model(checkpoint)
+        else:
+            self.trainer = self._new_trainer(args, steps_per_epoch)
+
+    @staticmethod
+    def _new_trainer(args, steps_per_epoch: int) -> keras.Model:
+        """A freshly initialised logits model compiled with the loss and optimizer of ``args``
+        (cosine decay over all ``epochs * steps_per_epoch`` steps if asked)."""
+        learning_rate = args.learning_rate
+        if args.schedule == "cosine":
+            learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate,
+                                                                   decay_steps=args.epochs * steps_per_epoch)
+        optimizer = get_keras_optimizer(args.optimizer, learning_rate=learning_rate)
+        return compile_for_training(build_model(args.sizes, args.activation, args.seed), optimizer,
+                                    loss=args.loss, jit_compile=args.jit)
+
+    def train_epoch(self, x, y, validation, epoch: int) -> dict:
+        """One pass over ``(x, y)`` in order (the caller shuffles), with Keras's progress bar."""
+        history = self.trainer.fit(
+            x, y, batch_size=self.args.batch_size, epochs=1, shuffle=False, verbose=0,
+            validation_data=validation if len(validation[0]) else None,
+            callbacks=[EpochProgress(epoch, self.args.epochs, self.steps_per_epoch)])
+        return {k: float(v[-1]) for k, v in history.history.items()}
+
+    def learning_rate(self) -> float:
+        """The optimizer's learning rate now (after the schedule's latest step)."""
+        return float(keras.ops.convert_to_numpy(self.trainer.optimizer.learning_rate))
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Model, compiled loss and optimizer state: what ``--resume`` restarts from."""
+        save_keras_atomic(self.trainer, path)
+
+    def probabilities_model(self) -> keras.Model:
+        """A fresh probabilities model with the trained weights."""
+        model = build_model(self.args.sizes, self.args.activation, self.args.seed)
+        model.set_weights(self.trainer.get_weights())
+        return model
+
+
+class NumpyEngine:
+    """``NumpyNetwork`` with a NumPy optimizer; exported by copying its weights into the Keras model."""
+
+    def __init__(self, args, steps_per_epoch: int):
+        self.args = args
+        self.net = NumpyNetwork(args.sizes, args.activation, args.loss, args.seed)
+        learning_rate = args.learning_rate
+        if args.schedule == "cosine":
+            learning_rate = numpy_optimizers.cosine_decay(learning_rate, args.epochs * steps_per_epoch)
+        self.optimizer = numpy_optimizers.get(args.optimizer, learning_rate=learning_rate)
+
+    def train_epoch(self, x, y, validation, epoch: int) -> dict:
+        """One pass over ``(x, y)`` in order (the caller shuffles), then one summary line."""
+        history = self.net.fit(x, y, epochs=1, batch_size=self.args.batch_size, optimizer=self.optimizer,
+                               validation_data=validation if len(validation[0]) else None,
+                               shuffle=False, verbose=False)
+        logs = {k: v[-1] for k, v in history.items() if k != "seconds"}
+        line = f"Epoch {epoch + 1}/{self.args.epochs} - loss: {logs['loss']:.4f} - accuracy: {logs['accuracy']:.4f}"
+        if len(validation[0]):
+            line += f" - val_loss: {logs['val_loss']:.4f} - val_accuracy: {logs['val_accuracy']:.4f}"
+        print(line, flush=True)
+        return logs
+
+    def learning_rate(self) -> float:
+        """The optimizer's learning rate now (after the schedule's latest step)."""
+        return self.optimizer.current_learning_rate()
+
+    def save_checkpoint(self, path: Path) -> None:
+        """The weights, as a Keras model (no optimizer state: a NumPy run cannot be resumed)."""
+        save_keras_atomic(self.probabilities_model(), path)  # weights only: no optimizer to resume
+
+    def probabilities_model(self) -> keras.Model:
+        """The Keras model with the NumPy network's weights copied in."""
+        return from_numpy(self.net)

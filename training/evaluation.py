@@ -1,0 +1,34 @@
+"""How well a trained model does on the test set: loss, accuracy, per-class accuracy, confusion matrix."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from model.keras_losses import get as get_loss
+from model.keras_network import logits_model
+from training.data import NUM_CLASSES
+
+
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, loss_name: str) -> dict:
+    """Test loss (from the logits, as in training), accuracy, per-class accuracy and confusion matrix of
+    the probabilities ``model`` on ``(x, y)``."""
+    logits = logits_model(model).predict(x, batch_size=2048, verbose=0)
+    loss = float(keras.ops.convert_to_numpy(get_loss(loss_name)(y, logits)))
+    predicted = logits.argmax(axis=1)
+    confusion = confusion_matrix(y, predicted, NUM_CLASSES)
+    return {"loss": loss, "accuracy": float((predicted == y).mean()), "images": int(len(y)),
+            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """``counts[i, j]`` = number of images of class ``i`` predicted as ``j``."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (y_true, y_pred), 1)
+    return counts
+
+
+def per_class_accuracy(confusion: np.ndarray) -> list[float]:
+    """Recall of each class: the diagonal over the row sums (NaN for a class with no image)."""
+    totals = confusion.sum(axis=1)
+    return [float(correct / total) if total else float("nan") for correct, total in zip(np.diag(confusion), totals)]
