@@ -20,6 +20,9 @@ Variable                Default            Meaning
 ``TF_NUM_THREADS``      ``1``              TensorFlow intra-op and inter-op threads per worker
 ``MAX_IMAGE_PIXELS``    ``16777216``       largest decoded image (width x height) accepted (more: 413)
 ``KEEP_VERSIONS``       ``2``              loaded versions kept in memory (current + previous)
+``KEEPALIVE_SECONDS``   ``5``              how long an idle connection stays open, and how long a client
+                                           may take to send a request's headers (then 408), at least 1
+``BODY_TIMEOUT_SECONDS`` ``10``            how long a client may take to send a request's body (then 408)
 ======================  =================  ================================================================
 """
 
@@ -51,6 +54,8 @@ class Config:
     tf_num_threads: int = 1
     max_image_pixels: int = 4096 * 4096
     keep_versions: int = 2
+    keepalive_seconds: int = 5  # gunicorn only (service/gunicorn.conf.py, service/worker.py)
+    body_timeout_seconds: float = 10.0
 
 
 # environment variable -> field name
@@ -67,9 +72,11 @@ ENV_VARS = {
     "TF_NUM_THREADS": "tf_num_threads",
     "MAX_IMAGE_PIXELS": "max_image_pixels",
     "KEEP_VERSIONS": "keep_versions",
+    "KEEPALIVE_SECONDS": "keepalive_seconds",
+    "BODY_TIMEOUT_SECONDS": "body_timeout_seconds",
 }
 VARIABLE = {field: var for var, field in ENV_VARS.items()}  # field name -> environment variable
-AT_LEAST_ONE = ("web_concurrency", "threads", "max_batch", "keep_versions")
+AT_LEAST_ONE = ("web_concurrency", "threads", "max_batch", "keep_versions", "keepalive_seconds")
 
 
 def load_config(overrides: Mapping | None = None, environ: Mapping | None = None) -> Config:
@@ -111,6 +118,8 @@ def _check_ranges(config: Config) -> None:
     for field in AT_LEAST_ONE:
         if getattr(config, field) < 1:
             raise ValueError(f"{VARIABLE[field]} must be at least 1; got {getattr(config, field)}")
+    if not config.body_timeout_seconds > 0:
+        raise ValueError(f"BODY_TIMEOUT_SECONDS must be more than 0; got {config.body_timeout_seconds}")
     if not 1 <= config.port <= MAX_PORT:
         raise ValueError(f"PORT must be a port number from 1 to {MAX_PORT}; got {config.port}")
     if config.log_level not in LOG_LEVELS:

@@ -18,7 +18,7 @@ import logging
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from .errors import RequestError
+from .errors import RequestError, body_too_large_message
 from .predictor import ModelNotReady, VersionNotFound
 from .web import error_response, retry_later_response
 
@@ -73,10 +73,7 @@ def _method_not_allowed(exc: HTTPException) -> Response:
 
 def _body_too_large() -> Response:
     """413 for a body over ``MAX_CONTENT_LENGTH``; the connection closes after it."""
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    size = f"{request.content_length} bytes" if request.content_length else "over the limit"
-    message = (f"request body too large: {size}; at most {limit} bytes (MAX_BODY_BYTES) are "
-               "accepted: send fewer instances per request or a smaller image")
+    message = body_too_large_message(request.content_length, current_app.config["MAX_CONTENT_LENGTH"])
     _drain_body()
     return error_response(message, 413, {"Connection": "close"})
 

@@ -17,3 +17,10 @@ class RequestError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+def body_too_large_message(size: int | None, limit: int) -> str:
+    """What a 413 for a body over ``MAX_BODY_BYTES`` says (``size``: the declared length, if known)."""
+    received = f"{size} bytes" if size else "over the limit"
+    return (f"request body too large: {received}; at most {limit} bytes (MAX_BODY_BYTES) are "
+            "accepted: send fewer instances per request or a smaller image")

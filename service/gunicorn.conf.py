@@ -42,16 +42,15 @@ def _settings():
 _config = _settings()
 bind = f"0.0.0.0:{_config.port}"
 workers = _config.web_concurrency
-# Threaded workers keep connections alive (clients such as requests.Session, TF Serving and Triton
-# clients, browsers reuse them), and a slow client does not hold a whole worker. gunicorn 27's sync
-# worker closes every connection and then waits for the client to close its side before taking the
-# next request: measured about 1.6x fewer single-instance requests/s at concurrency 8 on 2 cores.
-worker_class = "gthread"
-threads = _config.threads
+# gunicorn's asyncio worker with the Flask app behind service/whole_requests.py (service/worker.py):
+# requests are read whole by the event loop and only then run in one of `threads` threads, so idle
+# keep-alive connections and slow clients cannot take the threads that run the model.
+worker_class = "service.worker.Worker"
+threads = _config.threads  # the worker's thread pool for Flask and the model
 preload_app = False  # see above: the model must be loaded in each worker, after the fork
 timeout = 60  # includes a worker's boot: importing TensorFlow and loading the model take seconds
 graceful_timeout = 30
-keepalive = 5  # seconds an idle keep-alive connection stays open
+keepalive = _config.keepalive_seconds  # idle connections close, and request headers are due, after this
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat files off the disk
 control_socket_disable = True
 accesslog = None

@@ -1,0 +1,91 @@
+"""The gunicorn worker of the service: gunicorn's asyncio (``asgi``) worker serving the Flask app whole.
+
+``service/gunicorn.conf.py`` selects it (``worker_class = "service.worker.Worker"``). Each worker:
+
+- loads the Flask app (``create_app()``: the model is loaded and warmed before the worker serves);
+- parses requests on an asyncio event loop (uvloop when installed, gunicorn's C parser
+  ``gunicorn_h1c`` when installed), so idle keep-alive connections and clients that send their
+  request slowly cost a socket and a few kilobytes, not a thread;
+- hands each *whole* request (``service/whole_requests.py``) to a pool of ``GUNICORN_THREADS``
+  threads that run Flask and the model.
+
+Slow clients are bounded in time, and every refusal keeps the service's error contract (JSON
+``{"error": ...}``):
+
+- a request's headers must be complete within ``KEEPALIVE_SECONDS`` of the connection opening (or of
+  the previous response): gunicorn arms that timer only between requests, :class:`Protocol` arms it
+  for the first request too; a client that sent part of a request by then gets a 408;
+- its body must arrive within ``BODY_TIMEOUT_SECONDS`` (``whole_requests``: 408), and be at most
+  ``MAX_BODY_BYTES`` (413);
+- requests gunicorn's parser refuses (malformed, request line or headers too long) get their status
+  (400, 414, 431, 501) with a JSON body instead of gunicorn's plain text.
+
+The two overrides of :class:`Protocol` use gunicorn's internal ``ASGIProtocol`` methods
+(``_arm_keepalive_timer``, ``_keepalive_timeout``, ``_send_error_response``) of the pinned gunicorn
+version; ``tests/service/test_worker.py`` checks each behaviour against a real server.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+
+from gunicorn.asgi import protocol as asgi_protocol
+from gunicorn.workers import gasgi
+
+from .config import load_config
+from .whole_requests import WholeRequests
+
+
+class Protocol(asgi_protocol.ASGIProtocol):
+    """gunicorn's HTTP/1.1 protocol with a deadline on every request's headers and JSON errors."""
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._request_started = False
+        self._arm_keepalive_timer()  # gunicorn waits for the first request's headers forever
+
+    def data_received(self, data):
+        if data:
+            self._request_started = True
+        super().data_received(data)
+
+    def _on_message_complete(self):
+        self._request_started = False  # bytes from now on start the next request
+        super()._on_message_complete()
+
+    def _keepalive_timeout(self):
+        """Close an idle connection; answer 408 first if the client had started a request."""
+        if self._request_started and not self._closed:
+            self._send_error_response(408, "request headers not received within "
+                                           f"{self._keepalive:g} seconds (KEEPALIVE_SECONDS)")
+        super()._keepalive_timeout()
+
+    def _send_error_response(self, status, message, extra_headers=()):
+        """gunicorn's error response, with the service's body: ``{"error": message}``."""
+        body = json.dumps({"error": message}).encode()
+        reason = HTTPStatus(status).phrase
+        head = "".join([f"HTTP/1.1 {status} {reason}\r\n", "Content-Type: application/json\r\n",
+                        f"Content-Length: {len(body)}\r\n",
+                        *(f"{name}: {value}\r\n" for name, value in extra_headers),
+                        "Connection: close\r\n\r\n"])
+        self._safe_write(head.encode("latin-1") + body)
+
+
+class Worker(gasgi.ASGIWorker):
+    """gunicorn's ``asgi`` worker running the WSGI app of the configuration through
+    :class:`~service.whole_requests.WholeRequests` on :class:`Protocol` connections."""
+
+    @classmethod
+    def check_config(cls, cfg, log):
+        pass  # the ASGI worker warns that it ignores `threads`: this one uses them for the pool
+
+    def load_wsgi(self):
+        super().load_wsgi()  # the configured app: the Flask app of create_app()
+        settings = load_config()
+        self.asgi = WholeRequests(self.asgi, threads=self.cfg.threads, max_body_bytes=settings.max_body_bytes,
+                                  body_timeout=settings.body_timeout_seconds)
+
+    def run(self):
+        gasgi.ASGIProtocol = Protocol  # gasgi builds its servers with this module-level name
+        super().run()
