@@ -25,7 +25,8 @@ from flask import Flask
 from . import error_handlers, kserve, native, pages, probes, tf_serving
 from .config import Config, load_config
 from .metrics import Metrics
-from .predictor import Predictor, configure_tensorflow
+from .graph_runner import BatchSettings
+from .predictor import Predictor, Runtime, configure_tensorflow
 from .web import ServiceState
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def create_app(config: Mapping | Config | None = None) -> Flask:
     settings = config if isinstance(config, Config) else load_config(config)
     _configure_logging()
     configure_tensorflow(settings.tf_num_threads)
-    metrics = Metrics(settings.max_batch)
+    metrics = Metrics(settings.max_batch, settings.max_batch_size)
     predictor = _start_predictor(settings, metrics)
 
     app = Flask(__name__, static_folder=None)
@@ -63,9 +64,16 @@ def _configure_logging() -> None:
     logging.getLogger("service").setLevel(logging.INFO)
 
 
+def _runtime(config: Config, metrics: Metrics) -> Runtime:
+    """How versions run: TensorFlow's threads, and TensorFlow Serving's batching if enabled."""
+    batching = BatchSettings(config.max_batch_size, config.batch_timeout_micros, config.max_enqueued_batches,
+                             config.num_batch_threads) if config.enable_batching else None
+    return Runtime(threads=config.tf_num_threads, batching=batching, on_batch=metrics.observe_batch)
+
+
 def _start_predictor(config: Config, metrics: Metrics) -> Predictor:
     """Load and warm the newest version now (if there is one), then poll for newer ones."""
-    predictor = Predictor(config.model_dir, keep_versions=config.keep_versions,
+    predictor = Predictor(config.model_dir, keep_versions=config.keep_versions, runtime=_runtime(config, metrics),
                           on_load=metrics.model_loaded, on_failure=metrics.model_failed)
     predictor.refresh()
     if predictor.ready:

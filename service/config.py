@@ -23,6 +23,12 @@ Variable                Default            Meaning
 ``KEEPALIVE_SECONDS``   ``5``              how long an idle connection stays open, and how long a client
                                            may take to send a request's headers (then 408), at least 1
 ``BODY_TIMEOUT_SECONDS`` ``10``            how long a client may take to send a request's body (then 408)
+``ENABLE_BATCHING``     ``0``              1: merge concurrent predictions into batches (TensorFlow's
+                                           batch scheduler, as TensorFlow Serving's --enable_batching)
+``MAX_BATCH_SIZE``      ``256``            rows per merged batch; MAX_BATCH must not exceed it
+``BATCH_TIMEOUT_MICROS`` ``500``           longest wait for a batch to fill, in microseconds
+``MAX_ENQUEUED_BATCHES`` ``100``           batches that may wait; beyond, requests get 503
+``NUM_BATCH_THREADS``   ``1``              threads that execute batches, per worker
 ======================  =================  ================================================================
 """
 
@@ -56,6 +62,11 @@ class Config:
     keep_versions: int = 2
     keepalive_seconds: int = 5  # gunicorn only (service/gunicorn.conf.py, service/worker.py)
     body_timeout_seconds: float = 10.0
+    enable_batching: int = 0  # TensorFlow Serving's batching parameters, under its names
+    max_batch_size: int = 256
+    batch_timeout_micros: int = 500
+    max_enqueued_batches: int = 100
+    num_batch_threads: int = 1
 
 
 # environment variable -> field name
@@ -74,9 +85,15 @@ ENV_VARS = {
     "KEEP_VERSIONS": "keep_versions",
     "KEEPALIVE_SECONDS": "keepalive_seconds",
     "BODY_TIMEOUT_SECONDS": "body_timeout_seconds",
+    "ENABLE_BATCHING": "enable_batching",
+    "MAX_BATCH_SIZE": "max_batch_size",
+    "BATCH_TIMEOUT_MICROS": "batch_timeout_micros",
+    "MAX_ENQUEUED_BATCHES": "max_enqueued_batches",
+    "NUM_BATCH_THREADS": "num_batch_threads",
 }
 VARIABLE = {field: var for var, field in ENV_VARS.items()}  # field name -> environment variable
-AT_LEAST_ONE = ("web_concurrency", "threads", "max_batch", "keep_versions", "keepalive_seconds")
+AT_LEAST_ONE = ("web_concurrency", "threads", "max_batch", "keep_versions", "keepalive_seconds", "max_batch_size",
+                "max_enqueued_batches", "num_batch_threads")
 
 
 def load_config(overrides: Mapping | None = None, environ: Mapping | None = None) -> Config:
@@ -118,6 +135,11 @@ def _check_ranges(config: Config) -> None:
     for field in AT_LEAST_ONE:
         if getattr(config, field) < 1:
             raise ValueError(f"{VARIABLE[field]} must be at least 1; got {getattr(config, field)}")
+    if config.enable_batching not in (0, 1):
+        raise ValueError(f"ENABLE_BATCHING must be 0 or 1; got {config.enable_batching}")
+    if config.enable_batching and config.max_batch > config.max_batch_size:
+        raise ValueError(f"MAX_BATCH ({config.max_batch}) must not exceed MAX_BATCH_SIZE ({config.max_batch_size}) "
+                         "with ENABLE_BATCHING=1: every request must fit in one batch")
     if not config.body_timeout_seconds > 0:
         raise ValueError(f"BODY_TIMEOUT_SECONDS must be more than 0; got {config.body_timeout_seconds}")
     if not 1 <= config.port <= MAX_PORT:

@@ -2,6 +2,7 @@
 
 - :class:`~service.errors.RequestError`: its own status (400, 404, 413, 415) and message.
 - ``ModelNotReady`` (no version loaded yet): 503 with ``Retry-After``.
+- ``Overloaded`` (batching on, its queue full): 503 with ``Retry-After``.
 - ``VersionNotFound`` (a version that is not loaded): 404.
 - Werkzeug's HTTP errors (unknown route, wrong method, body over ``MAX_BODY_BYTES``): their status,
   with a message that says what to do instead.
@@ -19,6 +20,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from .errors import RequestError, body_too_large_message
+from .graph_runner import Overloaded
 from .predictor import ModelNotReady, VersionNotFound
 from .web import error_response, retry_later_response
 
@@ -31,6 +33,7 @@ def init_app(app: Flask) -> None:
     """Register the handlers of every kind of failure on ``app``."""
     app.register_error_handler(RequestError, _request_error)
     app.register_error_handler(ModelNotReady, _model_not_ready)
+    app.register_error_handler(Overloaded, _overloaded)
     app.register_error_handler(VersionNotFound, _version_not_found)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
@@ -44,6 +47,11 @@ def _request_error(exc: RequestError) -> Response:
 
 def _model_not_ready(exc: ModelNotReady) -> Response:
     return retry_later_response(f"{exc}; retry later")
+
+
+def _overloaded(exc: Overloaded) -> Response:
+    return retry_later_response("too many predictions are waiting (the batch queue is full: "
+                                "MAX_ENQUEUED_BATCHES); retry later")
 
 
 def _version_not_found(exc: VersionNotFound) -> Response:

@@ -11,6 +11,7 @@ import json
 import math
 
 import numpy as np
+import orjson
 
 from .contract import PIXELS
 from .errors import RequestError
@@ -33,7 +34,15 @@ def is_json_content_type(mimetype: str) -> bool:
 
 def parse_json(body: bytes) -> object:
     """Parse a JSON body. ``NaN``/``Infinity`` parse (TensorFlow Serving allows them) and are rejected
-    later with a clear message; anything unparsable is a 400 naming the position."""
+    later with a clear message; anything unparsable is a 400 naming the position.
+
+    orjson (C, UTF-8 only, strict JSON) parses what valid requests send, in a third of the time of
+    the standard library; the standard library parses the rest (``NaN`` tokens) or says what is wrong.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     if not body.strip():
         raise RequestError("the request body is empty; expected a JSON object")
     try:

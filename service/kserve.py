@@ -23,7 +23,7 @@ from .contract import CLASSES, PIXELS
 from .errors import RequestError
 from .inputs import check_batch_size, checked_pixels, numeric_array, parse_json, require_object
 from .predictor import ModelNotReady, ModelVersion
-from .web import (body_has_bools, float32_lists, json_response, read_body, record_predictions, state,
+from .web import (body_has_bools, json_response, read_body, record_predictions, state,
                   version_from_url)
 
 blueprint = Blueprint("kserve", __name__)
@@ -104,7 +104,7 @@ def infer(name: str, version: str | None = None):
     output = {"name": model.output_name, "datatype": "FP32", "shape": list(probabilities.shape)}
     if _binary_output(payload, outputs):
         return _binary_response(response, output, probabilities)
-    output["data"] = float32_lists(probabilities.reshape(-1))
+    output["data"] = probabilities.reshape(-1)
     response["outputs"] = [output]
     return json_response(response)
 

@@ -1,11 +1,15 @@
-"""Keep optional heavy libraries out of a serving worker.
+"""Keep libraries the service never uses out of a serving worker.
 
-``import tensorflow`` eagerly imports Keras, and Keras imports scikit-learn (and through it SciPy),
-matplotlib and pandas when they are installed, only to offer optional integrations the service never
-uses: about 100 MB of memory per worker and part of a second of start-up. They are not installed in
-the serving image (``requirements-serve.txt``), but they are in the development environment, so the
-gunicorn workers refuse to import them (``post_fork`` in ``service/gunicorn.conf.py``). Keras treats
-them as absent, which is what they are for the service.
+``import tensorflow`` eagerly imports Keras (``keras.src.optimizers``, "for the SavedModel registry"),
+and Keras imports scikit-learn (and through it SciPy), matplotlib and pandas when they are installed,
+only to offer integrations the service never uses: together about 130 MB of memory per worker and a
+second of start-up. The service loads plain SavedModels (the exported graph needs no Keras code), so
+the gunicorn workers refuse these imports (``post_fork`` in ``service/gunicorn.conf.py``); TensorFlow
+and Keras treat them as absent (both catch the ``ImportError``), which is what they are for the service.
+
+An import of a kept-out module raises ``ModuleNotFoundError``, but ``importlib.util.find_spec``
+still finds it: TensorFlow calls that at import time only to compute its ``tf.keras`` lazy-loader
+path, and would fail if the spec were missing.
 
 Only call :func:`keep_out` in a process that serves and nothing else: it affects the whole process.
 """
@@ -13,9 +17,22 @@ Only call :func:`keep_out` in a process that serves and nothing else: it affects
 from __future__ import annotations
 
 import importlib.abc
+import importlib.machinery
 import sys
 
-KEPT_OUT = ("sklearn", "scipy", "matplotlib", "pandas")
+KEPT_OUT = ("keras", "sklearn", "scipy", "matplotlib", "pandas")
+
+
+class _Refuse(importlib.abc.Loader):
+    """A loader whose modules fail to execute: the import raises, ``find_spec`` still answers."""
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        name = module.__spec__.name
+        raise ModuleNotFoundError(f"No module named {name!r} (kept out of the serving process by "
+                                  "service/lean.py)", name=name)
 
 
 class _KeepOut(importlib.abc.MetaPathFinder):
@@ -23,10 +40,13 @@ class _KeepOut(importlib.abc.MetaPathFinder):
         self.names = frozenset(names)
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname.partition(".")[0] in self.names:
-            raise ModuleNotFoundError(f"No module named {fullname!r} (kept out of the serving process "
-                                      "by service/lean.py)", name=fullname)
-        return None
+        if fullname.partition(".")[0] not in self.names:
+            return None
+        real = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if real is None:
+            return None  # not installed: the usual ModuleNotFoundError
+        return importlib.machinery.ModuleSpec(fullname, _Refuse(), origin=real.origin,
+                                              is_package=real.submodule_search_locations is not None)
 
 
 def keep_out(names=KEPT_OUT) -> None:

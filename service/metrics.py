@@ -48,7 +48,7 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, max_batch: int = 256):
+    def __init__(self, max_batch: int = 256, max_batch_size: int = 256):
         self.registry = registry = CollectorRegistry()
         self.requests = Counter("mnist_http_requests", "HTTP requests by route, method and status",
                                 ["route", "method", "status"], registry=registry)
@@ -58,6 +58,9 @@ class Metrics:
         self.instances = Histogram("mnist_instances_per_request", "Instances per prediction request",
                                    ["route"], buckets=batch_size_buckets(max_batch), registry=registry)
         self.predictions = Counter("mnist_predictions", "Predicted digits", ["digit"], registry=registry)
+        self.batches = Histogram("mnist_batch_size", "Rows per model execution with ENABLE_BATCHING=1 "
+                                 "(concurrent requests merged by TensorFlow's batch scheduler)",
+                                 buckets=batch_size_buckets(max_batch_size), registry=registry)
         self.model_version = Gauge("mnist_model_version", "Model version served by each worker",
                                    multiprocess_mode="liveall", registry=registry)
         self.model_ready = Gauge("mnist_model_ready", "1 if the worker has a model loaded and warm",
@@ -93,6 +96,9 @@ class Metrics:
         for digit, count in enumerate(np.bincount(digits, minlength=CLASSES)[:CLASSES]):
             if count:
                 self._digit_counters[digit].inc(int(count))
+
+    def observe_batch(self, size: int) -> None:
+        self.batches.observe(size)
 
     def model_loaded(self, model, initial: bool) -> None:
         self.model_version.set(model.version)

@@ -18,7 +18,7 @@ from . import images
 from .errors import RequestError
 from .inputs import (check_batch_size, is_json_content_type, parse_json, require_object, to_pixel_batch,
                      to_pixels)
-from .web import (body_has_bools, check_streamed_body_limit, float32_lists, json_response, read_body,
+from .web import (body_has_bools, check_streamed_body_limit, json_response, read_body,
                   record_predictions, state)
 
 blueprint = Blueprint("native", __name__)
@@ -44,12 +44,11 @@ def predict():
     probabilities = model.predict(pixels)
     record_predictions(probabilities)
     digits = probabilities.argmax(axis=1).tolist()
-    values = float32_lists(probabilities)
     return json_response({
         "model": {"name": service.config.model_name, "version": model.version},
         "predictions": [
             {"digit": digit, "confidence": row[digit], "probabilities": row}
-            for digit, row in zip(digits, values)
+            for digit, row in zip(digits, probabilities)
         ],
     })
 

@@ -32,6 +32,7 @@ import tensorflow as tf  # noqa: E402  (after the environment variable above)
 
 from .contract import (CLASSES, METADATA_PATH, OUTPUT_NAME, PIXELS, SAVED_MODEL_FILE,  # noqa: E402
                        SIGNATURE_NAME, list_versions)
+from .graph_runner import BatchSettings, GraphRunner  # noqa: E402
 
 log = logging.getLogger("service.predictor")
 
@@ -107,6 +108,16 @@ def _signature_defs(version_dir: Path) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """How loaded versions run: TensorFlow threads per Session, optional batching, and the callback
+    that counts batches (``on_batch(size)``)."""
+
+    threads: int = 1
+    batching: BatchSettings | None = None
+    on_batch: Callable[[int], None] | None = None
+
+
 @dataclass(eq=False)
 class ModelVersion:
     """One loaded, warmed-up version. Immutable once built; safe to share between threads."""
@@ -118,16 +129,18 @@ class ModelVersion:
     metadata: dict
     signature_defs: dict
     loaded_at: float
-    _function: Callable = field(repr=False)
+    runs_as: str  # "frozen graph" (GraphRunner) or "signature" (the fallback)
+    _run: Callable = field(repr=False)
     _saved_model: object = field(repr=False)  # keeps the variables alive
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
-        """``(n, 784)`` float32 in ``[0, 1]`` -> ``(n, 10)`` float32 probabilities."""
-        result = self._function(**{self.input_name: tf.constant(pixels, dtype=tf.float32)})
-        return result[self.output_name].numpy()
+        """``(n, 784)`` float32 in ``[0, 1]`` -> ``(n, 10)`` float32 probabilities (raises
+        ``Overloaded`` when batching and the queue is full)."""
+        return self._run(pixels)
 
 
-def load_version(version_dir: str | os.PathLike, version: int | None = None) -> ModelVersion:
+def load_version(version_dir: str | os.PathLike, version: int | None = None,
+                 runtime: Runtime = Runtime()) -> ModelVersion:
     """Load, check and warm up one exported version; raises ``ValueError`` with the reason if unusable."""
     path = Path(version_dir)
     if not (path / SAVED_MODEL_FILE).is_file():
@@ -152,6 +165,7 @@ def load_version(version_dir: str | os.PathLike, version: int | None = None) -> 
     if not candidates:
         raise ValueError(f"no output of shape (None, {CLASSES}) in {SIGNATURE_NAME!r}: {outputs}")
     output_name = OUTPUT_NAME if OUTPUT_NAME in candidates else candidates[0]
+    runs_as, run = _runner(function, input_name, output_name, runtime, path)
     model = ModelVersion(
         version=int(version if version is not None else path.name),
         path=path,
@@ -160,13 +174,33 @@ def load_version(version_dir: str | os.PathLike, version: int | None = None) -> 
         metadata=_read_metadata(path),
         signature_defs=_signature_defs(path),
         loaded_at=time.time(),
-        _function=function,
+        runs_as=runs_as,
+        _run=run,
         _saved_model=loaded,
     )
     warm = model.predict(np.zeros((1, PIXELS), np.float32))  # traces and allocates now, not on a request
     if warm.shape != (1, CLASSES) or not np.all(np.isfinite(warm)):
         raise ValueError(f"warm-up prediction gave shape {warm.shape} / non-finite values")
     return model
+
+
+def _runner(function, input_name: str, output_name: str, runtime: Runtime, path: Path):
+    """``(how, run)``: the signature frozen into a Session (``GraphRunner``, the fast way) if that gives
+    the signature's own results on a probe batch, else the signature itself (logged)."""
+    def signature_call(pixels):
+        return function(**{input_name: tf.constant(pixels, dtype=tf.float32)})[output_name].numpy()
+
+    probe = np.random.default_rng(0).random((8, PIXELS), dtype=np.float32)
+    try:
+        runner = GraphRunner(function, output_name, runtime.threads, runtime.batching)
+        if np.array_equal(runner(probe), signature_call(probe)):
+            runner.on_batch = runtime.on_batch  # from now on: the probe is not a served batch
+            return "frozen graph", runner
+        problem = "its results differ from the signature's"
+    except Exception as exc:  # noqa: BLE001 - anything: serve through the signature instead
+        problem = f"{type(exc).__name__}: {exc}"
+    log.warning("%s: serving through the signature, not a frozen graph (%s)", path, problem)
+    return "signature", signature_call
 
 
 @dataclass(frozen=True)
@@ -182,10 +216,11 @@ class Predictor:
     ``on_load(model, initial)`` and ``on_failure(version, error)`` are optional callbacks (metrics).
     """
 
-    def __init__(self, model_dir: str | os.PathLike, *, keep_versions: int = 2,
+    def __init__(self, model_dir: str | os.PathLike, *, keep_versions: int = 2, runtime: Runtime = Runtime(),
                  on_load: Callable | None = None, on_failure: Callable | None = None):
         self.model_dir = Path(model_dir)
         self.keep_versions = keep_versions
+        self.runtime = runtime
         self._on_load = on_load
         self._on_failure = on_failure
         self._current: ModelVersion | None = None
@@ -264,7 +299,7 @@ class Predictor:
                 continue
             started = time.perf_counter()
             try:
-                model = load_version(folder, version)
+                model = load_version(folder, version, self.runtime)
             except Exception as exc:  # noqa: BLE001 - any failure: skip this version, keep serving
                 error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
                 self._failures = {**self._failures, version: LoadFailure(version, files_print, error)}

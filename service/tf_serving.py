@@ -22,7 +22,7 @@ from .errors import RequestError
 from .inputs import check_batch_size, is_json_content_type, parse_json, require_object, to_pixel_batch
 from .predictor import ModelVersion
 from .metrics import set_route
-from .web import (body_has_bools, float32_lists, json_response, read_body, record_predictions, state,
+from .web import (body_has_bools, json_response, read_body, record_predictions, state,
                   version_from_url)
 
 blueprint = Blueprint("tf_serving", __name__)
@@ -140,7 +140,7 @@ def predict_response(version: int | None):
     pixels = to_pixel_batch(data, allow_square=False, has_bools=body_has_bools(body))
     probabilities = model.predict(pixels)
     record_predictions(probabilities)
-    return json_response({"predictions" if rows else "outputs": float32_lists(probabilities)})
+    return json_response({"predictions" if rows else "outputs": probabilities})
 
 
 def _named_input(item: dict, input_name: str, where: str):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 from flask import Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -33,8 +33,10 @@ def state() -> ServiceState:
 
 
 def json_response(payload, status: int = 200, headers: dict | None = None) -> Response:
-    """Compact JSON (``NaN`` never occurs in what we send)."""
-    body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    """Compact JSON by orjson. NumPy arrays and scalars go in as they are: float32 values come out as
+    the shortest decimals that read back to the same float32 (``0.998``, not ``0.9980000257492065``),
+    as TensorFlow Serving prints them. (``NaN`` never occurs in what we send.)"""
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
     return Response(body, status=status, mimetype="application/json", headers=headers)
 
 
@@ -73,12 +75,6 @@ def check_streamed_body_limit(received: int | None = None) -> None:
 def body_has_bools(body: bytes) -> bool:
     """False if the raw body cannot hold a JSON boolean: then nobody needs to look for one."""
     return b"true" in body or b"false" in body
-
-
-def float32_lists(array: np.ndarray) -> list:
-    """float32 values as the shortest decimals that read back to the same float32 (as TF Serving
-    prints them): ``0.998`` rather than ``0.9980000257492065``."""
-    return array.astype(str).astype(np.float64).tolist()
 
 
 def record_predictions(probabilities: np.ndarray) -> None:
