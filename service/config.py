@@ -12,7 +12,9 @@ Variable                Default            Meaning
 ``MODEL_NAME``          ``mnist``          the name clients use in ``/v1/models/<name>`` etc.
 ``PORT``                ``8000``           listening port, 1-65535 (gunicorn binds ``0.0.0.0:$PORT``)
 ``WEB_CONCURRENCY``     ``2``              gunicorn workers, at least 1
-``GUNICORN_THREADS``    ``2``              threads per gunicorn worker, at least 1
+``GUNICORN_THREADS``    ``16``             with ENABLE_BATCHING=1: threads per worker whose predictions are
+                                           merged into batches (without batching a worker runs requests on
+                                           its event loop: service/whole_requests.py), at least 1
 ``LOG_LEVEL``           ``info``           gunicorn's log level: debug, info, warning, error or critical
 ``MAX_BATCH``           ``256``            instances per request (more: 413)
 ``MAX_BODY_BYTES``      ``4194304``        request body limit, 4 MiB (more: 413)
@@ -52,7 +54,7 @@ class Config:
     model_name: str = "mnist"
     port: int = 8000  # gunicorn only (service/gunicorn.conf.py), like the next three
     web_concurrency: int = 2
-    threads: int = 2
+    threads: int = 16
     log_level: str = "info"
     max_batch: int = 256
     max_body_bytes: int = 4 * MIB

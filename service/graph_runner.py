@@ -65,8 +65,9 @@ class GraphRunner:
                                                       return_elements=[output_tensor], name="model")[0]
 
             fetches = _batched(model, batching)(pixels) if batching else model(pixels)
+            # inter-op -1: the graph's ops run in the calling thread, no hand-off to a pool thread
             config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
-                                              inter_op_parallelism_threads=threads)
+                                              inter_op_parallelism_threads=-1)
             # Grappler's remapper fuses MatMul + BiasAdd (+ activation) here, which rounds the last bit
             # differently from the signature's own execution: off, the outputs are the signature's.
             config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF

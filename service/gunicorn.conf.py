@@ -6,8 +6,8 @@
   bad value (``PORT=abc``, ``GUNICORN_THREADS=0``, ``MAX_BATCH=-1`` ...) stops gunicorn at once with
   one line naming the variable and exit status 1, before any worker starts.
 - Binds ``0.0.0.0:$PORT`` (default 8000); ``--bind`` on the command line wins (tests use 127.0.0.1).
-- ``$WEB_CONCURRENCY`` workers (default 2) of ``$GUNICORN_THREADS`` threads (default 2), each worker a
-  separate process that imports TensorFlow and loads
+- ``$WEB_CONCURRENCY`` workers (default 2), each worker a separate process (``service/worker.py``:
+  gunicorn's asyncio worker, requests read whole before Flask sees them) that imports TensorFlow and loads
   the model itself *after* the fork, in ``create_app()``, before it accepts a connection. Never
   ``--preload``: a TensorFlow runtime initialised in the master makes every forked worker hang on its
   first prediction. This file must not import TensorFlow (or the app) for the same reason.
@@ -17,8 +17,8 @@
 - Prometheus multiprocess mode: the master creates a fresh ``PROMETHEUS_MULTIPROC_DIR`` (or empties the
   one given) before forking, marks dead workers so their live gauges disappear, and removes its own
   temporary folder at exit. (That variable is prometheus_client's, not one of the service's settings.)
-- Workers refuse to import scikit-learn, SciPy, matplotlib and pandas (``service/lean.py``): Keras
-  would import them when installed, for nothing.
+- Workers refuse to import Keras, scikit-learn, SciPy, matplotlib and pandas (``service/lean.py``):
+  TensorFlow and Keras would import them when installed, for nothing.
 - No control socket (gunicorn >= 25 would create one in ``~/.gunicorn/`` or ``$XDG_RUNTIME_DIR``).
 """
 
@@ -43,10 +43,10 @@ _config = _settings()
 bind = f"0.0.0.0:{_config.port}"
 workers = _config.web_concurrency
 # gunicorn's asyncio worker with the Flask app behind service/whole_requests.py (service/worker.py):
-# requests are read whole by the event loop and only then run in one of `threads` threads, so idle
-# keep-alive connections and slow clients cannot take the threads that run the model.
+# requests are read whole by the event loop before Flask runs them, so idle keep-alive connections
+# and slow clients cannot take the time of the code that runs the model.
 worker_class = "service.worker.Worker"
-threads = _config.threads  # the worker's thread pool for Flask and the model
+threads = _config.threads  # used with ENABLE_BATCHING=1 only (service/worker.py)
 preload_app = False  # see above: the model must be loaded in each worker, after the fork
 timeout = 60  # includes a worker's boot: importing TensorFlow and loading the model take seconds
 graceful_timeout = 30

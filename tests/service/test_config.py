@@ -29,7 +29,7 @@ def test_gunicorn_settings_are_read_and_converted():
                                   "LOG_LEVEL": "DEBUG"})
     assert (config.port, config.web_concurrency, config.threads, config.log_level) == (9000, 3, 4, "debug")
     default = load_config(environ={})
-    assert (default.port, default.web_concurrency, default.threads, default.log_level) == (8000, 2, 2, "info")
+    assert (default.port, default.web_concurrency, default.threads, default.log_level) == (8000, 2, 16, "info")
 
 
 @pytest.mark.parametrize("variable,value,message", [
