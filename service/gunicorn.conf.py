@@ -87,10 +87,14 @@ def post_worker_init(worker):
 
 
 def child_exit(server, worker):
-    """Master: a worker ended; drop its live gauges (model version and readiness)."""
+    """Master: a worker ended; drop its live gauges (model version and readiness) and its slot in the
+    connection table (service/balancing.py)."""
     from prometheus_client import multiprocess  # imported here: the env var above must come first
 
+    from service.balancing import TABLE
+
     multiprocess.mark_process_dead(worker.pid)
+    TABLE.release(worker.age)
 
 
 def on_exit(server):

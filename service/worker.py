@@ -28,12 +28,14 @@ version; ``tests/service/test_worker.py`` checks each behaviour against a real s
 
 from __future__ import annotations
 
+import asyncio
 import json
 from http import HTTPStatus
 
 from gunicorn.asgi import protocol as asgi_protocol
 from gunicorn.workers import gasgi
 
+from .balancing import TABLE, balancing_loop_class
 from .config import load_config
 from .whole_requests import WholeRequests
 
@@ -45,6 +47,10 @@ class Protocol(asgi_protocol.ASGIProtocol):
         super().connection_made(transport)
         self._request_started = False
         self._arm_keepalive_timer()  # gunicorn waits for the first request's headers forever
+
+    def connection_lost(self, exc):
+        TABLE.add(self.worker.connection_slot, -1)  # BalancedListener counted it when it accepted
+        super().connection_lost(exc)
 
     def data_received(self, data):
         if data:
@@ -75,7 +81,16 @@ class Protocol(asgi_protocol.ASGIProtocol):
 
 class Worker(gasgi.ASGIWorker):
     """gunicorn's ``asgi`` worker running the WSGI app of the configuration through
-    :class:`~service.whole_requests.WholeRequests` on :class:`Protocol` connections."""
+    :class:`~service.whole_requests.WholeRequests` on :class:`Protocol` connections, accepting its
+    share of the connections (``service/balancing.py``)."""
+
+    def _setup_event_loop(self):
+        super()._setup_event_loop()  # uvloop when installed, else asyncio's
+        loop_class = type(self.loop)
+        self.loop.close()
+        self.loop = balancing_loop_class(loop_class)()
+        self.loop.connection_slot = self.connection_slot = TABLE.claim(self.age)
+        asyncio.set_event_loop(self.loop)
 
     @classmethod
     def check_config(cls, cfg, log):

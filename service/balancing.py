@@ -1,0 +1,133 @@
+"""Connections spread evenly over gunicorn's workers, not by luck.
+
+Every worker accepts from the one listening socket the gunicorn master opened. Left to themselves,
+the workers race for each new connection, and an event loop that wins often takes several at once:
+wrk's 8 keep-alive connections split 8/0, 6/2 or 5/3 between 2 workers (measured), so a worker sat
+idle or the other one queued, and the throughput of a run depended on that split. Here a worker
+accepts a connection only while it holds no more connections than the least busy live worker;
+otherwise it leaves the connection to the others for up to ``LEAVE_SECONDS`` and then takes it
+anyway (the others may be busy with a long request).
+
+The counts are in :data:`TABLE`, a small table in shared memory that this module creates when the
+gunicorn master imports it (to load the worker class), so that every forked worker sees the same
+table: one slot per worker, chosen by the worker's ``age`` (gunicorn's spawn counter), holding its pid
+and its number of open connections. The master clears a dead worker's slot (``child_exit``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import socket
+
+SLOTS = 256  # more than any sensible number of workers per machine
+LEAVE_SECONDS = 0.005  # how long a busier worker leaves a new connection to the others
+
+
+class ConnectionTable:
+    """``SLOTS`` pairs (pid, open connections) in an anonymous shared mapping (shared across fork)."""
+
+    def __init__(self, slots: int = SLOTS):
+        self.slots = slots
+        self._memory = mmap.mmap(-1, ctypes.sizeof(ctypes.c_int64) * 2 * slots)
+        self._cells = (ctypes.c_int64 * (2 * slots)).from_buffer(self._memory)
+
+    def claim(self, age: int) -> int:
+        """The slot of the worker of spawn number ``age``, marked as this process's, count 0."""
+        slot = age % self.slots
+        self._cells[2 * slot + 1] = 0
+        self._cells[2 * slot] = os.getpid()
+        return slot
+
+    def release(self, age: int) -> None:
+        """Clear the slot of a worker that has ended (called by the master)."""
+        slot = age % self.slots
+        self._cells[2 * slot] = 0
+        self._cells[2 * slot + 1] = 0
+
+    def add(self, slot: int, delta: int) -> None:
+        self._cells[2 * slot + 1] += delta  # only its own worker writes a slot's count
+
+    def count(self, slot: int) -> int:
+        return self._cells[2 * slot + 1]
+
+    def busier_than_others(self, slot: int) -> bool:
+        """True if another live worker holds fewer connections than ``slot``'s."""
+        mine, cells = self._cells[2 * slot + 1], self._cells
+        return any(cells[2 * other] and cells[2 * other + 1] < mine
+                   for other in range(self.slots) if other != slot)
+
+
+TABLE = ConnectionTable()
+
+
+class BalancedListener:
+    """Accepts connections from a listening ``sock`` on ``loop`` one at a time, and only when this
+    worker (``slot`` of ``table``) is among the least busy; hands each to ``protocol_factory``.
+
+    Looks like the ``asyncio.Server`` gunicorn's worker expects: ``close()`` and ``wait_closed()``.
+    """
+
+    def __init__(self, loop, sock: socket.socket, protocol_factory, table: ConnectionTable, slot: int):
+        self.loop, self.sock, self.protocol_factory = loop, sock, protocol_factory
+        self.table, self.slot = table, slot
+        self._left_since = None  # when this worker started leaving a pending connection to others
+        self._listening = False
+        sock.setblocking(False)
+        self._listen()
+
+    def _listen(self) -> None:
+        if not self._listening:
+            self.loop.add_reader(self.sock.fileno(), self._readable)
+            self._listening = True
+
+    def _pause(self, seconds: float) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self._listening = False
+        self.loop.call_later(seconds, self._resume)
+
+    def _resume(self) -> None:
+        if self.sock.fileno() >= 0:
+            self._listen()
+
+    def _readable(self) -> None:
+        now = self.loop.time()
+        if self.table.busier_than_others(self.slot):
+            if self._left_since is None or now - self._left_since > 2 * LEAVE_SECONDS:
+                self._left_since = now  # a new connection is waiting
+            if now - self._left_since < LEAVE_SECONDS:
+                self._pause(LEAVE_SECONDS / 5)  # let a less busy worker take it meanwhile
+                return
+        self._left_since = None
+        try:
+            conn, _address = self.sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # another worker took it
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.table.add(self.slot, 1)
+        self.loop.create_task(self.loop.connect_accepted_socket(self.protocol_factory, conn))
+
+    def close(self) -> None:
+        if self._listening:
+            self.loop.remove_reader(self.sock.fileno())
+            self._listening = False
+
+    async def wait_closed(self) -> None:
+        return None
+
+
+def balancing_loop_class(loop_class):
+    """A subclass of the event loop class ``loop_class`` whose ``create_server(factory, sock=...)``
+    returns a :class:`BalancedListener` (set ``loop.connection_slot`` first)."""
+
+    class BalancingLoop(loop_class):
+        connection_slot: int
+
+        async def create_server(self, protocol_factory, sock=None, **options):
+            if options.get("ssl") is not None:  # TLS is not balanced: the loop's own server
+                return await super().create_server(protocol_factory, sock=sock, **options)
+            return BalancedListener(self, sock, protocol_factory, TABLE, self.connection_slot)
+
+    return BalancingLoop
