@@ -95,6 +95,26 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
     raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
+def established_connections(pid: int) -> int:
+    """TCP connections of a process in the ESTABLISHED state (its clients' open connections)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    count = 0
+    for table_path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table_path).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        count += sum(1 for row in rows if row.split()[3] == "01" and row.split()[9] in inodes)
+    return count
+
+
 def http_status(port: int, path: str, *, body: bytes | None = None, timeout: float = 30.0) -> int | None:
     """The status 127.0.0.1:``port`` answers ``path`` with on a fresh connection (POST of a JSON
     ``body``, else GET), or None when it does not answer."""

@@ -38,26 +38,6 @@ def fd_snapshot(server) -> dict[int, int]:
     return {pid: fd_count(pid) for pid in pids}
 
 
-def established_connections(pid: int) -> int:
-    """TCP connections of a process in the ESTABLISHED state (its clients' open connections)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    count = 0
-    for table_path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table_path).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        count += sum(1 for row in rows if row.split()[3] == "01" and row.split()[9] in inodes)
-    return count
-
-
 # ---- requests -------------------------------------------------------------------------------------
 @dataclass
 class Template:

@@ -29,11 +29,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import REPO, GunicornServer, MirrorServer, wait_for
+from tests.support import REPO, GunicornServer, MirrorServer, established_connections, wait_for
 
 from .conftest import copy_version
 from .report import REPORT
-from .support import LoadGenerator, established_connections, pin_answers, valid_templates
+from .support import LoadGenerator, pin_answers, valid_templates
 
 pytestmark = pytest.mark.reliability
 

@@ -23,10 +23,10 @@ import time
 
 import pytest
 
-from tests.support import wait_for
+from tests.support import established_connections, wait_for
 
 from .report import REPORT, histogram, table
-from .support import (LoadGenerator, established_connections, fd_snapshot, invalid_templates, pin_answers,
+from .support import (LoadGenerator, fd_snapshot, invalid_templates, pin_answers,
                       rss_mib, valid_templates)
 
 pytestmark = pytest.mark.reliability
