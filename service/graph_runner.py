@@ -12,8 +12,9 @@ resources) or its results differ.
 Optional server-side batching (``BatchSettings``, off unless ``ENABLE_BATCHING=1``): the frozen model
 wrapped in TensorFlow's batch op (``tf.nondifferentiable_batch_function``, the scheduler TensorFlow
 Serving uses). Concurrent calls are merged into one execution of up to ``max_batch_size`` rows, waiting
-at most ``batch_timeout_micros`` for a batch to fill; at most ``max_enqueued_batches`` wait, beyond
-which a call fails with :class:`Overloaded` (the service answers 503). Each execution also returns its
+at most ``batch_timeout_micros`` for a batch to fill; a call that does not fit in the open batch starts
+the next one (it is not split); at most ``max_enqueued_batches`` batches (the open one included) wait,
+beyond which a call fails with :class:`Overloaded` (the service answers 503). Each execution also returns its
 size, so ``on_batch(size)`` is called once per batch (for the metrics).
 """
 
@@ -105,7 +106,8 @@ def _batched(model, settings: BatchSettings):
     @tf.nondifferentiable_batch_function(num_batch_threads=settings.num_batch_threads,
                                          max_batch_size=settings.max_batch_size,
                                          batch_timeout_micros=settings.batch_timeout_micros,
-                                         max_enqueued_batches=settings.max_enqueued_batches)
+                                         max_enqueued_batches=settings.max_enqueued_batches,
+                                         enable_large_batch_splitting=False)  # as TF Serving's default
     def run(x):
         size = tf.shape(x)[0]
         return model(x), tf.fill([size], size), tf.range(size)

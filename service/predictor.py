@@ -181,6 +181,8 @@ def load_version(version_dir: str | os.PathLike, version: int | None = None,
     warm = model.predict(np.zeros((1, PIXELS), np.float32))  # traces and allocates now, not on a request
     if warm.shape != (1, CLASSES) or not np.all(np.isfinite(warm)):
         raise ValueError(f"warm-up prediction gave shape {warm.shape} / non-finite values")
+    if isinstance(run, GraphRunner):
+        run.on_batch = runtime.on_batch  # from now on: the probe and the warm-up were not served batches
     return model
 
 
@@ -190,11 +192,11 @@ def _runner(function, input_name: str, output_name: str, runtime: Runtime, path:
     def signature_call(pixels):
         return function(**{input_name: tf.constant(pixels, dtype=tf.float32)})[output_name].numpy()
 
-    probe = np.random.default_rng(0).random((8, PIXELS), dtype=np.float32)
+    rows = min(8, runtime.batching.max_batch_size) if runtime.batching else 8  # a batch takes no more
+    probe = np.random.default_rng(0).random((rows, PIXELS), dtype=np.float32)
     try:
         runner = GraphRunner(function, output_name, runtime.threads, runtime.batching)
         if np.array_equal(runner(probe), signature_call(probe)):
-            runner.on_batch = runtime.on_batch  # from now on: the probe is not a served batch
             return "frozen graph", runner
         problem = "its results differ from the signature's"
     except Exception as exc:  # noqa: BLE001 - anything: serve through the signature instead

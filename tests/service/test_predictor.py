@@ -161,6 +161,26 @@ def test_any_compatible_export_is_served(trained_model, tmp_path):
     assert model.metadata == {}
 
 
+def test_versions_run_as_a_frozen_graph_that_gives_the_signatures_results(version_dir, reference):
+    model = load_version(version_dir)
+    pixels = np.random.default_rng(3).random((5, 784), dtype=np.float32)
+    assert model.runs_as == "frozen graph"
+    np.testing.assert_array_equal(model.predict(pixels), reference(pixels))  # bit for bit
+
+
+def test_a_model_that_cannot_be_frozen_is_served_through_its_signature(version_dir, reference, monkeypatch,
+                                                                       caplog):
+    def cannot_freeze(*args, **kwargs):
+        raise ValueError("a table cannot be frozen")
+
+    monkeypatch.setattr("service.predictor.GraphRunner", cannot_freeze)
+    model = load_version(version_dir)
+    pixels = np.random.default_rng(4).random((3, 784), dtype=np.float32)
+    assert model.runs_as == "signature"
+    np.testing.assert_array_equal(model.predict(pixels), reference(pixels))
+    assert "serving through the signature, not a frozen graph (ValueError: a table cannot be frozen)" in caplog.text
+
+
 def test_incompatible_signature_is_refused_with_the_reason(tmp_path):
     import tensorflow as tf
 
