@@ -181,7 +181,7 @@ def load_version(version_dir: str | os.PathLike, version: int | None = None,
     warm = model.predict(np.zeros((1, PIXELS), np.float32))  # traces and allocates now, not on a request
     if warm.shape != (1, CLASSES) or not np.all(np.isfinite(warm)):
         raise ValueError(f"warm-up prediction gave shape {warm.shape} / non-finite values")
-    if isinstance(run, GraphRunner):
+    if runs_as == "frozen graph":
         run.on_batch = runtime.on_batch  # from now on: the probe and the warm-up were not served batches
     return model
 
