@@ -7,8 +7,9 @@ Marked ``reliability`` and left out of the default ``python -m pytest``; run it 
     RELIABILITY_REPORT=docs/reliability.md python -m pytest tests/reliability -m reliability -p no:cacheprovider --timeout=600
 
 The tests share one gunicorn (2 workers as service/gunicorn.conf.py makes them, hot reload every second)
-serving a small real model, and run in a fixed order: the API fuzzing, then the soak, then the faults
-(the worker kill and the corrupt version hit that same server, after the soak's measurements). The
+serving a small real model, and run in a fixed order: the API fuzzing, then the soak, then the slow
+clients (floods of connections that stall), then the faults (the worker kill and the corrupt version
+hit that same server, after the soak's measurements). The
 figures they record are written, at the end of the session, only where ``RELIABILITY_REPORT`` says
 (the third command regenerates docs/reliability.md; see report.py). All traffic goes to 127.0.0.1.
 """
@@ -29,14 +30,14 @@ from tests.support import GunicornServer, gunicorn_settings
 from .report import REPORT, write_if_asked
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("test_fuzz.py", "test_soak.py", "test_faults.py")
+ORDER = ("test_fuzz.py", "test_soak.py", "test_slow_clients.py", "test_faults.py")
 WORKERS = 2
 POLL_SECONDS = 1.0
 MARKED: set[str] = set()  # node ids of the tests marked ``reliability`` that were collected
 
 
 def pytest_collection_modifyitems(config, items):
-    """Fuzz, then soak, then faults (they share the server; the faults come last). Notes which tests
+    """Fuzz, then soak, then slow clients, then faults (they share the server; the faults come last). Notes which tests
     are reliability tests: only their outcomes go into the report."""
     MARKED.update(item.nodeid for item in items if item.get_closest_marker("reliability"))
 
