@@ -435,9 +435,9 @@ def ensure_venv(requirements: Path, cache: Path) -> Path:
     if (target / ".complete").is_file():
         return python
     shutil.rmtree(target, ignore_errors=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.mkdir(parents=True)
     print(f"  making {target} from {requirements.name} (a few minutes)", flush=True)
-    log = target.with_suffix(".pip.log")
+    log = target / "pip-install.log"
     with open(log, "wb") as out:
         for step in ([sys.executable, "-m", "venv", str(target)],
                      [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-r",

@@ -8,20 +8,25 @@ As KServe's custom-model docs show: a ``kserve.Model`` subclass whose ``load()``
 ``{"predictions": [...]}``, and ``ModelServer().start([model])`` with the command line parsed by
 ``kserve.model_server.parser`` (``--workers``, ``--http_port``, ...).
 
-Workaround: with ``--workers`` > 1, KServe 0.21 starts each uvicorn worker with multiprocessing's
-*spawn*, pickles the registered model into it, and kills the worker when it has not answered a ping
-within about 5 s of its start. A loaded TensorFlow function cannot be pickled, and importing TensorFlow
-and loading the SavedModel while unpickling takes longer than that on a busy 2-core machine (workers
-were killed and respawned in a loop). So the model drops the TensorFlow function when pickled and the
-worker loads it again in a background thread (``ready`` is False until then: KServe answers 503), and
-TensorFlow is imported inside ``load()``, not when this file is imported.
+Two workarounds for ``--workers`` > 1, where KServe 0.21 starts each uvicorn worker with
+multiprocessing's *spawn*, pickles the registered model into it, and restarts a worker that has not
+answered a liveness ping within 5 s:
+
+- a loaded TensorFlow function cannot be pickled: the model drops it when pickled, and the worker loads
+  the SavedModel again while unpickling (before it serves: no request meets an unloaded model);
+- importing KServe and TensorFlow and loading the model in a new worker took longer than 5 s on a busy
+  2-core machine, and workers were killed and respawned in a loop (later ones while the load ran, which
+  answered 503): the ping's timeout is raised to ``PING_TIMEOUT_S``.
 """
 
 import argparse
-import threading
 
 import numpy as np
+import tensorflow as tf
 from kserve import Model, ModelServer, model_server
+from kserve.protocol.rest.multiprocess import server as multiprocess_server
+
+PING_TIMEOUT_S = 120.0
 
 
 class MnistModel(Model):
@@ -32,25 +37,27 @@ class MnistModel(Model):
         self.load()
 
     def load(self) -> bool:
-        import tensorflow as tf
-
         self.signature = tf.saved_model.load(self.model_dir).signatures["serving_default"]
         self.ready = True
         return self.ready
 
     def predict(self, payload: dict, headers: dict = None) -> dict:
-        pixels = np.asarray(payload["instances"], dtype=np.float32)
+        pixels = tf.constant(np.asarray(payload["instances"], dtype=np.float32))
         probabilities = self.signature(pixels=pixels)["probabilities"].numpy()
         return {"predictions": probabilities.tolist()}
 
     def __getstate__(self):
-        state = self.__dict__.copy()
-        state["signature"], state["ready"] = None, False
-        return state
+        return {**self.__dict__, "signature": None, "ready": False}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        threading.Thread(target=self.load, name="load-savedmodel", daemon=True).start()
+        self.load()
+
+
+def patient_liveness_ping() -> None:
+    """Give a worker PING_TIMEOUT_S, not 5 s, to answer the parent's liveness ping."""
+    is_alive = multiprocess_server.RESTServerProcess.is_alive
+    multiprocess_server.RESTServerProcess.is_alive = lambda self, timeout=PING_TIMEOUT_S: is_alive(self, timeout)
 
 
 parser = argparse.ArgumentParser(parents=[model_server.parser])
@@ -58,4 +65,5 @@ parser.add_argument("--model_dir", required=True, help="a SavedModel version fol
 
 if __name__ == "__main__":
     args, _ = parser.parse_known_args()
+    patient_liveness_ping()
     ModelServer().start([MnistModel(args.model_name, args.model_dir)])
