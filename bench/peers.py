@@ -322,6 +322,7 @@ class ServerSpec:
     launch: Callable[[Context, int], Launch]
     body: Callable[[list], dict]  # list of images (lists of 784 floats) -> request JSON
     answers: Callable[[object], list]  # response JSON -> list of 10 probabilities per image
+    note: str = ""  # how it runs, for the report
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -406,17 +407,31 @@ def _requirements(name: str) -> Path:
 
 SPECS = {spec.name: spec for spec in (
     ServerSpec("ours", "ours (gunicorn, service/gunicorn.conf.py)", "/predict", None, launch_ours,
-               _instances, _our_predictions),
+               _instances, _our_predictions,
+               "gunicorn -c service/gunicorn.conf.py: its workers and threads (default 2 gthread workers x 2 "
+               "threads, TF_NUM_THREADS=1 each); POST /predict {instances}"),
     ServerSpec("baseline", "tutorial baseline (Flask + model.predict)", "/predict", None, launch_baseline,
-               _instances, _our_predictions),
+               _instances, _our_predictions,
+               "bench/serving.py's BASELINE_APP: Flask's app.run(threaded=True), Keras model.predict per "
+               "request"),
     ServerSpec("kserve", f"KServe 0.21.0 ({PEER_WORKERS} workers, v1)", "/v1/models/mnist:predict",
-               _requirements("kserve"), launch_kserve, _instances, _predictions),
+               _requirements("kserve"), launch_kserve, _instances, _predictions,
+               f"ModelServer().start([model]) with --workers {PEER_WORKERS} --enable_grpc false (spawned "
+               "uvicorn workers, uvloop); POST /v1/models/mnist:predict {instances}; workarounds: the model "
+               "reloads when unpickled into a worker, liveness ping timeout 120 s instead of 5 s"),
     ServerSpec("litserve", f"LitServe 0.2.19 ({PEER_WORKERS} workers)", "/predict",
-               _requirements("litserve"), launch_litserve, _instances, _predictions),
+               _requirements("litserve"), launch_litserve, _instances, _predictions,
+               f"LitServer(api, accelerator='cpu', workers_per_device={PEER_WORKERS}).run(): "
+               f"{PEER_WORKERS} inference worker processes and as many API server processes; "
+               "POST /predict {instances}"),
     ServerSpec("mlflow", "MLflow 3.17.2 (1 worker)", "/invocations", _requirements("mlflow"),
-               launch_mlflow, lambda images: {"inputs": images}, _predictions),
+               launch_mlflow, lambda images: {"inputs": images}, _predictions,
+               "mlflow models serve --env-manager local -w 1 of a pyfunc model (uvicorn without uvloop); "
+               "POST /invocations {inputs}. 1 worker: with -w 2, uvicorn's worker sockets lack TCP_NODELAY "
+               "and each keep-alive request stalls ~40 ms on a delayed ACK"),
     ServerSpec("bentoml", f"BentoML 1.4.40 ({PEER_WORKERS} workers)", "/predict", _requirements("bentoml"),
-               launch_bentoml, _instances, lambda response: response),
+               launch_bentoml, _instances, lambda response: response,
+               f"bentoml serve of a @bentoml.service(workers={PEER_WORKERS}) class; POST /predict {{instances}}"),
 )}
 
 
@@ -740,9 +755,22 @@ def render_table(title: str, columns: list[Column], results: dict, markdown: boo
     return "\n".join(lines)
 
 
-def render_report(results: dict, levels: list[Level], markdown: bool) -> str:
-    return "\n\n".join(render_table(title, columns, results, markdown)
-                       for title, columns in report_tables(levels))
+def render_report(results: dict, levels: list[Level], markdown: bool, about: str = "") -> str:
+    """The tables, the servers (how each runs), and ``about`` (machine and settings)."""
+    tables = [render_table(title, columns, results, markdown) for title, columns in report_tables(levels)]
+    bullet = "- " if markdown else "  "
+    servers = "\n".join(f"{bullet}{name}: {SPECS[name].note}" for name in results)
+    return "\n\n".join(tables + [f"Servers:\n{servers}"] + ([about] if about else []))
+
+
+def describe_run(machine: dict, args, elapsed: float) -> str:
+    """One paragraph: machine, commit, load average, settings, duration."""
+    return (f"{machine['cpu_model']}, {machine['usable_cores']} cores, {machine['memory_gib']} GiB, Linux "
+            f"{machine['kernel']}, Python {machine['python']}, {machine['wrk']}; commit {machine['commit']}; "
+            f"load average before {machine['load_average_before']}, after {machine['load_average_after']}. "
+            f"{args.repeats} repeat(s); per level {args.warmup} s warm-up + {args.seconds} s measured, "
+            f"wrk -t1; medians (min-max); ! = a level with non-2xx responses or socket errors; "
+            f"took {elapsed / 60:.1f} min.")
 
 
 # ---- main ---------------------------------------------------------------------------------------------
@@ -831,10 +859,7 @@ def main(argv=None) -> int:
         machine["load_average_after"] = load_average()
         elapsed = time.time() - started
         print()
-        print(render_report(results, args.levels, args.markdown))
-        print(f"\n{args.repeats} repeat(s), {args.warmup} s warm-up + {args.seconds} s per level; "
-              f"took {elapsed / 60:.1f} min; load average before {machine['load_average_before']}, "
-              f"after {machine['load_average_after']}")
+        print(render_report(results, args.levels, args.markdown, describe_run(machine, args, elapsed)))
         if args.json:
             args.json.write_text(json.dumps({
                 "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "elapsed_seconds": elapsed,
@@ -842,8 +867,9 @@ def main(argv=None) -> int:
                 "settings": {"servers": args.servers, "repeats": args.repeats, "seconds": args.seconds,
                              "warmup": args.warmup, "levels": [l.name for l in args.levels],
                              "gate_images": args.gate_images, "tolerance": TOLERANCE},
-                "servers": {name: {"title": SPECS[name].title,
-                                   "requirements": str(SPECS[name].requirements or "this Python")}
+                "servers": {name: {"title": SPECS[name].title, "note": SPECS[name].note,
+                                   "requirements": str(SPECS[name].requirements or "this Python"),
+                                   "python": str(ctx.pythons.get(name, sys.executable))}
                             for name in args.servers},
                 "results": results}, indent=1))
     finally:
