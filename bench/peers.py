@@ -346,7 +346,7 @@ def launch_ours(ctx: Context, port: int) -> Launch:
 
 def launch_baseline(ctx: Context, port: int) -> Launch:
     """bench/serving.py's tutorial app (imported from there), run as a script with Flask's server."""
-    sys.path.insert(0, str(REPO))
+    _importable_repo()
     from bench import serving
 
     app = ctx.scratch / "baseline_app.py"
@@ -589,14 +589,27 @@ def measure_level(server: RunningServer, script: Path, level: Level, seconds: in
     return figures
 
 
+def level_line(level: Level, figures: dict) -> str:
+    """One progress line for a measured level."""
+    line = (f"    {level.name:14s} {figures['rps']:9.1f} req/s  p50 {figures['p50_ms']:8.2f} ms  "
+            f"p99 {figures['p99_ms']:8.2f} ms  CPU {figures['cpu_ms_per_request'] or 0:6.2f} ms/req")
+    if figures["flagged"]:
+        line += f"  ! {figures['non_2xx']} non-2xx, {figures['socket_errors']} socket errors"
+    return line
+
+
 def bench_server(spec: ServerSpec, ctx: Context, args, images: np.ndarray, reference: np.ndarray,
                  log_dir: Path) -> dict:
     """Start, gate, load every level, measure memory, stop: one server's figures for one repeat."""
     result: dict = {"status": "start failed", "levels": {}}
-    server = RunningServer(spec, ctx, log_dir)
+    server = None
     try:
+        server = RunningServer(spec, ctx, log_dir)
         result["ready_seconds"] = server.wait_ready(images[0].tolist(), args.start_timeout)
         result["gate"] = gate(server, images[:args.gate_images], reference)
+        passed = "passed" if result["gate"]["passed"] else "FAILED"
+        print(f"    ready after {result['ready_seconds']:.1f} s; gate {passed}"
+              f": largest difference {result['gate']['max_abs_diff']:.1e}", flush=True)
         if not result["gate"]["passed"]:
             result["status"] = "gate failed"
             return result
@@ -605,17 +618,16 @@ def bench_server(spec: ServerSpec, ctx: Context, args, images: np.ndarray, refer
         for level in args.levels:
             figures = measure_level(server, scripts[level.batch], level, args.seconds, args.warmup)
             result["levels"][level.name] = figures
-            print(f"    {level.name:14s} {figures['rps']:9.1f} req/s  p50 {figures['p50_ms']:8.2f} ms  "
-                  f"p99 {figures['p99_ms']:8.2f} ms  CPU {figures['cpu_ms_per_request'] or 0:6.2f} ms/req"
-                  f"{'  ! ' + str(figures['non_2xx']) + ' non-2xx, ' + str(figures['socket_errors']) + ' socket errors' if figures['flagged'] else ''}",
-                  flush=True)
+            print(level_line(level, figures), flush=True)
         tree = server.tree()
         result["pss_mib"] = tree_pss_mib([pid for pid, _ in tree])
         result["processes"] = len(tree)
     except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
-        result["error"] = str(exc)
+        output = getattr(exc, "stderr", None) or getattr(exc, "output", None) or b""
+        result["error"] = f"{exc}\n{output.decode(errors='replace') if isinstance(output, bytes) else output}"
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
     return result
 
 
@@ -642,9 +654,14 @@ def reference_probabilities(version_dir: Path, images: np.ndarray, scratch: Path
     return np.load(out).astype(np.float64)
 
 
-def test_images(count: int) -> np.ndarray:
+def _importable_repo() -> None:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+
+
+def mnist_test_images(count: int) -> np.ndarray:
     """The first ``count`` real MNIST test images, float32 (n, 784) in [0, 1]."""
-    sys.path.insert(0, str(REPO))
+    _importable_repo()
     from training.data import load_mnist
 
     (_, _), (x_test, _) = load_mnist()
@@ -840,7 +857,7 @@ def main(argv=None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
         ctx = prepare(args, scratch)
-        images = test_images(max(64, args.gate_images, *(level.batch for level in args.levels)))
+        images = mnist_test_images(max(64, args.gate_images, *(level.batch for level in args.levels)))
         reference = reference_probabilities(ctx.version_dir, images[:args.gate_images], scratch)
         machine = {**machine_info(), "load_average_before": load_average()}
         print(f"serving {ctx.version_dir}; {machine['cpu_model']}, {machine['usable_cores']} cores; "

@@ -57,7 +57,8 @@ class MnistModel(Model):
 def patient_liveness_ping() -> None:
     """Give a worker PING_TIMEOUT_S, not 5 s, to answer the parent's liveness ping."""
     is_alive = multiprocess_server.RESTServerProcess.is_alive
-    multiprocess_server.RESTServerProcess.is_alive = lambda self, timeout=PING_TIMEOUT_S: is_alive(self, timeout)
+    multiprocess_server.RESTServerProcess.is_alive = (
+        lambda self, timeout=PING_TIMEOUT_S: is_alive(self, timeout))
 
 
 parser = argparse.ArgumentParser(parents=[model_server.parser])
