@@ -71,7 +71,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 PEER_DIR = REPO / "bench" / "peer_servers"
 DEFAULT_CACHE = Path.home() / ".cache" / "mnist-digits" / "bench-peers"
-SERVER_NAMES = ("ours", "baseline", "kserve", "litserve", "mlflow", "bentoml")
+SERVER_NAMES = ("ours", "baseline", "kserve", "litserve", "mlflow", "bentoml", "ours-gthread", "ours-nginx")
+DEFAULT_SERVERS = SERVER_NAMES[:6]  # the last two: other ways to run ours (docs/deployment.md, slow clients)
 PEERS = ("kserve", "litserve", "mlflow", "bentoml")  # the frameworks: "best peer" is one of these
 TOLERANCE = 1e-6
 PEER_WORKERS = 2
@@ -344,6 +345,21 @@ def launch_ours(ctx: Context, port: int) -> Launch:
     return Launch(command, _env(MODEL_DIR=str(ctx.export_base)), REPO)
 
 
+def launch_ours_gthread(ctx: Context, port: int) -> Launch:
+    """Ours as it was before the asyncio worker: gunicorn's threaded worker, 4 threads per worker."""
+    launch = launch_ours(ctx, port)
+    return Launch(launch.command[:4] + ["-k", "gthread", "--threads", "4"] + launch.command[4:], launch.env,
+                  launch.cwd)
+
+
+def launch_ours_nginx(ctx: Context, port: int) -> Launch:
+    """Ours with gthread workers behind a buffering nginx (bench/peer_servers/nginx_front.sh)."""
+    scratch = ctx.scratch / f"nginx-{port}"
+    return Launch(["sh", str(PEER_DIR / "nginx_front.sh"), str(port), str(scratch)],
+                  _env(MODEL_DIR=str(ctx.export_base), PATH=f"{Path(sys.executable).parent}{os.pathsep}"
+                                                            f"{os.environ.get('PATH', '')}:/usr/sbin"), REPO)
+
+
 def launch_baseline(ctx: Context, port: int) -> Launch:
     """bench/serving.py's tutorial app (imported from there), run as a script with Flask's server."""
     _importable_repo()
@@ -408,8 +424,17 @@ def _requirements(name: str) -> Path:
 SPECS = {spec.name: spec for spec in (
     ServerSpec("ours", "ours (gunicorn, service/gunicorn.conf.py)", "/predict", None, launch_ours,
                _instances, _our_predictions,
-               "gunicorn -c service/gunicorn.conf.py: its workers and threads (default 2 gthread workers x 2 "
-               "threads, TF_NUM_THREADS=1 each); POST /predict {instances}"),
+               "gunicorn -c service/gunicorn.conf.py as shipped: 2 workers of service/worker.py (gunicorn's "
+               "asyncio worker, uvloop, whole requests, balanced connections), TF_NUM_THREADS=1 each; "
+               "POST /predict {instances}"),
+    ServerSpec("ours-gthread", "ours on gthread workers (2 x 4 threads)", "/predict", None,
+               launch_ours_gthread, _instances, _our_predictions,
+               "the same app and settings with gunicorn -k gthread --threads 4 (no protection from slow "
+               "clients: each one holds a thread)"),
+    ServerSpec("ours-nginx", "ours on gthread behind nginx", "/predict", None, launch_ours_nginx,
+               _instances, _our_predictions,
+               "nginx (buffering proxy, keep-alive upstream over a unix socket) in front of gunicorn -k "
+               "gthread --threads 4: gunicorn's documented way to face slow clients"),
     ServerSpec("baseline", "tutorial baseline (Flask + model.predict)", "/predict", None, launch_baseline,
                _instances, _our_predictions,
                "bench/serving.py's BASELINE_APP: Flask's app.run(threaded=True), Keras model.predict per "
@@ -797,8 +822,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=Path, default=REPO / "exports" / "mnist",
                         help="export base with numbered SavedModel versions (default exports/mnist); the "
                              "newest version is served by every server")
-    parser.add_argument("--servers", default=",".join(SERVER_NAMES),
-                        help=f"comma-separated servers to run, in this order (default: {','.join(SERVER_NAMES)})")
+    parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+                        help=f"comma-separated servers to run, in this order (default: {','.join(DEFAULT_SERVERS)}; "
+                             "also: ours-gthread, ours-nginx)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="rounds; in each, every server runs once, one after another (default 3)")
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds per level (default 10)")

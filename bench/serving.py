@@ -3,17 +3,19 @@
     python -m bench.serving                       # uses exports/mnist, or makes a small export
     python -m bench.serving --requests 3000 --baseline-server gunicorn
 
-It starts, one after the other on 127.0.0.1 (both then stay up while they are measured):
+It starts, one after the other on 127.0.0.1 (all then stay up while they are measured):
 
 - **service**: ``gunicorn -c service/gunicorn.conf.py "service.app:create_app()"`` with ``--workers``
   workers (default 2, each with TF_NUM_THREADS=1);
+- **batching**: the same with TensorFlow's batch scheduler on (``ENABLE_BATCHING=1``,
+  ``--max-batch-size``, ``--batch-timeout-micros``); ``--batching off|on|both`` (default both);
 - **baseline**: a minimal Flask app that loads the export with Keras and calls
   ``keras.Model.predict`` on every request, the common tutorial pattern, run with Flask's own server
   (``app.run(threaded=True)``, as tutorials do) or, with ``--baseline-server gunicorn``, under
   gunicorn with the same number of workers (to separate the process model from the per-request code).
 
-and drives both with the same bounded load from separate client processes (one keep-alive HTTP
-connection each): single-instance requests at concurrency 1 and 8, and 64-instance batches. Each
+and drives them with the same bounded load from separate client processes (one keep-alive HTTP
+connection each): single-instance requests at concurrency 1, 8 and 32, and 64-instance batches. Each
 scenario sends ``--requests`` requests (batches: a quarter of that) or stops after ``--max-seconds``,
 after a few warm-up requests; with ``--repeats N`` both servers stay up and take turns, scenario by
 scenario, in alternating order (so that load from other processes hits both alike). Bodies are real
@@ -47,7 +49,7 @@ import numpy as np
 
 from bench.support import load_text, summary, write_json
 from service.contract import list_versions
-from tests.support import REPO, GunicornServer, ServerProcess, free_port, git_commit, mnist_dir
+from tests.support import REPO, GunicornServer, ServerProcess, free_port, git_commit, gunicorn_settings, mnist_dir
 
 BASELINE_APP = '''
 """The tutorial pattern: Keras model, model.predict per request, Flask."""
@@ -126,12 +128,18 @@ def model_to_serve(args, scratch: Path) -> tuple[Path, bool]:
 
 
 # ---- servers --------------------------------------------------------------------------------------
-def service_server(args, model_dir: Path, scratch: Path) -> GunicornServer:
-    """The service: gunicorn with ``--workers`` workers, TF_NUM_THREADS=1, no hot reload."""
+def service_server(args, model_dir: Path, scratch: Path, batching: bool = False) -> GunicornServer:
+    """The service: gunicorn with ``--workers`` workers, TF_NUM_THREADS=1, no hot reload; with
+    ``batching``, TensorFlow's batch scheduler on (``--max-batch-size``, ``--batch-timeout-micros``)."""
     extra = ((["--worker-class", args.worker_class] if args.worker_class else [])
              + (["--threads", str(args.threads)] if args.threads else []))
-    return GunicornServer(model_dir, scratch / "service.log", workers=args.workers, poll_seconds=0,
-                          extra_env={"TF_NUM_THREADS": "1"}, extra_args=extra, name="service")
+    env = {"TF_NUM_THREADS": "1"}
+    if batching:
+        env.update({"ENABLE_BATCHING": "1", "MAX_BATCH": str(args.max_batch_size),
+                    "MAX_BATCH_SIZE": str(args.max_batch_size), "BATCH_TIMEOUT_MICROS": str(args.batch_timeout_micros)})
+    name = "batching" if batching else "service"
+    return GunicornServer(model_dir, scratch / f"{name}.log", workers=args.workers, poll_seconds=0,
+                          extra_env=env, extra_args=extra, name=name)
 
 
 def baseline_server(args, model_dir: Path, scratch: Path) -> ServerProcess:
@@ -210,6 +218,7 @@ def scenarios(args, digits: np.ndarray) -> list[tuple[str, list[bytes], int, int
     return [
         ("1 instance, c=1", singles, 1, args.requests),
         (f"1 instance, c={args.concurrency}", singles, args.concurrency, args.requests),
+        (f"1 instance, c={args.high_concurrency}", singles, args.high_concurrency, args.requests),
         (f"64 instances, c={args.batch_concurrency}", batches, args.batch_concurrency,
          max(args.requests // 4, args.batch_concurrency)),
     ]
@@ -241,15 +250,22 @@ def parse_args(argv=None):
     parser.add_argument("--requests", type=int, default=2000,
                         help="requests per single-instance scenario (batches: a quarter)")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--high-concurrency", type=int, default=32)
     parser.add_argument("--batch-concurrency", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=30.0, help="cap per scenario")
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of every scenario per server, the servers taking turns (default 1)")
     parser.add_argument("--baseline-server", choices=["flask", "gunicorn", "none"], default="flask")
+    parser.add_argument("--batching", choices=["off", "on", "both"], default="both",
+                        help="the service without TensorFlow's batch scheduler, with it (ENABLE_BATCHING=1), "
+                             "or both side by side (default both)")
+    parser.add_argument("--max-batch-size", type=int, default=64, help="MAX_BATCH_SIZE with batching (64)")
+    parser.add_argument("--batch-timeout-micros", type=int, default=500,
+                        help="BATCH_TIMEOUT_MICROS with batching (500)")
     parser.add_argument("--worker-class", default=None,
                         help="gunicorn worker class for the service (default: service/gunicorn.conf.py's)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads per worker (default: service/gunicorn.conf.py's, $GUNICORN_THREADS or 2)")
+                        help="threads per worker (default: service/gunicorn.conf.py's: $GUNICORN_THREADS)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures here as JSON")
     return parser.parse_args(argv)
 
@@ -264,9 +280,10 @@ def main(argv=None) -> int:
         body = json.dumps({"instances": [digits[0].tolist()]}).encode()
         load = os.getloadavg()
         print_settings(args, model_dir, body)
-        service = service_server(args, model_dir, scratch)
-        servers.append(service)
-        service.wait_until_up(timeout=180, workers=args.workers)  # every worker has loaded the model
+        for batching in {"off": [False], "on": [True], "both": [False, True]}[args.batching]:
+            service = service_server(args, model_dir, scratch, batching)
+            servers.append(service)
+            service.wait_until_up(timeout=180, workers=args.workers)  # every worker has loaded the model
         if args.baseline_server != "none":
             baseline = baseline_server(args, model_dir, scratch)
             servers.append(baseline)
@@ -276,9 +293,7 @@ def main(argv=None) -> int:
             server.stop()
         report(results)
         write_json(args.json, {
-            "settings": {**{k: v for k, v in vars(args).items() if k != "json"},
-                         "worker_class": args.worker_class or "gthread",
-                         "threads": args.threads or int(os.environ.get("GUNICORN_THREADS", "2"))},
+            "settings": {**{k: v for k, v in vars(args).items() if k != "json"}, **gunicorn_settings()},
             "model": "small untrained 784-128-64-10 export" if made else str(newest_version(model_dir)),
             "body_bytes": len(body), "load_average_before": load, "load_average_after": os.getloadavg(),
             "results": results})
@@ -292,8 +307,8 @@ def main(argv=None) -> int:
 def print_settings(args, model_dir: Path, body: bytes) -> None:
     print(f"commit {git_commit()}; {os.cpu_count()} cores; load average {load_text()}; "
           f"serving {newest_version(model_dir)}; service: {args.workers} "
-          f"{args.worker_class or 'gthread'} workers x "
-          f"{args.threads or os.environ.get('GUNICORN_THREADS', '2')} threads, TF_NUM_THREADS=1; "
+          f"{args.worker_class or gunicorn_settings()['worker_class']} workers, TF_NUM_THREADS=1, batching "
+          f"{args.batching} (MAX_BATCH_SIZE {args.max_batch_size}, BATCH_TIMEOUT_MICROS {args.batch_timeout_micros}); "
           f"baseline: {args.baseline_server}; "
           f"single-instance body {len(body)} bytes; {args.repeats} repeat(s), servers taking turns",
           flush=True)
@@ -313,22 +328,27 @@ def report(results: dict) -> None:
                 cells.append(f"{figures['median']:{fmt}} ({figures['min']:{fmt}}-{figures['max']:{fmt}})")
             print(f"{server:9s} {name:22s} {sum(r['requests'] for r in runs):8d} {cells[0]:>26s} "
                   f"{cells[1]:>22s} {cells[2]:>22s} {sum(r['errors'] for r in runs):6d}")
-    if "baseline" in results:
+    if len(results) > 1:
         print_ratios(results)
 
 
 def print_ratios(results: dict) -> None:
+    """Each service against the baseline, and batching on against off when both ran."""
     def median(runs: list[dict], key: str) -> float:
         return summary(r[key] for r in runs)["median"]
 
-    print()
-    print(f"{'ratio service/baseline':32s} {'throughput':>10s} {'p50 latency':>12s} {'p99 latency':>12s}  "
-          f"(of the medians)")
-    for name in results["service"]:
-        ours, theirs = results["service"][name], results["baseline"][name]
-        print(f"{name:32s} {median(ours, 'rps') / median(theirs, 'rps'):9.1f}x "
-              f"{median(ours, 'p50') / median(theirs, 'p50'):11.3f}x "
-              f"{median(ours, 'p99') / median(theirs, 'p99'):11.3f}x")
+    pairs = [(name, "baseline") for name in results if name != "baseline" and "baseline" in results]
+    if "service" in results and "batching" in results:
+        pairs.append(("batching", "service"))
+    for ours_name, theirs_name in pairs:
+        print()
+        print(f"{'ratio ' + ours_name + '/' + theirs_name:32s} {'throughput':>10s} {'p50 latency':>12s} "
+              f"{'p99 latency':>12s}  (of the medians)")
+        for name in results[ours_name]:
+            ours, theirs = results[ours_name][name], results[theirs_name][name]
+            print(f"{name:32s} {median(ours, 'rps') / median(theirs, 'rps'):9.2f}x "
+                  f"{median(ours, 'p50') / median(theirs, 'p50'):11.3f}x "
+                  f"{median(ours, 'p99') / median(theirs, 'p99'):11.3f}x")
 
 
 if __name__ == "__main__":
