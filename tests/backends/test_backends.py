@@ -1,9 +1,10 @@
 """The Keras mirror on PyTorch and JAX: one ``model/``, three backends, the NumPy twin's numbers.
 
 TensorFlow, the default backend, is proven by tests/model (the same checks, in the test process, with
-more steps and every activation/loss pair). The other backends are each measured in a process of its own (``python -m tests.backends.run_checks BACKEND``, see
-its docstring for what each check does); the tests here assert what it observed, with the tolerances
-of tests/model (where the reasons for each are written down), and add the figures to the report:
+more steps and every activation/loss pair). The other backends are each measured in a process of its
+own (``python -m tests.backends.run_checks BACKEND``, see its docstring for what each check does); the
+tests here assert what it observed, with the tolerances of tests/model (where the reasons for each are
+written down), and add the figures to the report:
 
 - same gradients in, same update out        every optimizer variant x 20 steps vs NumPy: <= 2e-6
 - ours vs Keras's built-in optimizers       bit-identical on TensorFlow and JAX; on torch Keras swaps its
