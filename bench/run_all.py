@@ -1,6 +1,6 @@
 """Run every benchmark in one go and rewrite docs/benchmarks.md (tables, plots, the machine, the commands).
 
-    python -m bench.run_all                 # the full set, about 10 minutes on 2 cores
+    python -m bench.run_all                 # the full set, about 12 minutes on 2 cores
     python -m bench.run_all --quick         # a smoke version (about 1 minute): tiny sizes, same report
     python -m bench.run_all --only serving,numpy --output /tmp/b.md
     python -m bench.run_all --render-only   # rewrite docs/benchmarks.md from docs/benchmarks/results.json
@@ -258,7 +258,10 @@ def section_backends(stage: dict) -> list[str]:
               f"rotating order, one at a time, on identical data, each with {settings['threads']} thread(s) in "
               "every library. Seconds per epoch: median (min-max) over the epochs after the first; times to a "
               "target: cumulative training time (the first epoch included) at the end of the first epoch whose "
-              "test accuracy reached it (measured after each epoch, untimed); ratios: of the median epoch times."]
+              "test accuracy reached it (measured after each epoch, untimed); ratios: of the median epoch times. "
+              f"{settings['epochs'] - 1} later epoch(s) per variant; 1-minute load average "
+              f"{data['load_average']['before'][0]:.2f} at the start, {data['load_average']['after'][0]:.2f} at the end "
+              "(wall times well above CPU times mean other processes took the cores)."]
     return lines
 
 
@@ -451,7 +454,7 @@ def header_lines(results: dict, raw_link: str) -> list[str]:
         "",
         "Written by `python -m bench.run_all`" + (" **--quick** (smoke sizes: not meaningful figures)"
                                                   if results["quick"] else "")
-        + "; do not edit by hand. Rerun it to reproduce (about 10 minutes on 2 cores; real MNIST from "
+        + "; do not edit by hand. Rerun it to reproduce (about 12 minutes on 2 cores; real MNIST from "
         "`MNIST_DATA_DIR`).",
         "",
         f"- Run: {results.get('finished_utc', 'unknown')}, commit {info['commit']}, "
