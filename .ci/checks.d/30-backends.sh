@@ -15,7 +15,7 @@ started=$(date +%s)
 logs=$(mktemp -d "${TMPDIR:-/tmp}/backends-ci.XXXXXX")
 pids=()
 for backend in torch jax; do
-    "$PYTHON" -m pytest tests/backends -m slow -k "$backend" -p no:cacheprovider --timeout=900 \
+    "$PYTHON" -m pytest tests/backends -m slow -k "$backend" -p no:cacheprovider --timeout=900 --durations=10 \
         >"$logs/$backend.log" 2>&1 &
     pids+=($!)
 done
