@@ -1,12 +1,12 @@
 """Run every benchmark in one go and rewrite docs/benchmarks.md (tables, plots, the machine, the commands).
 
-    python -m bench.run_all                 # the full set, about 10 minutes on 2 cores
+    python -m bench.run_all                 # the full set, about 12 minutes on 2 cores
     python -m bench.run_all --quick         # a smoke version (about 1 minute): tiny sizes, same report
     python -m bench.run_all --only serving,numpy --output /tmp/b.md
     python -m bench.run_all --render-only   # rewrite docs/benchmarks.md from docs/benchmarks/results.json
 
 Each benchmark runs as a subprocess with ``--json`` (``python -m bench.numpy_training``, ``bench.keras_mirror``,
-``bench.training_accuracy``, ``bench.serving``), plus ``python training/train.py --no-export`` with its
+``bench.backends``, ``bench.training_accuracy``, ``bench.serving``), plus ``python training/train.py --no-export`` with its
 defaults, whose metrics.json and history.csv are read back. Every subprocess has a time limit; one that
 fails or times out is reported as such in the document and the others still run. The report gives
 every timing as median (min-max) over its repeats, and the ratios against the baselines measured side
@@ -32,7 +32,7 @@ from bench.support import machine, pyplot, save_figure, spread
 from tests.support import REPO, markdown_table as table, mnist_dir
 
 PY = sys.executable
-STAGES = ("numpy", "keras", "accuracy", "train", "serving")
+STAGES = ("numpy", "keras", "backends", "accuracy", "train", "serving")
 TRAIN_RUNS = 2  # python training/train.py runs (same seed: same accuracy; the time varies)
 
 
@@ -42,12 +42,14 @@ def stage_commands(quick: bool, scratch: Path) -> dict:
     if quick:
         numpy = ["--repeats", "1", "--loop-samples", "500"]
         keras = ["--repeats", "1", "--samples", "6000", "--threads", "1"]
+        backends = ["--epochs", "2", "--limit-train", "3000", "--threads", "1"]
         accuracy = ["--epochs", "2", "--limit-train", "3000"]
         train = ["--epochs", "1", "--limit-train", "3000"]
         serving = ["--requests", "60", "--max-seconds", "2", "--repeats", "1"]
     else:
         numpy = ["--repeats", "5", "--loop-samples", "6000", "--threads", "1"]
         keras = ["--repeats", "5", "--threads", "1"]
+        backends = ["--epochs", "10", "--threads", "1"]
         accuracy = ["--epochs", "30", "--repeats", "3", "--threads", "1"]
         train = []
         serving = ["--requests", "1500", "--max-seconds", "10", "--repeats", "3"]
@@ -59,6 +61,8 @@ def stage_commands(quick: bool, scratch: Path) -> dict:
                                                              str(json_paths["numpy"])), 400, json_paths["numpy"]),
         "keras": ("Keras mirror vs built-in Keras", bench("keras_mirror", *keras, "--json", str(json_paths["keras"])),
                   400, json_paths["keras"]),
+        "backends": ("Keras backends side by side", bench("backends", *backends, "--json", str(json_paths["backends"])),
+                     900, json_paths["backends"]),
         "accuracy": ("accuracy against training time", bench("training_accuracy", *accuracy,
                                                              "--json", str(json_paths["accuracy"]),
                                                              "--plot", str(scratch / "accuracy_vs_time.png")),
@@ -214,6 +218,50 @@ def section_keras(stage: dict) -> list[str]:
               f"{data['repeats']} timed epoch(s) each after one warm-up epoch, back to back in alternating order; "
               f"{data['samples']} {data['data']} samples, batch {data['batch_size']}; TensorFlow intra-op "
               f"{data['threads']['intra_op']}, inter-op {data['threads']['inter_op']} threads."]
+    return lines
+
+
+def section_backends(stage: dict) -> list[str]:
+    lines = ["## One training epoch on each Keras backend, the NumPy twin and built-in Keras", "",
+             f"Command: `{stage['command']}`", ""]
+    if stage["error"]:
+        return lines + failed(stage)
+    data = stage["data"]
+    settings, workers = data["settings"], data["workers"]
+
+    def reached(entry, key):
+        seconds, epoch = entry[key]["seconds"], entry[key]["epoch"]
+        return f"{seconds:.1f} s (epoch {epoch})" if seconds is not None else "not reached"
+
+    rows = []
+    for name, entry in data["summary"].items():
+        info = workers[name]
+        library = f"{info['backend']} {info['version']}" if "backend" in info else "numpy"
+        rows.append([f"**{name}**", library, f"{entry['first_epoch_seconds']:.2f} s", spread(entry["epoch_seconds"],
+                     unit=" s"), spread(entry["epoch_cpu_seconds"], unit=" s"),
+                     f"{entry['ratio_to_tensorflow']:.2f}x" if "ratio_to_tensorflow" in entry else "-",
+                     f"{entry['ratio_to_numpy']:.2f}x" if "ratio_to_numpy" in entry else "-",
+                     reached(entry, "time_to_97"), reached(entry, "time_to_98"),
+                     f"{100 * entry['final_test_accuracy']:.2f} %"])
+    lines += table(["variant", "library", "first epoch (incl. tracing/compiling)", "seconds per later epoch",
+                    "CPU seconds per later epoch", "vs tensorflow", "vs numpy", "time to 97 %", "time to 98 %",
+                    "final test accuracy"], rows)
+    images = next(iter(workers.values()))["train_images"]
+    lines += ["", f"The 784-128-64-10 ReLU network with the hyperparameters of `train.py` (Adam {settings['learning_rate']:g}, "
+              f"cosine decay over {settings['epochs']} epochs, batch {settings['batch_size']}, shifts of up to "
+              f"{settings['augment_shift']} px, the 90/10 split: {images} training images), seed {settings['seed']}. "
+              "tensorflow / tensorflow-xla / torch / jax: the Keras mirror (ScratchDense + ScratchAdam) on that "
+              "backend (tensorflow: Keras's CPU default, a graph without XLA; tensorflow-xla: `jit_compile=True`; "
+              "torch: eager; jax: jit-compiled, as `train.py --backend jax`); numpy: `NumpyNetwork` + our NumPy "
+              "Adam; builtin: `Dense` + `keras.optimizers.Adam` on TensorFlow. Each variant runs in a worker "
+              "process of its own (one Keras backend per process); the workers take turns epoch by epoch in a "
+              f"rotating order, one at a time, on identical data, each with {settings['threads']} thread(s) in "
+              "every library. Seconds per epoch: median (min-max) over the epochs after the first; times to a "
+              "target: cumulative training time (the first epoch included) at the end of the first epoch whose "
+              "test accuracy reached it (measured after each epoch, untimed); ratios: of the median epoch times. "
+              f"{settings['epochs'] - 1} later epoch(s) per variant; 1-minute load average "
+              f"{data['load_average']['before'][0]:.2f} at the start, {data['load_average']['after'][0]:.2f} at the end "
+              "(wall times well above CPU times mean other processes took the cores)."]
     return lines
 
 
@@ -384,14 +432,14 @@ def render(results: dict, output: Path, plots: Path) -> None:
              if name in stages and not stages[name]["error"] and (plots / png).is_file()}
     sections = {"train": lambda stage: section_train(stage, None),
                 "accuracy": lambda stage: section_accuracy(stage, links.get("accuracy")),
-                "numpy": section_numpy, "keras": section_keras,
+                "numpy": section_numpy, "keras": section_keras, "backends": section_backends,
                 "serving": lambda stage: section_serving(stage, links.get("serving"))}
     lines = header_lines(results, os.path.relpath(plots / "results.json", output.parent))
     lines += table(["benchmark", "command", "minutes"],
                    [[stages[name]["title"], f"`{stages[name]['command']}`", f"{stages[name]['seconds'] / 60:.1f}"
                      + (f" ({stages[name]['error']})" if stages[name]["error"] else "")] for name in only])
     lines.append("")
-    for name in ("train", "accuracy", "numpy", "keras", "serving"):
+    for name in ("train", "accuracy", "numpy", "keras", "backends", "serving"):
         if name in stages:
             lines += sections[name](stages[name]) + [""]
     write_bytes_atomic(output, "\n".join(lines).encode())
@@ -406,7 +454,7 @@ def header_lines(results: dict, raw_link: str) -> list[str]:
         "",
         "Written by `python -m bench.run_all`" + (" **--quick** (smoke sizes: not meaningful figures)"
                                                   if results["quick"] else "")
-        + "; do not edit by hand. Rerun it to reproduce (about 10 minutes on 2 cores; real MNIST from "
+        + "; do not edit by hand. Rerun it to reproduce (about 12 minutes on 2 cores; real MNIST from "
         "`MNIST_DATA_DIR`).",
         "",
         f"- Run: {results.get('finished_utc', 'unknown')}, commit {info['commit']}, "

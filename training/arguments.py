@@ -16,6 +16,7 @@ from pathlib import Path
 from model.numpy_activations import ACTIVATIONS
 from model.numpy_losses import LOSSES
 from model.numpy_optimizers import NAMES as OPTIMIZER_NAMES
+from training import backends
 from training.data import DATASETS, IMAGE_SIDE, NUM_CLASSES
 
 PROG = "train.py"
@@ -26,7 +27,7 @@ DEFAULT_LEARNING_RATES = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagr
 # --run-dir and --data-dir (if given) come from the command line; --data-dir falls back to the saved one.
 RESUMABLE = ("sizes", "activation", "loss", "optimizer", "learning_rate", "schedule", "epochs", "batch_size",
              "augment_shift", "validation_fraction", "seed", "dataset", "limit_train", "engine", "jit",
-             "export_dir", "no_export")
+             "export_dir", "no_export", "backend")
 
 
 def fail(message: str, status: int) -> int:
@@ -110,6 +111,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=("keras", "numpy"), default="keras",
                         help="keras: ScratchDense layers + our Keras optimizer; numpy: the NumPy network")
     parser.add_argument("--jit", action="store_true", help="compile the Keras train step with XLA")
+    parser.add_argument("--backend", default=None, metavar="{" + ",".join(backends.BACKENDS) + "}",
+                        help=f"the Keras backend to train on (default: ${backends.ENVIRONMENT}, else "
+                             f"{backends.DEFAULT}); torch and jax need {backends.REQUIREMENTS}; the export is "
+                             "the same SavedModel whichever trained it")
 
 
 # =============================================================================
@@ -121,6 +126,7 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     run's saved arguments replace those of ``RESUMABLE``. Any problem exits with status 2."""
     parser = build_parser(description)
     args = parser.parse_args(argv)
+    backend_flag = args.backend  # before --resume replaces it with the run's own
     if args.resume:
         _restore_saved_arguments(args, parser)
     elif args.run_dir is not None and (args.run_dir / "args.json").exists():
@@ -128,6 +134,7 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     if args.learning_rate is None:
         args.learning_rate = DEFAULT_LEARNING_RATES[args.optimizer]
     _check_values(args, parser)
+    _choose_backend(args, parser, backend_flag)
     if args.run_dir is None:
         args.run_dir = Path("runs") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return args
@@ -139,6 +146,7 @@ def _restore_saved_arguments(args: argparse.Namespace, parser: argparse.Argument
         parser.error("--resume needs --run-dir pointing at an earlier run (a folder with args.json)")
     try:
         saved = json.loads((args.run_dir / "args.json").read_text())
+        saved.setdefault("backend", backends.DEFAULT)  # runs from before --backend trained on TensorFlow
         for key in RESUMABLE:
             setattr(args, key, tuple(saved[key]) if key == "sizes" else saved[key])
     except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
@@ -148,6 +156,17 @@ def _restore_saved_arguments(args: argparse.Namespace, parser: argparse.Argument
         args.data_dir = Path(saved["data_dir"])
     if args.engine != "keras":
         parser.error("--resume works with --engine keras only (the NumPy engine keeps no optimizer checkpoint)")
+
+
+def _choose_backend(args: argparse.Namespace, parser: argparse.ArgumentParser, flag: str | None) -> None:
+    """Set ``args.backend`` and ``KERAS_BACKEND`` (``training/backends.py``) before anything imports
+    Keras. A resumed run continues on its own backend; asking for another one is an error."""
+    try:
+        args.backend = backends.choose(flag, resumed=args.backend if args.resume else None)
+    except backends.BackendError as exc:
+        parser.error(f"cannot resume {args.run_dir}: {exc}" if args.resume else str(exc))
+    if args.jit and args.backend == "torch":
+        parser.error("--jit compiles with XLA on the tensorflow backend (jax always does); torch trains eagerly")
 
 
 def _check_values(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:

@@ -9,21 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
 from model import numpy_optimizers
 from model.keras_network import build_model, compile_for_training, from_numpy
 from model.keras_optimizers import get as get_keras_optimizer
 from model.numpy_network import NumpyNetwork
+from training import backends
 from training.atomic import save_keras_atomic
 from training.progress import EpochProgress
 
 
 def make_reproducible(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic: the same seed then
-    gives the same weights, bit for bit."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    """Seed Python, NumPy and the Keras backend, and make the backend's ops deterministic (TensorFlow's
+    op determinism, PyTorch's deterministic algorithms; see ``training/backends.py``): the same seed
+    then gives the same weights, bit for bit."""
+    backends.make_reproducible(seed)
 
 
 def make_engine(args, steps_per_epoch: int, checkpoint: Path | None = None):
@@ -59,8 +59,9 @@ class KerasEngine:
             learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate,
                                                                    decay_steps=args.epochs * steps_per_epoch)
         optimizer = get_keras_optimizer(args.optimizer, learning_rate=learning_rate)
+        jit_compile = backends.jit_compile(keras.backend.backend(), args.jit)  # always XLA on JAX
         return compile_for_training(build_model(args.sizes, args.activation, args.seed), optimizer,
-                                    loss=args.loss, jit_compile=args.jit)
+                                    loss=args.loss, jit_compile=jit_compile)
 
     def train_epoch(self, x, y, validation, epoch: int) -> dict:
         """One pass over ``(x, y)`` in order (the caller shuffles), with Keras's progress bar."""

@@ -77,12 +77,22 @@ class ExportVerificationError(RuntimeError):
 def verify_export(model, x):
     """A check for ``export_model``: the SavedModel, loaded the way the service loads it, must give the
     in-memory model's probabilities (same classes, values within 1e-5) on ``x``."""
+    return verify_probabilities(x, lambda: model.predict(x, batch_size=2048, verbose=0))
+
+
+def verify_probabilities(x, expected):
+    """A check for ``export_model``: the SavedModel, loaded the way the service loads it, must give the
+    probabilities ``expected`` (an array, or a function returning one) on ``x``: same classes, values
+    within 1e-5. ``training/export_keras.py`` passes those a torch or JAX process computed."""
     def verify(path: Path):
         serve = tf.saved_model.load(str(path)).signatures[SIGNATURE_NAME]
         exported = serve(**{INPUT_NAME: tf.constant(x, dtype=tf.float32)})[OUTPUT_NAME].numpy()
-        expected = model.predict(x, batch_size=2048, verbose=0)
-        same_class = float((exported.argmax(1) == expected.argmax(1)).mean())
-        max_diff = float(np.abs(exported - expected).max())
+        wanted = np.asarray(expected() if callable(expected) else expected)
+        if wanted.shape != exported.shape:
+            raise ExportVerificationError(f"the reloaded export gives probabilities of shape {exported.shape}, "
+                                          f"the trained model {wanted.shape}")
+        same_class = float((exported.argmax(1) == wanted.argmax(1)).mean())
+        max_diff = float(np.abs(exported - wanted).max())
         if same_class < 1.0 or not max_diff <= 1e-5:
             raise ExportVerificationError(f"the reloaded export disagrees with the trained model: "
                                           f"{same_class:.2%} same classes, max |diff| {max_diff:.2e}")

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training import backends
 from training.mnist_files import mnist_checksums
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,9 +30,14 @@ def git_commit() -> str | None:
 
 
 def library_versions() -> dict:
-    """The versions of Python, NumPy, TensorFlow and Keras."""
-    return {"python": platform.python_version(), "numpy": np.__version__, "tensorflow": tf.__version__,
-            "keras": keras.__version__}
+    """The versions of Python, NumPy, TensorFlow and Keras, and of Keras's backend library if that is
+    torch or JAX."""
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "tensorflow": tf.__version__,
+                "keras": keras.__version__}
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        versions[backend] = backends.version(backend)
+    return versions
 
 
 def dataset_info(args, n_train: int, n_val: int, n_test: int) -> dict:
@@ -47,4 +53,4 @@ def hyperparameters(args) -> dict:
     return {"learning_rate": args.learning_rate, "schedule": args.schedule, "epochs": args.epochs,
             "batch_size": args.batch_size, "augment_shift": args.augment_shift,
             "validation_fraction": args.validation_fraction, "seed": args.seed, "loss": args.loss,
-            "engine": args.engine}
+            "engine": args.engine, "backend": args.backend}

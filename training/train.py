@@ -5,6 +5,7 @@
     python training/train.py --engine numpy                    # the NumPy twin, same data and report
     python training/train.py --optimizer momentum --learning-rate 0.05 --epochs 10
     python training/train.py --resume --run-dir runs/20261128-210000   # continue a killed run
+    python training/train.py --backend jax                     # the same Keras mirror on JAX (or torch)
     MNIST_DATA_DIR=/path/to/mnist-idx-files python training/train.py   # offline machine
 
 Defaults (30 epochs, batch 128, Adam at 2e-3 with cosine decay, random shifts of up to 2 pixels,
@@ -16,6 +17,11 @@ A run writes, in ``--run-dir`` (default ``runs/<UTC timestamp>``): ``args.json``
 ``checkpoints/epoch-NNN.keras`` (model and optimizer state), and exports the model to
 ``<export-dir>/<next version>/`` after checking that the reloaded export predicts what the trained
 model predicts. Bad arguments exit with status 2 and one line, before any training.
+
+``--backend`` (else ``KERAS_BACKEND``, else tensorflow) picks the Keras backend, set before anything
+imports Keras (``training/backends.py``); a resumed run continues on its own. On torch and JAX the export
+is written by a TensorFlow subprocess (``training/export_keras.py``): the same SavedModel either way.
+TensorBoard logging uses ``tf.summary`` on every backend (TensorFlow is always installed).
 """
 
 from __future__ import annotations
@@ -114,7 +120,8 @@ def start_or_resume(args, data: Data):
         write_json_atomic(args.run_dir / "args.json", vars(args))
     engine = make_engine(args, steps_per_epoch(args, data), checkpoint)
     n_fit, n_val, n_test = data.sizes()
-    print(f"Training {args.engine} {'-'.join(map(str, args.sizes))} {args.activation} on {args.dataset}: "
+    print(f"Training {args.engine} {'-'.join(map(str, args.sizes))} {args.activation} on {args.dataset} "
+          f"(Keras backend {args.backend}): "
           f"{n_fit} train / {n_val} validation / {n_test} test images, {args.optimizer} "
           f"lr {args.learning_rate:g} ({args.schedule}), batch {args.batch_size}, {args.epochs} epochs")
     return engine, start_epoch, rows
@@ -177,11 +184,13 @@ def evaluate_and_report(args, model, data: Data, rows: list[dict]) -> dict:
     """Evaluate ``model`` once on the test set, draw the training curves and the confusion matrix, and
     return the run's metrics: test results, last validation figures, time, arguments, provenance."""
     # TensorFlow: imported after the arguments are checked (see the note at the imports)
+    from training.backends import describe
     from training.evaluation import evaluate
     from training.provenance import dataset_info, git_commit, library_versions
 
     test = evaluate(model, *data.test, args.loss)
-    title = f"{args.engine} {'-'.join(map(str, args.sizes))} on {args.dataset}: test accuracy {test['accuracy']:.2%}"
+    title = (f"{args.engine} ({args.backend}) {'-'.join(map(str, args.sizes))} on {args.dataset}: "
+             f"test accuracy {test['accuracy']:.2%}")
     plot_training_curves(rows, args.run_dir / "training_curves.png", title)
     plot_confusion_matrix(np.array(test["confusion_matrix"]), args.run_dir / "confusion_matrix.png", title)
     return {
@@ -192,6 +201,7 @@ def evaluate_and_report(args, model, data: Data, rows: list[dict]) -> dict:
         "arguments": vars(args),
         "dataset": dataset_info(args, *data.sizes()),
         "versions": library_versions(),
+        "backend": describe(args.backend),
         "git_commit": git_commit(),
     }
 
@@ -202,9 +212,9 @@ def evaluate_and_report(args, model, data: Data, rows: list[dict]) -> dict:
 def export(args, model, data: Data, metrics: dict) -> dict | None:
     """Export ``model`` as the next version under ``--export-dir``, once the reloaded SavedModel is
     checked to predict what ``model`` predicts on the test images. Returns ``{"path", "version"}``, or
-    None after printing why if that check failed (then nothing is exported)."""
-    # TensorFlow: imported after the arguments are checked (see the note at the imports)
-    from training.export import ExportVerificationError, export_model, verify_export
+    None after printing why if that check failed (then nothing is exported). On torch and JAX a
+    TensorFlow subprocess writes it (``training/export_keras.py``), checked against this backend's
+    probabilities."""
     from training.provenance import hyperparameters
 
     test = metrics["test"]
@@ -212,10 +222,21 @@ def export(args, model, data: Data, metrics: dict) -> dict | None:
                 "hyperparameters": hyperparameters(args), "dataset": metrics["dataset"],
                 "test_accuracy": test["accuracy"], "test_loss": test["loss"],
                 "per_class_accuracy": test["per_class_accuracy"], "versions": metrics["versions"],
-                "git_commit": metrics["git_commit"], "run_dir": str(args.run_dir)}
+                "git_commit": metrics["git_commit"], "run_dir": str(args.run_dir), "backend": metrics["backend"]}
+    if args.backend == "tensorflow":
+        # TensorFlow: imported after the arguments are checked (see the note at the imports)
+        from training.export import ExportVerificationError as ExportFailed, export_model, verify_export
+
+        def write():
+            return export_model(model, args.export_dir, metadata, verify=verify_export(model, data.test[0]))
+    else:
+        from training.export_keras import ExportFailed, export_through_tensorflow
+
+        def write():
+            return export_through_tensorflow(model, args.export_dir, metadata, data.test[0])
     try:
-        path = export_model(model, args.export_dir, metadata, verify=verify_export(model, data.test[0]))
-    except ExportVerificationError as exc:
+        path = write()
+    except ExportFailed as exc:
         fail(f"{exc}; nothing was exported", status=1)
         return None
     return {"path": str(path), "version": int(path.name)}
@@ -231,7 +252,8 @@ def print_summary(args, metrics: dict) -> None:
           f"({test['images']} images, {args.dataset})")
     print("Per-class accuracy: " + "  ".join(f"{digit}: {accuracy:.1%}"
                                              for digit, accuracy in enumerate(test["per_class_accuracy"])))
-    print(f"Training time {metrics['training_seconds']:.1f} s for {metrics['epochs_completed']} epochs")
+    print(f"Training time {metrics['training_seconds']:.1f} s for {metrics['epochs_completed']} epochs "
+          f"(Keras backend {metrics['backend']['name']} {metrics['backend']['version']})")
     print(f"Run files      {args.run_dir}/ (history.csv, metrics.json, training_curves.png, confusion_matrix.png, "
           f"tensorboard/, checkpoints/)")
     if "export" in metrics:
