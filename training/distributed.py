@@ -63,6 +63,7 @@ from training.mnist_files import DataError
 EVAL_ROWS_PER_REPLICA = 1024  # validation batch per replica (sums, so it does not change the figures)
 CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")
 PROBE_TIMEOUT_S = 3.0  # asking a peer whether it is alive, after a collective failed
+LINGER_S = PROBE_TIMEOUT_S + 1  # a worker that saw a collective fail stays up this long before exiting
 
 
 class ClippingRefused(ValueError):
@@ -322,6 +323,7 @@ def run(args) -> int:
         fail(lost_worker_message(role, error, _completed_epochs(args)), status=1)
         sys.stdout.flush()
         sys.stderr.flush()
+        time.sleep(LINGER_S)  # still answering, so that peers asking who is lost do not count this one
         os._exit(1)
 
 
@@ -444,12 +446,22 @@ def lost_worker_message(role: Role, error: Exception, completed_epochs: int) -> 
     """One line: which worker was lost (asking every peer), what failed, and how to go on."""
     cluster = role.cluster
     lost = [rank for rank in range(cluster.size) if rank != cluster.rank and not peer_alive(cluster, rank)]
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    summary = re.sub(r"\{\{[^}]*\}\}\s*", "", first_line)[:200]
-    what = (f"lost {', '.join(cluster.name(rank) for rank in lost)}: it no longer answers" if lost else
+    summary = cause(error)
+    what = (f"lost {', '.join(cluster.name(rank) for rank in lost)}: "
+            f"{'it no longer answers' if len(lost) == 1 else 'they no longer answer'}" if lost else
             "a collective operation failed but every other worker still answers (one may have restarted or hung)")
     return (f"{role.name}: {what} ({type(error).__name__}: {summary}); stopping. The run folder keeps its last "
             f"complete checkpoint (epoch {completed_epochs}): start every worker again with --resume")
+
+
+def cause(error: Exception) -> str:
+    """The informative part of a failed collective's error, on one line: e.g. "recvmsg:Connection
+    reset by peer" or "Collective has timed out during execution" (not "Graph execution error:")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("Collective") or "timed out" in line:
+            return re.sub(r"^(Collective ops is aborted by: )+", "", re.sub(r"\{\{[^}]*\}\}\s*", "", line))[:200]
+    return re.sub(r"\{\{[^}]*\}\}\s*", "", lines[0])[:200] if lines else "no message"
 
 
 def peer_alive(cluster: Cluster, rank: int) -> bool:
