@@ -13,10 +13,17 @@ the global batch: each of the R replicas gets ``batch / R`` rows, and a batch th
 evenly is refused, as are the options that cannot be distributed (see ``check``). Every refusal is one
 line on stderr and exit status 2, before anything is loaded or written (``arguments.parse_args``).
 
-``indexed_job_tf_config`` builds ``TF_CONFIG`` for a pod of a Kubernetes Indexed Job
-(deploy/kubernetes-train.yaml)::
+For orchestrators (deploy/kubernetes-train.yaml, docker-compose.yml), which restart a failed worker
+with the command it started with::
 
-    python -m training.cluster indexed-job     # prints TF_CONFIG from JOB_COMPLETION_INDEX, WORKERS, ...
+    python -m training.cluster worker --run-dir DIR [train.py options]
+    python -m training.cluster indexed-job     # prints the TF_CONFIG that `worker` would build
+
+``worker`` runs ``train.py --strategy multi-worker`` with the given options, adding ``--resume`` when
+``DIR`` already holds the run (after a failure every worker restarts from the chief's last complete
+checkpoint) and doing nothing when the run is complete (``DIR/metrics.json`` exists). Without
+``TF_CONFIG`` in a pod of a Kubernetes Indexed Job, it builds it from ``JOB_COMPLETION_INDEX``,
+``WORKERS``, ``JOB_NAME``, ``SERVICE_NAME`` and ``WORKER_PORT`` (``indexed_job_tf_config``).
 """
 
 from __future__ import annotations
@@ -26,12 +33,14 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 STRATEGIES = ("none", "mirrored", "multi-worker")
 DEFAULT_REPLICAS = 2
 MAX_REPLICAS = 64
 DEFAULT_COMM_TIMEOUT = 120.0
 TF_CONFIG = "TF_CONFIG"
+TRAIN_SCRIPT = Path(__file__).resolve().with_name("train.py")
 # Task types of a TF_CONFIG cluster that MultiWorkerMirroredStrategy trains with.
 TRAINING_JOBS = ("chief", "worker")
 
@@ -197,10 +206,46 @@ def indexed_job_tf_config(env=os.environ) -> str:
     return json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] != ["indexed-job"]:
-        sys.exit("usage: python -m training.cluster indexed-job   (prints TF_CONFIG for this Indexed Job pod)")
+def worker_command(argv: list[str], env=os.environ) -> list[str] | None:
+    """``train.py --strategy multi-worker`` with ``argv``, plus ``--resume`` if ``--run-dir`` already
+    holds the run; None if that run is complete. ClusterError without ``--run-dir``."""
+    run_dir = None
+    for i, arg in enumerate(argv):
+        if arg == "--run-dir" and i + 1 < len(argv):
+            run_dir = argv[i + 1]
+        elif arg.startswith("--run-dir="):
+            run_dir = arg.split("=", 1)[1]
+    if not run_dir:
+        raise ClusterError("worker needs --run-dir: a folder every worker sees, where the chief keeps the run")
+    if (Path(run_dir) / "metrics.json").exists():
+        return None
+    resume = ["--resume"] if (Path(run_dir) / "args.json").exists() and "--resume" not in argv else []
+    return [sys.executable, str(TRAIN_SCRIPT), "--strategy", "multi-worker", *resume, *argv]
+
+
+def _main(argv: list[str]) -> int:
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
     try:
-        print(indexed_job_tf_config())
+        if command == "indexed-job" and not rest:
+            print(indexed_job_tf_config())
+            return 0
+        if command == "worker":
+            if TF_CONFIG not in os.environ and "JOB_COMPLETION_INDEX" in os.environ:
+                os.environ[TF_CONFIG] = indexed_job_tf_config()
+            train = worker_command(rest)
+            if train is None:
+                print(f"the run in {rest[rest.index('--run-dir') + 1] if '--run-dir' in rest else '--run-dir'} is "
+                      "complete (metrics.json exists): nothing to do", flush=True)
+                return 0
+            sys.stdout.flush()
+            os.execv(train[0], train)
     except ClusterError as error:
-        sys.exit(f"training.cluster: error: {error}")
+        print(f"training.cluster: error: {error}", file=sys.stderr)
+        return 2
+    print("usage: python -m training.cluster worker --run-dir DIR [train.py options]\n"
+          "       python -m training.cluster indexed-job", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -418,8 +418,10 @@ def describe(args, role: Role, fit_rows: int) -> dict:
 
 
 def fingerprint(args, data) -> int:
-    """A 32-bit digest of what must be equal on every worker: the resumable arguments and the labels."""
-    settings = json.dumps({key: getattr(args, key) for key in RESUMABLE}, sort_keys=True, default=str)
+    """A 32-bit digest of what must be equal on every worker: the arguments that shape training (those
+    a resumed run restores, less where the chief exports) and the labels."""
+    keys = sorted(set(RESUMABLE) - {"export_dir", "no_export"})
+    settings = json.dumps({key: getattr(args, key) for key in keys}, sort_keys=True, default=str)
     return zlib.crc32(data.fit[1].tobytes(), zlib.crc32(data.validation[1].tobytes(), zlib.crc32(settings.encode())))
 
 
