@@ -30,23 +30,28 @@ def environment(**extra) -> dict:
 
 
 class Cluster:
-    """``count`` worker processes running ``command`` (each with its TF_CONFIG unless ``with_tf_config``
-    is False), in their own process groups, outputs in ``logs``."""
+    """``count`` worker processes running ``command`` (a list, or a function of the worker's index that
+    returns one), each with its TF_CONFIG unless ``with_tf_config`` is False, in their own process
+    groups, outputs in ``logs/<name>-<index>.log``."""
 
-    def __init__(self, command: list[str], count: int, logs: Path, name: str = "worker", with_tf_config: bool = True):
+    def __init__(self, command, count: int, logs: Path, name: str = "worker", with_tf_config: bool = True):
         self.addresses = [f"{LOCALHOST}:{free_port()}" for _ in range(count)]
         logs.mkdir(parents=True, exist_ok=True)
         self.log_paths = [logs / f"{name}-{index}.log" for index in range(count)]
         self.processes = []
         for index, log_path in enumerate(self.log_paths):
             with open(log_path, "wb") as log:
+                argv = command(index) if callable(command) else command
                 self.processes.append(subprocess.Popen(
-                    [str(part) for part in command], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                    [str(part) for part in argv], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                     env=environment(**({"TF_CONFIG": tf_config(self.addresses, index)} if with_tf_config else {})),
                     start_new_session=True))
 
     def log(self, index: int) -> str:
         return self.log_paths[index].read_text(errors="replace")
+
+    def poll(self) -> list[int | None]:
+        return [process.poll() for process in self.processes]
 
     def wait(self, timeout: float) -> list[int]:
         """Every process's exit status; all killed and AssertionError (with their logs' ends) if any
