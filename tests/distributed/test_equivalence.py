@@ -11,7 +11,6 @@ weights it exactly, ``fit`` under MirroredStrategy does not (each replica averag
 """
 
 import json
-import subprocess
 import sys
 import time
 
