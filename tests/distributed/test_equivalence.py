@@ -170,3 +170,27 @@ def test_fit_still_fails_under_multi_worker_mirrored_strategy(runs):
     for report, _ in runs["multi-worker-2"]:
         assert report["fit_error"] is not None, "fit worked under MultiWorkerMirroredStrategy"
         assert report["fit_error"].startswith("ValueError") and "PerReplica" in report["fit_error"]
+
+
+def test_without_a_strategy_the_loop_gives_fits_weights_bit_for_bit(data_file):
+    """TensorFlow's default strategy (what bench/distributed.py's "1 process, our loop" runs): 9 steps
+    including a short one, Adam."""
+    import tensorflow as tf
+
+    from model.keras_network import compile_for_training, from_numpy
+    from model.numpy_network import NumpyNetwork
+    from training.distributed import DistributedEngine
+
+    data = np.load(data_file)
+    x, y = data["x"][:STEPS * 128 + UNEVEN], data["y"][:STEPS * 128 + UNEVEN]
+
+    def trainer():
+        return compile_for_training(from_numpy(NumpyNetwork(seed=0)), "adam", 2e-3)
+
+    fitted = trainer()
+    fitted.fit(x, y, batch_size=128, shuffle=False, verbose=0)
+    engine = DistributedEngine(tf.distribute.get_strategy(), trainer, 128, verbose=False)
+    engine.train_epoch(x, y, (x[:0], y[:0]), 0)
+    assert engine.replica_rows[-1] == [UNEVEN]
+    for loop, fit in zip(engine.trainer.get_weights(), fitted.get_weights()):
+        np.testing.assert_array_equal(loop, fit)
