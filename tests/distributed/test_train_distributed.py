@@ -1,5 +1,6 @@
 """``train.py --strategy multi-worker`` end to end with real worker processes on 127.0.0.1 and real MNIST:
-the chief alone writes the run and one servable export, whose accuracy matches one process; a worker
+the chief alone writes the run and one servable export, whose accuracy matches one process, and one
+process without a strategy resumes the run where the workers would have ended it; a worker
 killed mid-epoch makes every other worker exit non-zero within --comm-timeout, naming it, leaving no
 export and no half-written file; the orchestrators' restart (``python -m training.cluster worker``)
 then resumes every worker from the chief's last checkpoint and finishes the run; workers started with
@@ -7,6 +8,8 @@ different arguments refuse to train."""
 
 import csv
 import json
+import shutil
+import subprocess
 import sys
 import time
 
@@ -14,8 +17,10 @@ import pytest
 
 from service.contract import list_versions
 from tests.conftest import mnist_dir
-from tests.distributed.support import TRAIN, Cluster
-from tests.training.test_train import check_run
+from tests.distributed.support import TRAIN, Cluster, environment
+from tests.distributed.test_equivalence import max_abs_diff
+from tests.support import REPO
+from tests.training.test_train import check_run, load_checkpoint_weights
 
 pytestmark = pytest.mark.slow
 
@@ -61,6 +66,22 @@ def test_two_workers_train_and_the_chief_alone_exports_a_servable_model_as_good_
     distributed_report(f"end to end test accuracy: 2 workers {two_workers:.2%}, one process {one_process:.2%}")
     assert abs(two_workers - one_process) <= 0.003
     assert history_epochs(run_dir) == [1, 2]
+
+    # The run resumed after epoch 1 in one process, without a strategy, ends where the 2 workers ended.
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(run_dir, resumed_dir)
+    (resumed_dir / "checkpoints" / "epoch-002.keras").unlink()
+    (resumed_dir / "metrics.json").unlink()
+    started = time.monotonic()
+    resumed = subprocess.run(TRAIN + ["--resume", "--run-dir", resumed_dir, "--export-dir", tmp_path / "exports-resumed"],
+                             capture_output=True, text=True, timeout=TIMEOUT, cwd=REPO, env=environment())
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming {resumed_dir} after epoch 1 of 2" in resumed.stdout
+    difference = max_abs_diff(load_checkpoint_weights(run_dir / "checkpoints" / "epoch-002.keras"),
+                              load_checkpoint_weights(resumed_dir / "checkpoints" / "epoch-002.keras"))
+    distributed_report(f"2-worker run resumed after epoch 1 by one process without a strategy: epoch 2's weights "
+                       f"{difference:.1e} from the 2 workers' ({time.monotonic() - started:.0f} s)")
+    assert difference <= 1e-5
 
 
 def test_a_worker_killed_mid_epoch_stops_every_other_worker_then_a_restart_resumes_the_run(
