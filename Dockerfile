@@ -8,7 +8,7 @@
 # Stages:
 #   assets   the model export (checked first, so a build without one fails in seconds) and service/
 #   build    a virtual environment with the serving requirements, nothing else
-#   train    optional (`--target train`, docker-compose.yml's "train" profile): the training environment
+#   train    optional (`--target train`, docker-compose.yml's "train" and "train-distributed" profiles): the training environment
 #   runtime  the default target: the venv, service/ and the model on a slim base, as a non-root user
 #
 # BASE_IMAGE must be a Debian-like image with python3 (3.11), python3 -m venv, useradd and a C++ runtime

@@ -17,6 +17,7 @@ from model.numpy_activations import ACTIVATIONS
 from model.numpy_losses import LOSSES
 from model.numpy_optimizers import NAMES as OPTIMIZER_NAMES
 from training import backends
+from training import cluster
 from training.data import DATASETS, IMAGE_SIDE, NUM_CLASSES
 
 PROG = "train.py"
@@ -63,6 +64,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     _add_network_options(parser)
     _add_data_options(parser)
     _add_run_options(parser)
+    cluster.add_options(parser)  # --strategy, --replicas, --comm-timeout (training/cluster.py)
     return parser
 
 
@@ -135,6 +137,7 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
         args.learning_rate = DEFAULT_LEARNING_RATES[args.optimizer]
     _check_values(args, parser)
     _choose_backend(args, parser, backend_flag)
+    cluster.check(args, parser)  # after --resume restored the batch size and the engine
     if args.run_dir is None:
         args.run_dir = Path("runs") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return args

@@ -6,6 +6,7 @@
     python training/train.py --optimizer momentum --learning-rate 0.05 --epochs 10
     python training/train.py --resume --run-dir runs/20261128-210000   # continue a killed run
     python training/train.py --backend jax                     # the same Keras mirror on JAX (or torch)
+    python training/train.py --strategy mirrored --replicas 2          # data parallel, docs/distributed.md
     MNIST_DATA_DIR=/path/to/mnist-idx-files python training/train.py   # offline machine
 
 Defaults (30 epochs, batch 128, Adam at 2e-3 with cosine decay, random shifts of up to 2 pixels,
@@ -54,6 +55,10 @@ def main(argv=None) -> int:
     """Train, evaluate and export as the module docstring says; return the exit status."""
     args = parse_args(argv, description=SUMMARY)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide TF's C++ start-up banner and tf.data notices
+    if args.strategy != "none":  # the same steps over a tf.distribute strategy: training/distributed.py
+        from training.distributed import run
+
+        return run(args)
     try:
         data = load_data(args)
     except DataError as exc:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Container checks (issue 7), run by .ci/run after pytest (venv active, repository root, MNIST_DATA_DIR):
 #   1. hadolint on the Dockerfile (no rule ignored: no .hadolint.yaml, no inline ignores)
-#   2. kubernetes-validate --strict on deploy/kubernetes.yaml, against Kubernetes 1.25 and 1.37
-#   3. docker-compose.yml against the Compose Specification schema (check-jsonschema's vendored copy)
+#   2. kubernetes-validate --strict on deploy/kubernetes.yaml and deploy/kubernetes-train.yaml, against
+#      Kubernetes 1.25 and 1.37
+#   3. docker-compose.yml (its train and train-distributed profiles included) against the Compose
+#      Specification schema (check-jsonschema's vendored copy)
 #   4. podman, buildah, runc and debootstrap from Debian if missing, then tests/container/smoke.sh:
 #      build the image with a freshly trained export, run it and check it (a few minutes)
 # Only when podman cannot be installed (no apt-get, no root, the package cannot be had) does step 4
@@ -38,11 +40,14 @@ fi
 hadolint Dockerfile || fail "hadolint found problems in the Dockerfile (above)"
 echo "hadolint: no findings"
 
-echo "-- kubernetes-validate $(kubernetes-validate --version 2>&1 | awk '{print $NF}'): deploy/kubernetes.yaml"
-for version in 1.25.0 1.37.0; do
-    kubernetes-validate --strict --quiet --kubernetes-version "$version" deploy/kubernetes.yaml ||
-        fail "deploy/kubernetes.yaml is not valid for Kubernetes $version (above)"
-    echo "kubernetes-validate --strict: valid for Kubernetes $version"
+# deploy/kubernetes.yaml serves; deploy/kubernetes-train.yaml trains (an Indexed Job of multi-worker workers)
+for manifest in deploy/kubernetes.yaml deploy/kubernetes-train.yaml; do
+    echo "-- kubernetes-validate $(kubernetes-validate --version 2>&1 | awk '{print $NF}'): $manifest"
+    for version in 1.25.0 1.37.0; do
+        kubernetes-validate --strict --quiet --kubernetes-version "$version" "$manifest" ||
+            fail "$manifest is not valid for Kubernetes $version (above)"
+        echo "kubernetes-validate --strict: $manifest valid for Kubernetes $version"
+    done
 done
 
 echo "-- check-jsonschema: docker-compose.yml against the Compose Specification"

@@ -283,7 +283,9 @@ def test_help_explains_every_option():
 
 
 def test_every_option_is_restored_on_resume_or_given_each_time():
-    given_each_time = {"run_dir", "data_dir", "resume"}  # data_dir falls back to the saved one
+    # data_dir falls back to the saved one; the strategy options may change on resume (the global batch and the
+    # data of each epoch do not depend on them: docs/distributed.md)
+    given_each_time = {"run_dir", "data_dir", "resume", "strategy", "replicas", "comm_timeout"}
     options = {action.dest for action in build_parser()._actions if action.dest != "help"}
     assert options == set(RESUMABLE) | given_each_time
     assert not set(RESUMABLE) & given_each_time
