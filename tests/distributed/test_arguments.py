@@ -46,6 +46,8 @@ def assert_refused(result, message: str, run_dir):
     (["--strategy", "mirrored", "--jit"], None, "--jit is not supported with --strategy mirrored"),
     (["--strategy", "multi-worker", "--jit"], TWO, "--jit is not supported with --strategy multi-worker"),
     (["--strategy", "mirrored", "--engine", "numpy"], None, "--engine numpy cannot be distributed"),
+    (["--strategy", "mirrored", "--backend", "jax"], None,
+     "--strategy mirrored runs on TensorFlow's tf.distribute: use --backend tensorflow (got --backend jax)"),
     (["--strategy", "multi-worker", "--engine", "numpy"], TWO, "--engine numpy cannot be distributed"),
     (["--replicas", "2"], None, "--replicas is for --strategy mirrored"),
     (["--strategy", "multi-worker", "--replicas", "2"], TWO, "--replicas is for --strategy mirrored"),
