@@ -348,14 +348,14 @@ def launch_ours(ctx: Context, port: int) -> Launch:
 def launch_ours_gthread(ctx: Context, port: int) -> Launch:
     """Ours as it was before the asyncio worker: gunicorn's threaded worker, 4 threads per worker."""
     launch = launch_ours(ctx, port)
-    return Launch(launch.command[:4] + ["-k", "gthread", "--threads", "4"] + launch.command[4:], launch.env,
+    return Launch(launch.command[:5] + ["-k", "gthread", "--threads", "4"] + launch.command[5:], launch.env,
                   launch.cwd)
 
 
 def launch_ours_nginx(ctx: Context, port: int) -> Launch:
     """Ours with gthread workers behind a buffering nginx (bench/peer_servers/nginx_front.sh)."""
     scratch = ctx.scratch / f"nginx-{port}"
-    return Launch(["sh", str(PEER_DIR / "nginx_front.sh"), str(port), str(scratch)],
+    return Launch(["sh", str(PEER_DIR / "nginx_front.sh"), str(port), str(scratch), str(free_port())],
                   _env(MODEL_DIR=str(ctx.export_base), PATH=f"{Path(sys.executable).parent}{os.pathsep}"
                                                             f"{os.environ.get('PATH', '')}:/usr/sbin"), REPO)
 
@@ -433,7 +433,7 @@ SPECS = {spec.name: spec for spec in (
                "clients: each one holds a thread)"),
     ServerSpec("ours-nginx", "ours on gthread behind nginx", "/predict", None, launch_ours_nginx,
                _instances, _our_predictions,
-               "nginx (buffering proxy, keep-alive upstream over a unix socket) in front of gunicorn -k "
+               "nginx (buffering proxy, keep-alive upstream connections) in front of gunicorn -k "
                "gthread --threads 4: gunicorn's documented way to face slow clients"),
     ServerSpec("baseline", "tutorial baseline (Flask + model.predict)", "/predict", None, launch_baseline,
                _instances, _our_predictions,

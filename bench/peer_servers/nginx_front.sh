@@ -1,13 +1,13 @@
 #!/bin/sh
-# nginx_front.sh PORT SCRATCH: our service the way gunicorn's documentation recommends deploying a sync or
-# threaded worker: behind a buffering proxy. gunicorn with gthread workers (4 threads) listens on a unix
-# socket; nginx (Debian's nginx-light) buffers each whole request and response and forwards them over
-# keep-alive connections. Used by bench/peers.py (server "ours-nginx") to measure that option against
+# nginx_front.sh PORT SCRATCH UPSTREAM_PORT: our service the way gunicorn's documentation recommends
+# deploying a sync or threaded worker: behind a buffering proxy. gunicorn with gthread workers (4 threads)
+# listens on 127.0.0.1:UPSTREAM_PORT; nginx (Debian's nginx-light) buffers each whole request and response
+# and forwards them over keep-alive connections. Used by bench/peers.py (server "ours-nginx") to measure that option against
 # the shipped one (service/worker.py), which reads whole requests itself.
 set -eu
 port=$1
 scratch=$2
-socket="$scratch/gunicorn.sock"
+upstream=$3
 mkdir -p "$scratch/nginx"
 cat >"$scratch/nginx/nginx.conf" <<CONF
 worker_processes 1;
@@ -22,7 +22,7 @@ http {
     client_header_timeout 5s;
     client_body_timeout 10s;
     keepalive_timeout 5s;
-    upstream service { server unix:$socket; keepalive 32; }
+    upstream service { server 127.0.0.1:$upstream; keepalive 32; }
     server {
         listen 127.0.0.1:$port;
         location / {
@@ -35,6 +35,6 @@ http {
     }
 }
 CONF
-python -m gunicorn -c service/gunicorn.conf.py -k gthread --threads 4 --bind "unix:$socket" \
+python -m gunicorn -c service/gunicorn.conf.py -k gthread --threads 4 --bind "127.0.0.1:$upstream" \
     "service.app:create_app()" &
 exec nginx -p "$scratch/nginx" -c "$scratch/nginx/nginx.conf" -g "daemon off;"
