@@ -8,9 +8,10 @@ service (gunicorn with ``service.worker.Worker``, requirements-serve.txt in a fr
 ``strace -f -e trace=openat,open,execve,stat`` through every endpoint (JSON, the five image formats
 raw, base64 and multipart, TF Serving, KServe v2 JSON and binary FP16/32/64, /metrics, /openapi.json,
 the page), every 4xx path, a hot reload to a new version, a broken version and a roll back, a load
-burst, ``ENABLE_BATCHING=1`` and a SIGTERM shutdown. Nothing below was opened. It is pinned to the
-versions it was measured with (``MEASURED_WITH``): with any other version this script stops, so
-that an upgrade is measured again instead of trusted (docs/deployment.md, "Image size", tells how).
+burst, ``ENABLE_BATCHING=1`` and a SIGTERM shutdown (``python -m tests.container.measure_files``
+repeats that measurement). Nothing below was opened. It is pinned to the versions it was measured
+with (``MEASURED_WITH``): with any other version this script stops, so that an upgrade is measured
+again instead of trusted (docs/deployment.md, "Image size", tells how).
 
 Three kinds of removal, each listed below with its reason:
 
