@@ -7,7 +7,7 @@
 #
 # Stages:
 #   assets   the model export (checked first, so a build without one fails in seconds) and service/
-#   build    a virtual environment with the serving requirements, nothing else
+#   build    a virtual environment with the serving requirements, minus what the service never loads
 #   train    optional (`--target train`, docker-compose.yml's "train" profile): the training environment
 #   runtime  the default target: the venv, service/ and the model on a slim base, as a non-root user
 #

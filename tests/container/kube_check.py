@@ -225,7 +225,7 @@ def limits(args) -> None:
     pid = state["Pid"]
     inside = podman("exec", args.container, "sh", "-c",
                     'for f in /proc/[0-9]*/status; do [ -r "$f" ] && grep -H -E '
-                    '"^(Name|Uid|Gid|CapEff|CapBnd|NoNewPrivs|Seccomp):" "$f"; done')
+                    '"^(Name|Uid|Gid|CapEff|CapBnd|NoNewPrivs|Seccomp):" "$f"; done; true')
     processes: dict[str, dict[str, str]] = {}
     for line in inside.splitlines():
         path, key, value = line.split(":", 2)
