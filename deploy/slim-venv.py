@@ -37,9 +37,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-# What the lists below were measured with. Another version of any of these: stop (measure again).
-MEASURED_WITH = {"tensorflow-cpu": "2.21.0", "numpy": "2.4.6", "keras": "3.15.1", "h5py": "3.14.0",
-                 "grpcio": "1.85.3", "libclang": "18.1.1"}
+# What the lists below were measured with: the pins in requirements-serve.txt whose code decides what
+# is loaded (TensorFlow imports, or not, the distributions below; the paths are TensorFlow's and
+# NumPy's). Another version of either: stop (measure again). The distributions uninstalled are
+# tensorflow-cpu's unpinned dependencies: whichever version pip picks, the service never imports them.
+MEASURED_WITH = {"tensorflow-cpu": "2.21.0", "numpy": "2.4.6"}
 
 # 1. Distributions the serving process never imports (none of their files was opened).
 UNINSTALL = {
