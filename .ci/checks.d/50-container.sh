@@ -5,8 +5,10 @@
 #      Kubernetes 1.25 and 1.37
 #   3. docker-compose.yml (its train and train-distributed profiles included) against the Compose
 #      Specification schema (check-jsonschema's vendored copy)
-#   4. podman, buildah, runc and debootstrap from Debian if missing, then tests/container/smoke.sh:
-#      build the image with a freshly trained export, run it and check it (a few minutes)
+#   4. podman, buildah, runc, debootstrap and catatonit (podman's pod infra process) from Debian if
+#      missing, then tests/container/smoke.sh: build the image with a freshly trained export, run it
+#      and check it, attack it with slow clients, and run deploy/kubernetes.yaml with `podman kube
+#      play` (tests/container/kube.sh) (a few minutes)
 # Only when podman cannot be installed (no apt-get, no root, the package cannot be had) does step 4
 # print "SKIPPED: ..." and the script exit 0; any other failure exits non-zero with a clear message.
 set -euo pipefail
@@ -62,7 +64,7 @@ skip() {
 }
 # Each package has a command of its own name. (Not `dpkg -s`: it succeeds for a removed package whose
 # configuration files are still there.)
-packages=(podman buildah runc debootstrap)
+packages=(podman buildah runc debootstrap catatonit)
 missing=()
 for pkg in "${packages[@]}"; do
     command -v "$pkg" >/dev/null || missing+=("$pkg")
@@ -84,4 +86,4 @@ command -v podman >/dev/null || skip "podman is still not on PATH after apt-get 
 
 echo "-- container smoke test (tests/container/smoke.sh)"
 bash tests/container/smoke.sh || fail "the container smoke test failed (above)"
-echo "== container checks passed: hadolint, kubernetes-validate, compose schema, podman smoke test"
+echo "== container checks passed: hadolint, kubernetes-validate, compose schema, podman smoke test, slow clients, podman kube play"

@@ -5,6 +5,7 @@ import importlib.metadata as md
 import importlib.util
 import os
 import shutil
+import struct
 import sys
 
 problems = []
@@ -33,8 +34,37 @@ extra = [m for m in ("sklearn", "matplotlib", "pytest", "tensorboard", "model", 
 if extra:
     problems.append(f"training or test packages in the runtime image: {extra}")
 
+# deploy/slim-venv.py: what the serving process never loads is gone, and the symbol tables too
+slimmed = [m for m in ("keras", "h5py", "grpc", "pip", "setuptools", "pkg_resources", "pygments", "rich", "optree")
+           if importlib.util.find_spec(m)]
+if slimmed:
+    problems.append(f"left out by deploy/slim-venv.py, yet in the image: {slimmed}")
+tensorflow_dir = os.path.dirname(importlib.util.find_spec("tensorflow").origin)
+for leftover in ("include", "compiler/mlir/stablehlo"):
+    if os.path.exists(os.path.join(tensorflow_dir, leftover)):
+        problems.append(f"left out by deploy/slim-venv.py, yet in the image: tensorflow/{leftover}")
+
+
+def section_names(path):
+    """The section names of a 64-bit little-endian ELF file."""
+    with open(path, "rb") as f:
+        header = f.read(64)
+        shoff, = struct.unpack_from("<Q", header, 40)
+        shnum, shstrndx = struct.unpack_from("<HH", header, 60)
+        f.seek(shoff)
+        sections = [struct.unpack("<IIQQQQIIQQ", f.read(64)) for _ in range(shnum)]
+        f.seek(sections[shstrndx][4])
+        names = f.read(sections[shstrndx][5])
+    return {names[s[0]:names.index(b"\0", s[0])].decode() for s in sections}
+
+
+library = os.path.join(tensorflow_dir, "libtensorflow_cc.so.2")
+if {".symtab", ".strtab"} & section_names(library):
+    problems.append(f"{library} still has its symbol table (deploy/slim-venv.py strips it)")
+
 if problems:
     print("\n".join(problems))
     sys.exit(1)
 print(f"image content: {len(dists)} distributions in the venv, tensorflow-cpu {md.version('tensorflow-cpu')}, "
-      f"Python {sys.version.split()[0]}, no compiler, no tests, no training code, code and model read-only")
+      f"Python {sys.version.split()[0]}, no compiler, no tests, no training code, code and model read-only; "
+      "slimmed (no Keras, h5py, grpc, pip; TensorFlow without headers and symbol tables)")

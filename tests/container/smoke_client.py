@@ -11,6 +11,13 @@ only for the reference predictions. Subcommands:
                                     seconds); counts go to FILE as JSON (the graceful-shutdown check)
     check-load FILE                 exit 1 unless every answer received during the shutdown was a
                                     complete 200
+    exercise URL --mnist-dir D      every kind of request the API takes (JSON, 28x28, TF Serving, KServe
+                                    v2, images in five formats raw/multipart/base64), the refusals (4xx
+                                    with a JSON error), the GET routes and /metrics: the slim image must
+                                    still have every module these paths load
+    wait-version URL N SECONDS      poll POST /predict until version N answers (hot reload, roll back)
+    slow-clients URL --keepalive K --body-timeout B
+                                    tests/slow_clients.py's three attacks against the server at URL
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from tests.support import free_port, wait_for
+
+IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "BMP": "image/bmp",
+               "WEBP": "image/webp"}
+LOSSLESS = ("PNG", "GIF", "BMP")  # the same picture must give the same digit in each
 
 
 def fail(message: str) -> None:
@@ -198,6 +209,122 @@ def check_load(args) -> None:
         fail("a request the server accepted was not answered completely during the graceful shutdown")
 
 
+# ------------------------------------------------------------------------- every code path
+def exercise(args) -> None:
+    """Each kind of request, valid and invalid, once: tests/reliability/support.py's catalogue (the
+    same the soak and fuzz tests send) plus every image format, GET route and /metrics."""
+    import base64
+    import uuid
+
+    from tests.reliability.support import invalid_templates, send, valid_templates
+    from tests.service.conftest import png_bytes
+
+    pixels, _ = mnist_test_set(Path(args.mnist_dir))
+    x = pixels[:32]
+    status, raw = request(args.url + "/predict", json.dumps({"instances": x.tolist()}).encode())
+    if status != 200:
+        fail(f"POST /predict answered {status}: {raw[:300]!r}")
+    predicted = [p["digit"] for p in json.loads(raw)["predictions"]]  # every other route must agree
+    host, port = args.url.removeprefix("http://").split(":")
+    templates = valid_templates(x, predicted) + invalid_templates()
+    for template in templates:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            problem = template.judge(*send(conn, template))
+        finally:
+            conn.close()
+        if problem:
+            fail(problem)
+
+    digits = {}
+    for fmt, content_type in IMAGE_TYPES.items():
+        data = png_bytes(x[6], size=84, fmt=fmt)
+        boundary = uuid.uuid4().hex
+        multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"digit.{fmt.lower()}\"\r\n"
+                     f"Content-Type: {content_type}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        b64 = json.dumps({"instances": [{"b64": base64.b64encode(data).decode()}]}).encode()
+        for how, body, headers in (("raw", data, {"Content-Type": content_type}),
+                                   ("multipart", multipart, {"Content-Type": f"multipart/form-data; boundary={boundary}"}),
+                                   ("base64", b64, {"Content-Type": "application/json"})):
+            req = urllib.request.Request(args.url + "/predict", data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=30) as response:
+                    answer = json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                fail(f"{fmt} image ({how}): {error.code} {error.read()[:200]!r}")
+            digit = answer["predictions"][0]["digit"]
+            if digits.setdefault((fmt, "any"), digit) != digit:
+                fail(f"{fmt} image: {how} gave digit {digit}, another encoding {digits[(fmt, 'any')]}")
+            if fmt in LOSSLESS and digits.setdefault("lossless", digit) != digit:
+                fail(f"{fmt} image ({how}): digit {digit}, PNG gave {digits['lossless']}")
+
+    model = json.loads(request(args.url + "/readyz")[1])["model"]
+    name, version = model["name"], model["version"]
+    for path in ("/", "/healthz", "/readyz", "/openapi.json", f"/v1/models/{name}", f"/v1/models/{name}/metadata",
+                 f"/v1/models/{name}/versions/{version}", "/v2", "/v2/health/live", "/v2/health/ready",
+                 f"/v2/models/{name}", f"/v2/models/{name}/ready", f"/v2/models/{name}/versions/{version}"):
+        status, raw = request(args.url + path)
+        if status != 200:
+            fail(f"GET {path} answered {status}: {raw[:200]!r}")
+
+    status, raw = request(args.url + "/metrics")
+    text = raw.decode()
+    predictions = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                      if line.startswith("mnist_predictions_total{"))
+    if status != 200 or "mnist_http_requests_total{" not in text or predictions <= 0:
+        fail(f"GET /metrics: {status}, {predictions:.0f} predictions counted: {text[:300]!r}")
+    print(f"{len(templates)} kinds of request ({sum(t.valid for t in templates)} valid, "
+          f"{sum(not t.valid for t in templates)} refused with their 4xx and a JSON error), "
+          f"{len(IMAGE_TYPES)} image formats x raw/multipart/base64, 13 GET routes: as expected; "
+          f"/metrics counts {predictions:.0f} predicted digits")
+
+
+def wait_version(args) -> None:
+    """Until three answers in a row come from version N (every worker switched), or time is up."""
+    body = json.dumps({"instances": [[0.0] * 784]}).encode()
+    streak = [0]
+    last = ["no answer"]
+
+    def serving() -> bool:
+        try:
+            status, raw = request(args.url + "/predict", body, timeout=10)
+        except (OSError, http.client.HTTPException) as error:
+            last[0] = repr(error)
+            return False
+        last[0] = f"{status} {raw[:120]!r}"
+        version = json.loads(raw).get("model", {}).get("version") if status == 200 else None
+        streak[0] = streak[0] + 1 if version == args.version else 0
+        return streak[0] >= 3
+
+    start = time.monotonic()
+    try:
+        wait_for(serving, args.seconds, f"version {args.version}", interval=0.3)
+    except TimeoutError:
+        fail(f"version {args.version} did not answer within {args.seconds:.0f} s (last: {last[0]})")
+    print(f"version {args.version} answers after {time.monotonic() - start:.1f} s")
+
+
+def slow_clients(args) -> None:
+    from tests.slow_clients import dribbled_bodies, idle_keep_alive, never_finished_headers, raise_fd_limit
+
+    try:
+        raise_fd_limit()
+    except RuntimeError as error:
+        fail(str(error))
+    port = int(args.url.rsplit(":", 1)[1])
+    attacks = [("200 connections that never finish their headers", never_finished_headers, args.keepalive),
+               ("200 connections that dribble a body at a byte a second", dribbled_bodies, args.body_timeout),
+               ("1,000 idle keep-alive connections", idle_keep_alive, args.keepalive)]
+    for name, attack, deadline in attacks:
+        started = time.monotonic()
+        try:
+            outcome = attack(port, deadline)
+        except AssertionError as error:
+            fail(f"{name}: {error}")
+        print(f"{name}: {outcome.measured}; all closed {outcome.closed_after:.1f} s after they were held "
+              f"(deadline {deadline:g} s); {time.monotonic() - started:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +345,17 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60)
     p = sub.add_parser("check-load")
     p.add_argument("file")
+    p = sub.add_parser("exercise")
+    p.add_argument("url")
+    p.add_argument("--mnist-dir", required=True)
+    p = sub.add_parser("wait-version")
+    p.add_argument("url")
+    p.add_argument("version", type=int)
+    p.add_argument("seconds", type=float)
+    p = sub.add_parser("slow-clients")
+    p.add_argument("url")
+    p.add_argument("--keepalive", type=float, default=5, help="the server's KEEPALIVE_SECONDS")
+    p.add_argument("--body-timeout", type=float, default=10, help="the server's BODY_TIMEOUT_SECONDS")
     args = parser.parse_args()
     if args.command == "free-port":
         print(free_port())
@@ -227,8 +365,14 @@ def main() -> None:
         predict(args)
     elif args.command == "load":
         load(args)
-    else:
+    elif args.command == "check-load":
         check_load(args)
+    elif args.command == "exercise":
+        exercise(args)
+    elif args.command == "wait-version":
+        wait_version(args)
+    else:
+        slow_clients(args)
 
 
 if __name__ == "__main__":
