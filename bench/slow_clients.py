@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import socket
 import tempfile
@@ -31,25 +30,23 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.peers import SPECS, Context, RunningServer, mnist_test_images, newest_version
+from bench.peers import SPECS, Context, RunningServer, mnist_test_images
+from service.contract import complete_versions
+from tests.slow_clients import connect, p99, raise_fd_limit, wait_closed
 
 PROBE_TIMEOUT = 5.0
 ATTACKS = ("headers", "body", "idle")
 SERVERS = ("ours", "ours-gthread", "ours-nginx")
-HEADERS = b"POST /predict HTTP/1.1\r\nHost: slow\r\nContent-Type: a"
-BODY = b"POST /predict HTTP/1.1\r\nHost: slow\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{"
+FIRST_BYTES = {"headers": b"POST /predict HTTP/1.1\r\nHost: slow\r\nContent-Type: a",
+               "body": b"POST /predict HTTP/1.1\r\nHost: slow\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 4000\r\n\r\n{",
+               "idle": b"GET /healthz HTTP/1.1\r\nHost: idle\r\n\r\n"}
 
 
 def attack(port: int, kind: str, count: int) -> list[socket.socket]:
-    """Open ``count`` attacking connections of ``kind`` (sockets stay open)."""
-    sockets = []
-    for _ in range(count):
-        try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            sock.sendall({"headers": HEADERS, "body": BODY, "idle": b"GET /healthz HTTP/1.1\r\nHost: idle\r\n\r\n"}[kind])
-            sockets.append(sock)
-        except OSError:
-            break  # the server stopped accepting: that is a result too (fewer attackers held)
+    """Open ``count`` attacking connections of ``kind`` (tests/slow_clients.py's ``connect``); the
+    idle ones read the answer to their one request and then stay open, silent."""
+    sockets = connect(port, count, FIRST_BYTES[kind])
     if kind == "idle":
         for sock in sockets:
             try:
@@ -98,24 +95,8 @@ def probe(port: int, seconds: float, body: bytes) -> dict:
         time.sleep(0.01)
     figures = {"probes": len(answered) + failed, "failed": failed}
     if answered:
-        figures.update(p50_ms=float(np.percentile(answered, 50)), p99_ms=float(np.percentile(answered, 99)))
+        figures.update(p50_ms=float(np.percentile(answered, 50)), p99_ms=p99(answered))
     return figures
-
-
-def closed_within(sockets: list[socket.socket], seconds: float) -> int:
-    """How many of ``sockets`` the server closes within ``seconds`` (then all are closed here)."""
-    deadline = time.monotonic() + seconds
-    closed = 0
-    for sock in sockets:
-        sock.settimeout(max(deadline - time.monotonic(), 0.01))
-        try:
-            while sock.recv(65536):
-                pass
-            closed += 1
-        except OSError:
-            pass
-        sock.close()
-    return closed
 
 
 def run_attack(port: int, kind: str, count: int, args, body: bytes) -> dict:
@@ -127,7 +108,8 @@ def run_attack(port: int, kind: str, count: int, args, body: bytes) -> dict:
         dribbler.start()
     try:
         figures = probe(port, args.hold, body)
-        closed = closed_within(sockets, args.wait)
+        _, answers = wait_closed(sockets, args.wait)
+        closed = sum(answer != b"<open>" for answer in answers)
     finally:
         stop.set()
     return {**figures, "attackers": len(sockets), "closed": closed, "seconds": time.monotonic() - started}
@@ -176,11 +158,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4096)), hard))
-    version = newest_version(args.model_dir)
-    if version is None:
+    raise_fd_limit()
+    versions = complete_versions(args.model_dir)
+    if not versions:
         raise SystemExit(f"no SavedModel version in {args.model_dir}")
+    version = args.model_dir / str(versions[-1])
     scratch = Path(tempfile.mkdtemp(prefix="bench-slow-"))
     try:
         ctx = Context(args.model_dir.resolve(), version.resolve(), scratch)
