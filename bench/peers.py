@@ -69,8 +69,8 @@ import numpy as np
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as ``python bench/peers.py``
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.support import machine, spread, summary  # noqa: E402
-from service.contract import list_versions  # noqa: E402
+# newest_version is imported from here by bench/slow_clients.py too
+from bench.support import machine, newest_version, spread, summary  # noqa: E402
 from tests.support import REPO, free_port  # noqa: E402
 
 PEER_DIR = REPO / "bench" / "peer_servers"
@@ -814,13 +814,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install wrk)")
     return args
-
-
-def newest_version(export_base: Path) -> Path | None:
-    """The folder of the newest version under ``export_base`` (service/contract.py's ``list_versions``, as
-    the service counts them), or None."""
-    versions = list_versions(export_base)
-    return export_base / str(versions[-1]) if versions else None
 
 
 def prepare(args, scratch: Path) -> Context:

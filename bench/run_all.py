@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,52 +33,63 @@ from bench.support import machine, pyplot, save_figure, spread
 from tests.support import REPO, markdown_table as table, mnist_dir
 
 PY = sys.executable
-STAGES = ("numpy", "keras", "backends", "accuracy", "train", "serving", "distributed")
 TRAIN_RUNS = 2  # python training/train.py runs (same seed: same accuracy; the time varies)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One benchmark of the run: its title in the report, its module under bench/ (None: training/train.py),
+    its time limit in seconds, and its options in a ``--quick`` run and in a full one."""
+
+    title: str
+    module: str | None
+    timeout: int
+    quick: tuple[str, ...]
+    full: tuple[str, ...]
+
+
+STAGE_SPECS = {
+    "numpy": Stage("NumPy epoch vs the tutorial's loop", "numpy_training", 400,
+                   quick=("--repeats", "1", "--loop-samples", "500"),
+                   full=("--repeats", "5", "--loop-samples", "6000", "--threads", "1")),
+    "keras": Stage("Keras mirror vs built-in Keras", "keras_mirror", 400,
+                   quick=("--repeats", "1", "--samples", "6000", "--threads", "1"),
+                   full=("--repeats", "5", "--threads", "1")),
+    "backends": Stage("Keras backends side by side", "backends", 900,
+                      quick=("--epochs", "2", "--limit-train", "3000", "--threads", "1"),
+                      full=("--epochs", "10", "--threads", "1")),
+    "accuracy": Stage("accuracy against training time", "training_accuracy", 720,
+                      quick=("--epochs", "2", "--limit-train", "3000"),
+                      full=("--epochs", "30", "--repeats", "3", "--threads", "1")),
+    "train": Stage("python training/train.py", None, 400, quick=("--epochs", "1", "--limit-train", "3000"), full=()),
+    "serving": Stage("serving", "serving", 600, quick=("--requests", "60", "--max-seconds", "2", "--repeats", "1"),
+                     full=("--requests", "1500", "--max-seconds", "10", "--repeats", "3")),
+    "distributed": Stage("distributed training: 1 process, mirrored, multi-worker", "distributed", 1500,
+                         quick=("--samples", "12000", "--epochs", "3", "--allreduce-repeats", "50"),
+                         full=("--epochs", "3", "--allreduce-repeats", "100")),
+}
+STAGES = tuple(STAGE_SPECS)
 
 
 def stage_commands(quick: bool, scratch: Path) -> dict:
     """name -> (title, argv, timeout seconds, json path or None)."""
-    json_paths = {name: scratch / f"{name}.json" for name in STAGES}
-    if quick:
-        numpy = ["--repeats", "1", "--loop-samples", "500"]
-        keras = ["--repeats", "1", "--samples", "6000", "--threads", "1"]
-        backends = ["--epochs", "2", "--limit-train", "3000", "--threads", "1"]
-        accuracy = ["--epochs", "2", "--limit-train", "3000"]
-        train = ["--epochs", "1", "--limit-train", "3000"]
-        serving = ["--requests", "60", "--max-seconds", "2", "--repeats", "1"]
-        distributed = ["--samples", "12000", "--epochs", "3", "--allreduce-repeats", "50"]
-    else:
-        numpy = ["--repeats", "5", "--loop-samples", "6000", "--threads", "1"]
-        keras = ["--repeats", "5", "--threads", "1"]
-        backends = ["--epochs", "10", "--threads", "1"]
-        accuracy = ["--epochs", "30", "--repeats", "3", "--threads", "1"]
-        train = []
-        serving = ["--requests", "1500", "--max-seconds", "10", "--repeats", "3"]
-        distributed = ["--epochs", "3", "--allreduce-repeats", "100"]
+    commands = {}
+    for name, stage in STAGE_SPECS.items():
+        json_path = None if stage.module is None else scratch / f"{name}.json"
+        commands[name] = (stage.title, stage_argv(name, stage, quick, scratch), stage.timeout, json_path)
+    return commands
 
-    def bench(module: str, *args: str) -> list[str]:
-        return [PY, "-m", f"bench.{module}", *args]
 
-    return {
-        "numpy": ("NumPy epoch vs the tutorial's loop", bench("numpy_training", *numpy, "--json",
-                                                             str(json_paths["numpy"])), 400, json_paths["numpy"]),
-        "keras": ("Keras mirror vs built-in Keras", bench("keras_mirror", *keras, "--json", str(json_paths["keras"])),
-                  400, json_paths["keras"]),
-        "backends": ("Keras backends side by side", bench("backends", *backends, "--json", str(json_paths["backends"])),
-                     900, json_paths["backends"]),
-        "accuracy": ("accuracy against training time", bench("training_accuracy", *accuracy,
-                                                             "--json", str(json_paths["accuracy"]),
-                                                             "--plot", str(scratch / "accuracy_vs_time.png")),
-                     720, json_paths["accuracy"]),
-        "train": ("python training/train.py", [PY, "training/train.py", *train, "--no-export",
-                                               "--run-dir", str(scratch / "train-run")], 400, None),
-        "serving": ("serving", bench("serving", "--model-dir", str(scratch / "no-export"), *serving,
-                                     "--json", str(json_paths["serving"])), 600, json_paths["serving"]),
-        "distributed": ("distributed training: 1 process, mirrored, multi-worker",
-                        bench("distributed", *distributed, "--json", str(json_paths["distributed"])), 1500,
-                        json_paths["distributed"]),
-    }
+def stage_argv(name: str, stage: Stage, quick: bool, scratch: Path) -> list[str]:
+    """The stage's command: train.py without an export into a scratch run folder, or the benchmark module
+    with ``--json`` into ``scratch`` (serving: given a model folder that does not exist, so that it makes
+    its own small export; accuracy: its plot into ``scratch`` too)."""
+    options = stage.quick if quick else stage.full
+    if stage.module is None:
+        return [PY, "training/train.py", *options, "--no-export", "--run-dir", str(scratch / "train-run")]
+    before = ["--model-dir", str(scratch / "no-export")] if name == "serving" else []
+    after = ["--plot", str(scratch / "accuracy_vs_time.png")] if name == "accuracy" else []
+    return [PY, "-m", f"bench.{stage.module}", *before, *options, "--json", str(scratch / f"{name}.json"), *after]
 
 
 def shown(argv: list[str], scratch: Path) -> str:

@@ -47,8 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.support import load_text, summary, write_json
-from service.contract import list_versions
+from bench.support import load_text, newest_version, summary, write_json
 from tests.support import REPO, GunicornServer, ServerProcess, free_port, git_commit, gunicorn_settings, mnist_dir
 
 BASELINE_APP = '''
@@ -103,11 +102,6 @@ def mnist_test_digits(count: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (count, 784)) * (rng.random((count, 784)) < 0.19)
     return images / 255.0
-
-
-def newest_version(model_dir: Path) -> Path | None:
-    versions = list_versions(model_dir)
-    return model_dir / str(versions[-1]) if versions else None
 
 
 def model_to_serve(args, scratch: Path) -> tuple[Path, bool]:
