@@ -1,6 +1,7 @@
 """Helpers every benchmark shares, each written once: the machine and commit a figure was measured on,
 median/min/max summaries and their text, thread pinning (BLAS through threadpoolctl, TensorFlow), the
-load average, the newest export to serve, figures (PNG) and JSON output. Ports, server processes and the MNIST folder come from tests/support.py.
+load average, the newest export to serve, figures (PNG) and JSON output. Ports, server processes and the
+MNIST folder come from tests/support.py.
 
 The benchmarks run as modules from the repository root: ``python -m bench.serving`` and so on.
 """

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.model.conftest import (BATCH, KINKED, STEP_OPTIMIZERS, adam_gradient_sequence, first_batches,
-                                  max_abs_diff, near_zero_hidden, relative_error, same_training_steps,
+                                  gradient_errors, max_abs_diff, near_zero_hidden, same_training_steps,
                                   trained_weights_per_activation)
 
 CHECKS = ("optimizers", "builtins", "gradients", "steps", "torch_module", "export", "accuracy")
@@ -125,9 +125,9 @@ def check_builtins(data) -> dict:
 
 
 def check_gradients(data) -> dict:
+    """``gradient_errors`` of each of ``GRADIENT_CASES`` on 10 batches (as test_keras_mirror.py)."""
     from model.keras_network import from_numpy
     from model.numpy_network import NumpyNetwork
-    from tests.backends.autodiff import loss_and_gradients
 
     weights = trained_weights_per_activation(data["batches"], TRAINED_STEPS)
     out = {}
@@ -140,12 +140,8 @@ def check_gradients(data) -> dict:
             if activation in KINKED and near_zero_hidden(net, x):
                 skipped += 1
                 continue
-            expected_loss, expected = net.loss_and_gradients(x, y)
-            got_loss, got = loss_and_gradients(model, loss, x, y)
-            if [g.shape for g in got] != [g.shape for g in expected]:
-                raise AssertionError(f"gradient shapes {[g.shape for g in got]} != {[g.shape for g in expected]}")
-            worst_grad = max([worst_grad] + [relative_error(a, b) for a, b in zip(got, expected)])
-            worst_loss = max(worst_loss, abs(got_loss - expected_loss) / abs(expected_loss))
+            errors, loss_error = gradient_errors(net, model, loss, x, y)
+            worst_grad, worst_loss = max([worst_grad, *errors]), max(worst_loss, loss_error)
             compared += 1
         out[f"{activation}/{loss}"] = {"max_relative_error": worst_grad, "loss_relative_error": worst_loss,
                                        "compared": compared, "skipped": skipped}

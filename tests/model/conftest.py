@@ -10,7 +10,8 @@ the same checks (tests/backends/run_checks.py, which imports the plain functions
 - ``max_abs_diff``, ``check``: comparisons that cannot pass on NaN (``not (diff <= tol)``).
 - ``near_zero_hidden``: whether a batch puts a hidden pre-activation within 1e-5 of zero.
 - the side-by-side runs both places make: ``first_batches``, ``adam_gradient_sequence``,
-  ``trained_weights_per_activation``, ``same_training_steps`` (and ``STEP_OPTIMIZERS``, ``KINKED``).
+  ``trained_weights_per_activation``, ``gradient_errors``, ``same_training_steps`` (and
+  ``STEP_OPTIMIZERS``, ``KINKED``).
 """
 
 from __future__ import annotations
@@ -100,6 +101,21 @@ def trained_weights_per_activation(train_batches, steps: int) -> dict[str, list[
             optimizer.step(net.params, net.loss_and_gradients(x, y)[1])
         weights[activation] = net.get_weights()
     return weights
+
+
+def gradient_errors(net, model, loss: str, x, y) -> tuple[list[float], float]:
+    """Same weights in, same gradients out: the relative error (``relative_error``) of each gradient tensor
+    of the Keras ``model`` (through this process's backend's autodiff, tests/backends/autodiff.py) against
+    ``net.loss_and_gradients`` on ``(x, y)``, and the loss's relative error. ``AssertionError`` if the
+    gradients' shapes differ."""
+    from tests.backends.autodiff import loss_and_gradients
+
+    expected_loss, expected = net.loss_and_gradients(x, y)
+    got_loss, got = loss_and_gradients(model, loss, x, y)
+    if [g.shape for g in got] != [g.shape for g in expected]:
+        raise AssertionError(f"gradient shapes {[g.shape for g in got]} != {[g.shape for g in expected]}")
+    errors = [relative_error(got_tensor, expected_tensor) for got_tensor, expected_tensor in zip(got, expected)]
+    return errors, abs(got_loss - expected_loss) / abs(expected_loss)
 
 
 def same_training_steps(name: str, train_batches, jit_compile: bool, steps: int = 40,

@@ -33,9 +33,8 @@ import pytest
 from model import numpy_optimizers as np_opt
 from model.keras_network import compile_for_training, from_numpy
 from model.numpy_network import NumpyNetwork
-from tests.backends.autodiff import loss_and_gradients as keras_loss_and_gradients
-from tests.model.conftest import (ACTIVATIONS, BATCH, KINKED, STEP_OPTIMIZERS, check, max_abs_diff,
-                                  near_zero_hidden, relative_error, same_training_steps,
+from tests.model.conftest import (ACTIVATIONS, BATCH, KINKED, STEP_OPTIMIZERS, check, gradient_errors,
+                                  max_abs_diff, near_zero_hidden, same_training_steps,
                                   trained_weights_per_activation)
 
 
@@ -86,16 +85,12 @@ def test_same_weights_in_same_gradients_out(activation, loss, trained_weights, t
             skipped += 1
             assert not make_wrong, "the confidently wrong batch must not be skipped: pick another"
             continue
-        expected_loss, expected = net.loss_and_gradients(x, y)
-        got_loss, got = keras_loss_and_gradients(model, loss, x, y)
-        assert [g.shape for g in got] == [g.shape for g in expected]
-        for i, (a, b) in enumerate(zip(got, expected)):
-            err = relative_error(a, b)
-            check(err, 1e-5, f"{activation}/{loss} parameter {i}{' (confidently wrong)' if make_wrong else ''}")
-            worst_grad = max(worst_grad, err)
-        loss_err = abs(got_loss - expected_loss) / abs(expected_loss)
-        check(loss_err, 1e-6, f"{activation}/{loss} loss {got_loss} vs {expected_loss}")
-        worst_loss = max(worst_loss, loss_err)
+        errors, loss_error = gradient_errors(net, model, loss, x, y)
+        batch_kind = " (confidently wrong)" if make_wrong else ""
+        for index, error in enumerate(errors):
+            check(error, 1e-5, f"{activation}/{loss} parameter {index}{batch_kind}")
+        check(loss_error, 1e-6, f"{activation}/{loss} loss{batch_kind}")
+        worst_grad, worst_loss = max([worst_grad, *errors]), max(worst_loss, loss_error)
         compared += 1
     assert compared >= 7, f"only {compared} of {len(batches)} batches compared"
     mirror_report(f"gradients {activation:<10} {loss:<13} {compared} batches compared, {skipped} skipped "
