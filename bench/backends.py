@@ -251,8 +251,8 @@ def main(argv=None) -> dict | int:
                 f"{n} {history[n][-1]['seconds']:.2f} s {history[n][-1]['test_accuracy']:.2%}" for n in variants),
                 file=sys.stderr, flush=True)
     finally:
-        for w in workers.values():
-            w.close()
+        for worker_process in workers.values():
+            worker_process.close()
     result = {
         "settings": {**recipe_settings(args), "threads": args.threads, "seed": args.seed, "variants": variants},
         "machine": machine(), "load_average": {"before": load_before, "after": os.getloadavg()},

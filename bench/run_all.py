@@ -340,10 +340,10 @@ def plot_serving(data: dict, path: Path) -> None:
             median = [statistics.median(r["percentiles"][q] for r in runs) for q in qs]
             low = [min(r["percentiles"][q] for r in runs) for q in qs]
             high = [max(r["percentiles"][q] for r in runs) for q in qs]
-            x = range(len(qs))
-            ax.plot(x, median, marker="o", color=colours.get(server), label=server)
-            ax.fill_between(x, low, high, color=colours.get(server), alpha=0.2)
-            ax.set_xticks(list(x), [f"p{q}" for q in qs])
+            positions = range(len(qs))
+            ax.plot(positions, median, marker="o", color=colours.get(server), label=server)
+            ax.fill_between(positions, low, high, color=colours.get(server), alpha=0.2)
+            ax.set_xticks(list(positions), [f"p{q}" for q in qs])
         ax.set_yscale("log")
         ax.set_title(scenario, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
@@ -380,8 +380,8 @@ def section_distributed(stage: dict) -> list[str]:
 
 def read_train_run(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    with open(run_dir / "history.csv") as f:
-        metrics["epoch_seconds"] = [float(r["seconds"]) for r in csv.DictReader(f)]
+    with open(run_dir / "history.csv") as history:
+        metrics["epoch_seconds"] = [float(row["seconds"]) for row in csv.DictReader(history)]
     return metrics
 
 

@@ -158,10 +158,10 @@ def _client(port: int, bodies: list[bytes], count: int, deadline: float, warmup:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/json"}
     latencies, errors, first = [], 0, None
-    for i in range(warmup + count):
-        if i == warmup:
+    for index in range(warmup + count):
+        if index == warmup:
             first = time.monotonic()
-        body = bodies[i % len(bodies)]
+        body = bodies[index % len(bodies)]
         started = time.perf_counter()
         try:
             conn.request("POST", "/predict", body=body, headers=headers)
@@ -172,7 +172,7 @@ def _client(port: int, bodies: list[bytes], count: int, deadline: float, warmup:
             ok = False
             conn.close()
         elapsed = time.perf_counter() - started
-        if i >= warmup:
+        if index >= warmup:
             latencies.append(elapsed)
             errors += not ok
             if time.monotonic() > deadline:

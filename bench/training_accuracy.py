@@ -200,12 +200,12 @@ def plot(runs: list[dict], engines, path: Path, title: str) -> None:
     plt = pyplot()
     colours = {"numpy": "tab:blue", "mirror": "tab:orange", "built-in": "tab:green"}
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    for i, run in enumerate(runs):
+    for repeat, run in enumerate(runs):
         for name in engines:
             rows = run["history"][name]
-            ax.plot([r["seconds_cumulative"] for r in rows], [100 * r["test_accuracy"] for r in rows],
-                    marker="o", markersize=3, color=colours[name], alpha=1.0 if i == 0 else 0.5,
-                    label=name if i == 0 else None)
+            ax.plot([row["seconds_cumulative"] for row in rows], [100 * row["test_accuracy"] for row in rows],
+                    marker="o", markersize=3, color=colours[name], alpha=1.0 if repeat == 0 else 0.5,
+                    label=name if repeat == 0 else None)
     for target in TARGETS:
         ax.axhline(100 * target, color="grey", linestyle="--", linewidth=0.8)
         ax.text(0.005, 100 * target + 0.04, f"{target:.0%}", color="grey", fontsize=8,

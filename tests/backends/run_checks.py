@@ -112,13 +112,13 @@ def check_builtins(data) -> dict:
         base_name, _, eps = name.partition("-")
         kwargs = {**VARIANTS[base_name][2], **(EPSILON_VARIANTS[base_name] if eps else {})}
         ours, theirs = VARIANTS[base_name][1](lr, **kwargs), BUILTIN[name](lr)
-        a, b = keras_variables(start), keras_variables(start)
+        ours_variables, their_variables = keras_variables(start), keras_variables(start)
         worst = 0.0
         for grads in sequence[:STEPS]:
             tensors = [keras.ops.convert_to_tensor(g) for g in grads]
-            ours.apply_gradients(zip(tensors, a))
-            theirs.apply_gradients(zip(tensors, b))
-            worst = max(worst, max_abs_diff(to_numpy(a), to_numpy(b)))
+            ours.apply_gradients(zip(tensors, ours_variables))
+            theirs.apply_gradients(zip(tensors, their_variables))
+            worst = max(worst, max_abs_diff(to_numpy(ours_variables), to_numpy(their_variables)))
         out[f"{name}-lr{lr:g}"] = {"max_diff": worst, "builtin_class": type(theirs).__module__ + "." +
                                    type(theirs).__name__}
     return out
