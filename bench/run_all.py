@@ -245,42 +245,46 @@ def section_backends(stage: dict) -> list[str]:
     if stage["error"]:
         return lines + failed(stage)
     data = stage["data"]
-    settings, workers = data["settings"], data["workers"]
-
-    def reached(entry, key):
-        seconds, epoch = entry[key]["seconds"], entry[key]["epoch"]
-        return f"{seconds:.1f} s (epoch {epoch})" if seconds is not None else "not reached"
-
-    rows = []
-    for name, entry in data["summary"].items():
-        info = workers[name]
-        library = f"{info['backend']} {info['version']}" if "backend" in info else "numpy"
-        rows.append([f"**{name}**", library, f"{entry['first_epoch_seconds']:.2f} s", spread(entry["epoch_seconds"],
-                     unit=" s"), spread(entry["epoch_cpu_seconds"], unit=" s"),
-                     f"{entry['ratio_to_tensorflow']:.2f}x" if "ratio_to_tensorflow" in entry else "-",
-                     f"{entry['ratio_to_numpy']:.2f}x" if "ratio_to_numpy" in entry else "-",
-                     reached(entry, "time_to_97"), reached(entry, "time_to_98"),
-                     f"{100 * entry['final_test_accuracy']:.2f} %"])
+    rows = [backends_row(name, entry, data["workers"][name]) for name, entry in data["summary"].items()]
     lines += table(["variant", "library", "first epoch (incl. tracing/compiling)", "seconds per later epoch",
                     "CPU seconds per later epoch", "vs tensorflow", "vs numpy", "time to 97 %", "time to 98 %",
                     "final test accuracy"], rows)
-    images = next(iter(workers.values()))["train_images"]
-    lines += ["", f"The 784-128-64-10 ReLU network with the hyperparameters of `train.py` (Adam {settings['learning_rate']:g}, "
-              f"cosine decay over {settings['epochs']} epochs, batch {settings['batch_size']}, shifts of up to "
-              f"{settings['augment_shift']} px, the 90/10 split: {images} training images), seed {settings['seed']}. "
-              "tensorflow / tensorflow-xla / torch / jax: the Keras mirror (ScratchDense + ScratchAdam) on that "
-              "backend (tensorflow: Keras's CPU default, a graph without XLA; tensorflow-xla: `jit_compile=True`; "
-              "torch: eager; jax: jit-compiled, as `train.py --backend jax`); numpy: `NumpyNetwork` + our NumPy "
-              "Adam; builtin: `Dense` + `keras.optimizers.Adam` on TensorFlow. Each variant runs in a worker "
-              "process of its own (one Keras backend per process); the workers take turns epoch by epoch in a "
-              f"rotating order, one at a time, on identical data, each with {settings['threads']} thread(s) in "
-              "every library. Seconds per epoch: median (min-max) over the epochs after the first; times to a "
-              "target: cumulative training time (the first epoch included) at the end of the first epoch whose "
-              "test accuracy reached it (measured after each epoch, untimed); ratios: of the median epoch times. "
-              f"{settings['epochs'] - 1} later epoch(s) per variant; 1-minute load average "
-              f"{data['load_average']['before'][0]:.2f} at the start, {data['load_average']['after'][0]:.2f} at the end "
-              "(wall times well above CPU times mean other processes took the cores)."]
-    return lines
+    return lines + ["", backends_notes(data)]
+
+
+def backends_row(name: str, entry: dict, worker: dict) -> list[str]:
+    """One variant's row of the backends table."""
+    def reached(key):
+        seconds, epoch = entry[key]["seconds"], entry[key]["epoch"]
+        return f"{seconds:.1f} s (epoch {epoch})" if seconds is not None else "not reached"
+
+    library = f"{worker['backend']} {worker['version']}" if "backend" in worker else "numpy"
+    return [f"**{name}**", library, f"{entry['first_epoch_seconds']:.2f} s", spread(entry["epoch_seconds"],
+            unit=" s"), spread(entry["epoch_cpu_seconds"], unit=" s"),
+            f"{entry['ratio_to_tensorflow']:.2f}x" if "ratio_to_tensorflow" in entry else "-",
+            f"{entry['ratio_to_numpy']:.2f}x" if "ratio_to_numpy" in entry else "-",
+            reached("time_to_97"), reached("time_to_98"), f"{100 * entry['final_test_accuracy']:.2f} %"]
+
+
+def backends_notes(data: dict) -> str:
+    """What the backends table measured, and how."""
+    settings = data["settings"]
+    images = next(iter(data["workers"].values()))["train_images"]
+    return (f"The 784-128-64-10 ReLU network with the hyperparameters of `train.py` (Adam {settings['learning_rate']:g}, "
+            f"cosine decay over {settings['epochs']} epochs, batch {settings['batch_size']}, shifts of up to "
+            f"{settings['augment_shift']} px, the 90/10 split: {images} training images), seed {settings['seed']}. "
+            "tensorflow / tensorflow-xla / torch / jax: the Keras mirror (ScratchDense + ScratchAdam) on that "
+            "backend (tensorflow: Keras's CPU default, a graph without XLA; tensorflow-xla: `jit_compile=True`; "
+            "torch: eager; jax: jit-compiled, as `train.py --backend jax`); numpy: `NumpyNetwork` + our NumPy "
+            "Adam; builtin: `Dense` + `keras.optimizers.Adam` on TensorFlow. Each variant runs in a worker "
+            "process of its own (one Keras backend per process); the workers take turns epoch by epoch in a "
+            f"rotating order, one at a time, on identical data, each with {settings['threads']} thread(s) in "
+            "every library. Seconds per epoch: median (min-max) over the epochs after the first; times to a "
+            "target: cumulative training time (the first epoch included) at the end of the first epoch whose "
+            "test accuracy reached it (measured after each epoch, untimed); ratios: of the median epoch times. "
+            f"{settings['epochs'] - 1} later epoch(s) per variant; 1-minute load average "
+            f"{data['load_average']['before'][0]:.2f} at the start, {data['load_average']['after'][0]:.2f} at the end "
+            "(wall times well above CPU times mean other processes took the cores).")
 
 
 def section_serving(stage: dict, plot_link: str | None) -> list[str]:
