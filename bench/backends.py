@@ -41,12 +41,11 @@ import time
 from pathlib import Path
 
 from bench.support import machine, pin_blas_threads_by_environment, spread, summary, write_json
+from bench.training_accuracy import TARGETS, add_recipe_options, load_training_data, recipe_settings
 
 VARIANTS = ("tensorflow", "tensorflow-xla", "torch", "jax", "numpy", "builtin")
 BACKEND_OF = {"tensorflow": "tensorflow", "tensorflow-xla": "tensorflow", "torch": "torch", "jax": "jax",
               "numpy": "tensorflow", "builtin": "tensorflow"}  # numpy: Keras is never imported there
-SIZES = (784, 128, 64, 10)
-TARGETS = (0.97, 0.98)
 REPLY = "@@bench "  # the prefix of a worker's answers on its stdout (libraries may print there too)
 
 
@@ -55,11 +54,7 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=10, help="epochs per variant (cosine decays to 0 over them)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--augment-shift", type=int, default=2)
-    parser.add_argument("--validation-fraction", type=float, default=0.1)
-    parser.add_argument("--limit-train", type=int, default=None, metavar="N", help="first N training images only")
+    add_recipe_options(parser)
     parser.add_argument("--threads", type=int, default=1, help="threads per worker, every library (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DATA_DIR, then the cache)")
@@ -82,46 +77,18 @@ def pin_threads(variant: str, threads: int) -> None:
                                    f" intra_op_parallelism_threads={threads}").strip()
 
 
-class NumpyVariant:
-    def __init__(self, args, steps):
-        from bench.training_accuracy import NumpyRun
+def build_run(variant: str, args, steps: int):
+    """The variant's trainer (bench/training_accuracy.py's ``NumpyRun`` or ``KerasRun``: one epoch at a
+    time, then the test accuracy), seeded with ``--seed``."""
+    from bench.training_accuracy import KerasRun, NumpyRun
 
-        self.run = NumpyRun(args, args.seed, steps)
+    if variant == "numpy":
+        return NumpyRun(args, args.seed, steps)
+    import keras
 
-    def epoch(self, x, y):
-        self.run.epoch(x, y)
-
-    def accuracy(self, x, y):
-        return self.run.accuracy(x, y)
-
-
-class KerasVariant:
-    def __init__(self, args, steps, variant):
-        import keras
-
-        keras.utils.set_random_seed(args.seed)
-        schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, decay_steps=args.epochs * steps)
-        if variant == "builtin":
-            from bench.keras_mirror import builtin_model
-
-            self.model = builtin_model(keras, SIZES, args.seed)
-            self.model.compile(optimizer=keras.optimizers.Adam(schedule),
-                               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                               metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-        else:
-            from model.keras_network import build_model, compile_for_training
-            from model.keras_optimizers import get as get_optimizer
-
-            self.model = compile_for_training(build_model(SIZES, "relu", args.seed), get_optimizer("adam", schedule),
-                                              loss="cross_entropy", jit_compile=variant in ("tensorflow-xla", "jax"))
-        self.batch_size = args.batch_size
-
-    def epoch(self, x, y):
-        self.model.fit(x, y, batch_size=self.batch_size, epochs=1, shuffle=False, verbose=0)
-
-    def accuracy(self, x, y):
-        logits = self.model.predict(x, batch_size=2048, verbose=0)
-        return float((logits.argmax(1) == y).mean())
+    keras.utils.set_random_seed(args.seed)
+    return KerasRun(args, args.seed, steps, builtin=variant == "builtin",
+                    jit_compile=variant in ("tensorflow-xla", "jax"))
 
 
 def library_threads(variant: str, threads: int) -> dict:
@@ -159,15 +126,13 @@ def worker(args) -> int:
     threads = library_threads(variant, args.threads)
     from training.augment import epoch_data
     from training.backends import version
-    from training.data import load_mnist, train_validation_split
+    from training.data import train_validation_split
 
-    (x_train, y_train), (x_test, y_test) = load_mnist(args.data_dir)
-    if args.limit_train:
-        x_train, y_train = x_train[:args.limit_train], y_train[:args.limit_train]
+    (x_train, y_train), (x_test, y_test) = load_training_data(args)
     (x_fit, y_fit), _ = train_validation_split(x_train, y_train, args.validation_fraction, args.seed)
     steps = math.ceil(len(x_fit) / args.batch_size)
     started = time.perf_counter()
-    run = NumpyVariant(args, steps) if variant == "numpy" else KerasVariant(args, steps, variant)
+    run = build_run(variant, args, steps)
     info = {"variant": variant, "threads": threads, "train_images": int(len(x_fit)), "steps_per_epoch": steps,
             "build_seconds": time.perf_counter() - started}
     if variant != "numpy":
@@ -286,13 +251,10 @@ def main(argv=None) -> dict | int:
                 f"{n} {history[n][-1]['seconds']:.2f} s {history[n][-1]['test_accuracy']:.2%}" for n in variants),
                 file=sys.stderr, flush=True)
     finally:
-        for w in workers.values():
-            w.close()
+        for worker_process in workers.values():
+            worker_process.close()
     result = {
-        "settings": {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-                     "schedule": "cosine", "augment_shift": args.augment_shift,
-                     "validation_fraction": args.validation_fraction, "limit_train": args.limit_train,
-                     "threads": args.threads, "seed": args.seed, "variants": variants},
+        "settings": {**recipe_settings(args), "threads": args.threads, "seed": args.seed, "variants": variants},
         "machine": machine(), "load_average": {"before": load_before, "after": os.getloadavg()},
         "workers": ready, "history": history, "summary": aggregate(history),
     }

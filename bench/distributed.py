@@ -65,6 +65,29 @@ def parse_args(argv=None):
 # =============================================================================
 def measure(args) -> dict:
     """Times the loop (and, alone, fit and the loop at smaller batches) and the all-reduce in this process."""
+    from bench.support import tensorflow_threads
+
+    tf, strategy = start_strategy(args)
+    images, labels = training_images(args.samples)
+    result = {"role": args.role, "replicas": strategy.num_replicas_in_sync, "samples": len(labels),
+              "threads": tensorflow_threads(tf), "loop": {}, "loop_cpu": {}}
+
+    def time_loop(batch: int) -> None:
+        seconds = loop_epochs(strategy, images, labels, batch, args.epochs)
+        result["loop"][str(batch)], result["loop_cpu"][str(batch)] = seconds
+
+    time_loop(BATCH)
+    result["allreduce"], result["allreduce_cpu"] = allreduce_seconds(tf, strategy, args.allreduce_repeats)
+    if args.role == "single":
+        for machines in MACHINES:  # the compute of one machine's share of the batch
+            time_loop(BATCH // machines)
+        result["fit"], result["fit_cpu"] = fit_epochs(images, labels, args.epochs)
+    result["load_average"] = os.getloadavg()
+    return result
+
+
+def start_strategy(args):
+    """TensorFlow with ``--threads`` (inter-op 2 for mirrored), and the role's strategy: ``(tf, strategy)``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from bench.support import start_tensorflow
 
@@ -72,49 +95,50 @@ def measure(args) -> dict:
     from training.distributed import make_strategy
 
     if args.role == "single":
-        strategy = tf.distribute.get_strategy()
-    else:
-        strategy = make_strategy(argparse.Namespace(strategy=args.role, replicas=2, comm_timeout=300.0))
-    from model.keras_network import build_model, compile_for_training
+        return tf, tf.distribute.get_strategy()
+    return tf, make_strategy(argparse.Namespace(strategy=args.role, replicas=2, comm_timeout=300.0))
+
+
+def training_images(samples: int):
+    """The first ``samples`` real MNIST training images and labels."""
     from training.data import load_mnist
+
+    (images, labels), _ = load_mnist(os.environ.get("MNIST_DATA_DIR") or None)
+    return images[:samples], labels[:samples]
+
+
+def new_trainer():
+    """The 784-128-64-10 network with our Adam at 1e-3, seed 0."""
+    from model.keras_network import build_model, compile_for_training
+
+    return compile_for_training(build_model(seed=0), "adam", 1e-3)
+
+
+def timed_epochs(epoch_function, epochs: int) -> tuple[list[float], list[float]]:
+    """Wall and process CPU seconds of ``epochs`` timed epochs, after one untimed warm-up epoch."""
+    wall, cpu = [], []
+    for epoch in range(epochs + 1):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        epoch_function(epoch)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+    return wall[1:], cpu[1:]
+
+
+def loop_epochs(strategy, images, labels, batch: int, epochs: int) -> tuple[list[float], list[float]]:
+    """``timed_epochs`` of ``DistributedEngine`` (the loop of ``train.py --strategy``) at global ``batch``."""
     from training.distributed import DistributedEngine
 
-    (x, y), _ = load_mnist(os.environ.get("MNIST_DATA_DIR") or None)
-    x, y = x[:args.samples], y[:args.samples]
-    no_validation = (x[:0], y[:0])
+    engine = DistributedEngine(strategy, new_trainer, batch, verbose=False)
+    no_validation = (images[:0], labels[:0])
+    return timed_epochs(lambda epoch: engine.train_epoch(images, labels, no_validation, epoch), epochs)
 
-    def trainer():
-        return compile_for_training(build_model(seed=0), "adam", 1e-3)
 
-    def timed(epoch_function) -> tuple[list[float], list[float]]:
-        """Wall and process CPU seconds of the timed epochs (after one warm-up epoch)."""
-        wall, cpu = [], []
-        for epoch in range(args.epochs + 1):
-            started, started_cpu = time.perf_counter(), time.process_time()
-            epoch_function(epoch)
-            wall.append(time.perf_counter() - started)
-            cpu.append(time.process_time() - started_cpu)
-        return wall[1:], cpu[1:]
-
-    def loop_epochs(batch: int) -> tuple[list[float], list[float]]:
-        engine = DistributedEngine(strategy, trainer, batch, verbose=False)
-        return timed(lambda epoch: engine.train_epoch(x, y, no_validation, epoch))
-
-    result = {"role": args.role, "replicas": strategy.num_replicas_in_sync, "samples": len(y),
-              "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-                          "inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
-              "loop": {}, "loop_cpu": {}}
-    result["loop"][str(BATCH)], result["loop_cpu"][str(BATCH)] = loop_epochs(BATCH)
-    result["allreduce"], result["allreduce_cpu"] = allreduce_seconds(tf, strategy, args.allreduce_repeats)
-    if args.role == "single":
-        for machines in MACHINES:  # the compute of one machine's share of the batch
-            batch = str(BATCH // machines)
-            result["loop"][batch], result["loop_cpu"][batch] = loop_epochs(BATCH // machines)
-        fitted = trainer()
-        result["fit"], result["fit_cpu"] = timed(
-            lambda epoch: fitted.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0))
-    result["load_average"] = os.getloadavg()
-    return result
+def fit_epochs(images, labels, epochs: int) -> tuple[list[float], list[float]]:
+    """``timed_epochs`` of ``model.fit`` (as ``train.py`` without a strategy trains)."""
+    model = new_trainer()
+    return timed_epochs(lambda epoch: model.fit(images, labels, batch_size=BATCH, epochs=1, shuffle=False,
+                                                verbose=0), epochs)
 
 
 def allreduce_seconds(tf, strategy, repeats: int) -> tuple[list[float], float]:

@@ -55,8 +55,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,7 +66,13 @@ from typing import Callable
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as ``python bench/peers.py``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# newest_version is imported from here by bench/slow_clients.py too
+from bench.support import machine, newest_version, spread, summary  # noqa: E402
+from tests.support import REPO, free_port  # noqa: E402
+
 PEER_DIR = REPO / "bench" / "peer_servers"
 DEFAULT_CACHE = Path.home() / ".cache" / "mnist-digits" / "bench-peers"
 SERVER_NAMES = ("ours", "baseline", "kserve", "litserve", "mlflow", "bentoml", "ours-gthread", "ours-nginx")
@@ -81,52 +85,22 @@ QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "DO_NOT_TRACK
              "MLFLOW_DISABLE_TELEMETRY": "true", "BENTOML_DO_NOT_TRACK": "True"}
 
 
-# ---- small shared helpers ------------------------------------------------------------------------------
-# TODO(support): free_port, median_spread and machine_info are to be replaced by tests/support.py and
-# bench/support.py when those land.
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def median_spread(values: list[float]) -> tuple[float, float, float] | None:
-    """(median, min, max) of the values, or None if there are none."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return float(statistics.median(values)), float(min(values)), float(max(values))
-
-
-def machine_info() -> dict:
-    """CPU model, cores, memory, kernel, Python, wrk and the repository's commit."""
-    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem_kib = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines()
-                    if line.startswith("MemTotal:")), 0)
-    commit = _git("rev-parse", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+# ---- the machine and summaries -------------------------------------------------------------------------
+def machine_with_wrk() -> dict:
+    """bench/support.py's ``machine()`` (CPU model, cores, memory, OS, versions, commit), and the cores this
+    process may use and wrk's version."""
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("Copyright")[0]
-    return {"cpu_model": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "memory_gib": round(mem_kib / 2**20, 1), "kernel": platform.release(),
-            "python": platform.python_version(), "wrk": wrk.strip(),
-            "commit": commit + ("-dirty" if dirty else "")}
+    return {**machine(), "usable_cores": len(os.sched_getaffinity(0)), "wrk": wrk.strip()}
 
 
 def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+    return [round(load, 2) for load in os.getloadavg()]
 
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+def summary_of_present(values) -> dict[str, float] | None:
+    """bench/support.py's ``summary`` (median, min, max) of the values that are not None; None if none are."""
+    present = [value for value in values if value is not None]
+    return summary(present) if present else None
 
 
 # ---- levels --------------------------------------------------------------------------------------------
@@ -362,7 +336,6 @@ def launch_ours_nginx(ctx: Context, port: int) -> Launch:
 
 def launch_baseline(ctx: Context, port: int) -> Launch:
     """bench/serving.py's tutorial app (imported from there), run as a script with Flask's server."""
-    _importable_repo()
     from bench import serving
 
     app = ctx.scratch / "baseline_app.py"
@@ -679,14 +652,8 @@ def reference_probabilities(version_dir: Path, images: np.ndarray, scratch: Path
     return np.load(out).astype(np.float64)
 
 
-def _importable_repo() -> None:
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-
-
 def mnist_test_images(count: int) -> np.ndarray:
     """The first ``count`` real MNIST test images, float32 (n, 784) in [0, 1]."""
-    _importable_repo()
     from training.data import load_mnist
 
     (_, _), (x_test, _) = load_mnist()
@@ -739,23 +706,16 @@ def summarise(results: dict, columns: list[Column]) -> dict[str, list[str]]:
             continue
         cells = []
         for column in columns:
-            stats = median_spread([column.read(run) for run in measured])
+            stats = summary_of_present([column.read(run) for run in measured])
             flag = "!" if any(flagged(run, column) for run in measured) else ""
-            cells.append("-" if stats is None else _cell(stats, column.fmt) + flag)
+            cells.append("-" if stats is None else spread(stats, column.fmt) + flag)
         rows[name] = cells
     return rows
 
 
-def _cell(stats: tuple[float, float, float], fmt: str) -> str:
-    median, low, high = stats
-    if low == high:
-        return f"{median:{fmt}}"
-    return f"{median:{fmt}} ({low:{fmt}}-{high:{fmt}})"
-
-
-def ours_vs_best_peer(results: dict, column: Column) -> tuple[tuple[float, float, float] | None, list[str]]:
+def ours_vs_best_peer(results: dict, column: Column) -> tuple[dict[str, float] | None, list[str]]:
     """Ratio ours / best framework peer for one column, within each repeat (peers whose level had failed
-    requests are left out of "best"), summarised as (median, min, max); and the best peers' names."""
+    requests are left out of "best"), summarised (``summary_of_present``); and the best peers' names."""
     ratios, best_names = [], []
     for repeat, ours in enumerate(results.get("ours", [])):
         ours_value = column.read(ours) if ours["status"] == "measured" else None
@@ -773,7 +733,7 @@ def ours_vs_best_peer(results: dict, column: Column) -> tuple[tuple[float, float
         if value:
             ratios.append(ours_value / value)
             best_names.append(name)
-    return median_spread(ratios), sorted(set(best_names))
+    return summary_of_present(ratios), sorted(set(best_names))
 
 
 def render_table(title: str, columns: list[Column], results: dict, markdown: bool) -> str:
@@ -784,7 +744,7 @@ def render_table(title: str, columns: list[Column], results: dict, markdown: boo
         cells = []
         for column in columns:
             stats, names = ours_vs_best_peer(results, column)
-            cells.append("-" if stats is None else f"{_cell(stats, '.2f')} vs {'/'.join(names)}")
+            cells.append("-" if stats is None else f"{spread(stats, '.2f')} vs {'/'.join(names)}")
         rows.append(["ours / best peer"] + cells)
     if markdown:
         lines = [f"**{title}**", "", "| " + " | ".join(header) + " |",
@@ -807,8 +767,8 @@ def render_report(results: dict, levels: list[Level], markdown: bool, about: str
 
 def describe_run(machine: dict, args, elapsed: float) -> str:
     """One paragraph: machine, commit, load average, settings, duration."""
-    return (f"{machine['cpu_model']}, {machine['usable_cores']} cores, {machine['memory_gib']} GiB, Linux "
-            f"{machine['kernel']}, Python {machine['python']}, {machine['wrk']}; commit {machine['commit']}; "
+    return (f"{machine['cpu']}, {machine['usable_cores']} cores, {machine['memory']}, {machine['os']}, "
+            f"Python {machine['versions']['python']}, {machine['wrk']}; commit {machine['commit']}; "
             f"load average before {machine['load_average_before']}, after {machine['load_average_after']}. "
             f"{args.repeats} repeat(s); per level {args.warmup} s warm-up + {args.seconds} s measured, "
             f"wrk -t1; medians (min-max); ! = a level with non-2xx responses or socket errors; "
@@ -856,12 +816,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def newest_version(export_base: Path) -> Path | None:
-    versions = [p for p in export_base.iterdir() if p.name.isdigit() and p.is_dir()] \
-        if export_base.is_dir() else []
-    return max(versions, key=lambda p: int(p.name)) if versions else None
-
-
 def prepare(args, scratch: Path) -> Context:
     """Check the export and make (or find) each selected peer's virtual environment."""
     version = newest_version(args.model_dir)
@@ -875,6 +829,38 @@ def prepare(args, scratch: Path) -> Context:
     return ctx
 
 
+def run_rounds(args, ctx: Context, images: np.ndarray, reference: np.ndarray, log_dir: Path) -> dict:
+    """Every repeat, the servers one after another: {server: [one result per repeat]}. A server that
+    failed its gate once is not started again."""
+    results: dict[str, list[dict]] = {name: [] for name in args.servers}
+    for repeat in range(args.repeats):
+        for name in args.servers:
+            if any(run["status"] == "gate failed" for run in results[name]):
+                results[name].append({"status": "gate failed", "levels": {}})
+                continue
+            print(f"[{repeat + 1}/{args.repeats}] {SPECS[name].title}", flush=True)
+            run = bench_server(SPECS[name], ctx, args, images, reference, log_dir)
+            results[name].append(run)
+            if run["status"] != "measured" or "error" in run:
+                print(f"    {run['status']}: {run.get('error') or run.get('gate')}", flush=True)
+    return results
+
+
+def write_json(path: Path, args, ctx: Context, machine_figures: dict, results: dict, elapsed: float) -> None:
+    """Every raw figure, the settings, the servers and the machine, as JSON at ``path``."""
+    path.write_text(json.dumps({
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "elapsed_seconds": elapsed,
+        "machine": machine_figures, "model": str(ctx.version_dir),
+        "settings": {"servers": args.servers, "repeats": args.repeats, "seconds": args.seconds,
+                     "warmup": args.warmup, "levels": [level.name for level in args.levels],
+                     "gate_images": args.gate_images, "tolerance": TOLERANCE},
+        "servers": {name: {"title": SPECS[name].title, "note": SPECS[name].note,
+                           "requirements": str(SPECS[name].requirements or "this Python"),
+                           "python": str(ctx.pythons.get(name, sys.executable))}
+                    for name in args.servers},
+        "results": results}, indent=1))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.time()
@@ -885,36 +871,16 @@ def main(argv=None) -> int:
         ctx = prepare(args, scratch)
         images = mnist_test_images(max(64, args.gate_images, *(level.batch for level in args.levels)))
         reference = reference_probabilities(ctx.version_dir, images[:args.gate_images], scratch)
-        machine = {**machine_info(), "load_average_before": load_average()}
-        print(f"serving {ctx.version_dir}; {machine['cpu_model']}, {machine['usable_cores']} cores; "
-              f"commit {machine['commit']}; load average {machine['load_average_before']}", flush=True)
-        results: dict[str, list[dict]] = {name: [] for name in args.servers}
-        for repeat in range(args.repeats):
-            for name in args.servers:
-                if any(run["status"] == "gate failed" for run in results[name]):
-                    results[name].append({"status": "gate failed", "levels": {}})
-                    continue
-                print(f"[{repeat + 1}/{args.repeats}] {SPECS[name].title}", flush=True)
-                run = bench_server(SPECS[name], ctx, args, images, reference, log_dir)
-                results[name].append(run)
-                if run["status"] != "measured" or "error" in run:
-                    print(f"    {run['status']}: {run.get('error') or run.get('gate')}", flush=True)
-        machine["load_average_after"] = load_average()
+        machine_figures = {**machine_with_wrk(), "load_average_before": load_average()}
+        print(f"serving {ctx.version_dir}; {machine_figures['cpu']}, {machine_figures['usable_cores']} cores; "
+              f"commit {machine_figures['commit']}; load average {machine_figures['load_average_before']}", flush=True)
+        results = run_rounds(args, ctx, images, reference, log_dir)
+        machine_figures["load_average_after"] = load_average()
         elapsed = time.time() - started
         print()
-        print(render_report(results, args.levels, args.markdown, describe_run(machine, args, elapsed)))
+        print(render_report(results, args.levels, args.markdown, describe_run(machine_figures, args, elapsed)))
         if args.json:
-            args.json.write_text(json.dumps({
-                "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "elapsed_seconds": elapsed,
-                "machine": machine, "model": str(ctx.version_dir),
-                "settings": {"servers": args.servers, "repeats": args.repeats, "seconds": args.seconds,
-                             "warmup": args.warmup, "levels": [l.name for l in args.levels],
-                             "gate_images": args.gate_images, "tolerance": TOLERANCE},
-                "servers": {name: {"title": SPECS[name].title, "note": SPECS[name].note,
-                                   "requirements": str(SPECS[name].requirements or "this Python"),
-                                   "python": str(ctx.pythons.get(name, sys.executable))}
-                            for name in args.servers},
-                "results": results}, indent=1))
+            write_json(args.json, args, ctx, machine_figures, results, elapsed)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,52 +33,63 @@ from bench.support import machine, pyplot, save_figure, spread
 from tests.support import REPO, markdown_table as table, mnist_dir
 
 PY = sys.executable
-STAGES = ("numpy", "keras", "backends", "accuracy", "train", "serving", "distributed")
 TRAIN_RUNS = 2  # python training/train.py runs (same seed: same accuracy; the time varies)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One benchmark of the run: its title in the report, its module under bench/ (None: training/train.py),
+    its time limit in seconds, and its options in a ``--quick`` run and in a full one."""
+
+    title: str
+    module: str | None
+    timeout: int
+    quick: tuple[str, ...]
+    full: tuple[str, ...]
+
+
+STAGE_SPECS = {
+    "numpy": Stage("NumPy epoch vs the tutorial's loop", "numpy_training", 400,
+                   quick=("--repeats", "1", "--loop-samples", "500"),
+                   full=("--repeats", "5", "--loop-samples", "6000", "--threads", "1")),
+    "keras": Stage("Keras mirror vs built-in Keras", "keras_mirror", 400,
+                   quick=("--repeats", "1", "--samples", "6000", "--threads", "1"),
+                   full=("--repeats", "5", "--threads", "1")),
+    "backends": Stage("Keras backends side by side", "backends", 900,
+                      quick=("--epochs", "2", "--limit-train", "3000", "--threads", "1"),
+                      full=("--epochs", "10", "--threads", "1")),
+    "accuracy": Stage("accuracy against training time", "training_accuracy", 720,
+                      quick=("--epochs", "2", "--limit-train", "3000"),
+                      full=("--epochs", "30", "--repeats", "3", "--threads", "1")),
+    "train": Stage("python training/train.py", None, 400, quick=("--epochs", "1", "--limit-train", "3000"), full=()),
+    "serving": Stage("serving", "serving", 600, quick=("--requests", "60", "--max-seconds", "2", "--repeats", "1"),
+                     full=("--requests", "1500", "--max-seconds", "10", "--repeats", "3")),
+    "distributed": Stage("distributed training: 1 process, mirrored, multi-worker", "distributed", 1500,
+                         quick=("--samples", "12000", "--epochs", "3", "--allreduce-repeats", "50"),
+                         full=("--epochs", "3", "--allreduce-repeats", "100")),
+}
+STAGES = tuple(STAGE_SPECS)
 
 
 def stage_commands(quick: bool, scratch: Path) -> dict:
     """name -> (title, argv, timeout seconds, json path or None)."""
-    json_paths = {name: scratch / f"{name}.json" for name in STAGES}
-    if quick:
-        numpy = ["--repeats", "1", "--loop-samples", "500"]
-        keras = ["--repeats", "1", "--samples", "6000", "--threads", "1"]
-        backends = ["--epochs", "2", "--limit-train", "3000", "--threads", "1"]
-        accuracy = ["--epochs", "2", "--limit-train", "3000"]
-        train = ["--epochs", "1", "--limit-train", "3000"]
-        serving = ["--requests", "60", "--max-seconds", "2", "--repeats", "1"]
-        distributed = ["--samples", "12000", "--epochs", "3", "--allreduce-repeats", "50"]
-    else:
-        numpy = ["--repeats", "5", "--loop-samples", "6000", "--threads", "1"]
-        keras = ["--repeats", "5", "--threads", "1"]
-        backends = ["--epochs", "10", "--threads", "1"]
-        accuracy = ["--epochs", "30", "--repeats", "3", "--threads", "1"]
-        train = []
-        serving = ["--requests", "1500", "--max-seconds", "10", "--repeats", "3"]
-        distributed = ["--epochs", "3", "--allreduce-repeats", "100"]
+    commands = {}
+    for name, stage in STAGE_SPECS.items():
+        json_path = None if stage.module is None else scratch / f"{name}.json"
+        commands[name] = (stage.title, stage_argv(name, stage, quick, scratch), stage.timeout, json_path)
+    return commands
 
-    def bench(module: str, *args: str) -> list[str]:
-        return [PY, "-m", f"bench.{module}", *args]
 
-    return {
-        "numpy": ("NumPy epoch vs the tutorial's loop", bench("numpy_training", *numpy, "--json",
-                                                             str(json_paths["numpy"])), 400, json_paths["numpy"]),
-        "keras": ("Keras mirror vs built-in Keras", bench("keras_mirror", *keras, "--json", str(json_paths["keras"])),
-                  400, json_paths["keras"]),
-        "backends": ("Keras backends side by side", bench("backends", *backends, "--json", str(json_paths["backends"])),
-                     900, json_paths["backends"]),
-        "accuracy": ("accuracy against training time", bench("training_accuracy", *accuracy,
-                                                             "--json", str(json_paths["accuracy"]),
-                                                             "--plot", str(scratch / "accuracy_vs_time.png")),
-                     720, json_paths["accuracy"]),
-        "train": ("python training/train.py", [PY, "training/train.py", *train, "--no-export",
-                                               "--run-dir", str(scratch / "train-run")], 400, None),
-        "serving": ("serving", bench("serving", "--model-dir", str(scratch / "no-export"), *serving,
-                                     "--json", str(json_paths["serving"])), 600, json_paths["serving"]),
-        "distributed": ("distributed training: 1 process, mirrored, multi-worker",
-                        bench("distributed", *distributed, "--json", str(json_paths["distributed"])), 1500,
-                        json_paths["distributed"]),
-    }
+def stage_argv(name: str, stage: Stage, quick: bool, scratch: Path) -> list[str]:
+    """The stage's command: train.py without an export into a scratch run folder, or the benchmark module
+    with ``--json`` into ``scratch`` (serving: given a model folder that does not exist, so that it makes
+    its own small export; accuracy: its plot into ``scratch`` too)."""
+    options = stage.quick if quick else stage.full
+    if stage.module is None:
+        return [PY, "training/train.py", *options, "--no-export", "--run-dir", str(scratch / "train-run")]
+    before = ["--model-dir", str(scratch / "no-export")] if name == "serving" else []
+    after = ["--plot", str(scratch / "accuracy_vs_time.png")] if name == "accuracy" else []
+    return [PY, "-m", f"bench.{stage.module}", *before, *options, "--json", str(scratch / f"{name}.json"), *after]
 
 
 def shown(argv: list[str], scratch: Path) -> str:
@@ -233,42 +245,46 @@ def section_backends(stage: dict) -> list[str]:
     if stage["error"]:
         return lines + failed(stage)
     data = stage["data"]
-    settings, workers = data["settings"], data["workers"]
-
-    def reached(entry, key):
-        seconds, epoch = entry[key]["seconds"], entry[key]["epoch"]
-        return f"{seconds:.1f} s (epoch {epoch})" if seconds is not None else "not reached"
-
-    rows = []
-    for name, entry in data["summary"].items():
-        info = workers[name]
-        library = f"{info['backend']} {info['version']}" if "backend" in info else "numpy"
-        rows.append([f"**{name}**", library, f"{entry['first_epoch_seconds']:.2f} s", spread(entry["epoch_seconds"],
-                     unit=" s"), spread(entry["epoch_cpu_seconds"], unit=" s"),
-                     f"{entry['ratio_to_tensorflow']:.2f}x" if "ratio_to_tensorflow" in entry else "-",
-                     f"{entry['ratio_to_numpy']:.2f}x" if "ratio_to_numpy" in entry else "-",
-                     reached(entry, "time_to_97"), reached(entry, "time_to_98"),
-                     f"{100 * entry['final_test_accuracy']:.2f} %"])
+    rows = [backends_row(name, entry, data["workers"][name]) for name, entry in data["summary"].items()]
     lines += table(["variant", "library", "first epoch (incl. tracing/compiling)", "seconds per later epoch",
                     "CPU seconds per later epoch", "vs tensorflow", "vs numpy", "time to 97 %", "time to 98 %",
                     "final test accuracy"], rows)
-    images = next(iter(workers.values()))["train_images"]
-    lines += ["", f"The 784-128-64-10 ReLU network with the hyperparameters of `train.py` (Adam {settings['learning_rate']:g}, "
-              f"cosine decay over {settings['epochs']} epochs, batch {settings['batch_size']}, shifts of up to "
-              f"{settings['augment_shift']} px, the 90/10 split: {images} training images), seed {settings['seed']}. "
-              "tensorflow / tensorflow-xla / torch / jax: the Keras mirror (ScratchDense + ScratchAdam) on that "
-              "backend (tensorflow: Keras's CPU default, a graph without XLA; tensorflow-xla: `jit_compile=True`; "
-              "torch: eager; jax: jit-compiled, as `train.py --backend jax`); numpy: `NumpyNetwork` + our NumPy "
-              "Adam; builtin: `Dense` + `keras.optimizers.Adam` on TensorFlow. Each variant runs in a worker "
-              "process of its own (one Keras backend per process); the workers take turns epoch by epoch in a "
-              f"rotating order, one at a time, on identical data, each with {settings['threads']} thread(s) in "
-              "every library. Seconds per epoch: median (min-max) over the epochs after the first; times to a "
-              "target: cumulative training time (the first epoch included) at the end of the first epoch whose "
-              "test accuracy reached it (measured after each epoch, untimed); ratios: of the median epoch times. "
-              f"{settings['epochs'] - 1} later epoch(s) per variant; 1-minute load average "
-              f"{data['load_average']['before'][0]:.2f} at the start, {data['load_average']['after'][0]:.2f} at the end "
-              "(wall times well above CPU times mean other processes took the cores)."]
-    return lines
+    return lines + ["", backends_notes(data)]
+
+
+def backends_row(name: str, entry: dict, worker: dict) -> list[str]:
+    """One variant's row of the backends table."""
+    def reached(key):
+        seconds, epoch = entry[key]["seconds"], entry[key]["epoch"]
+        return f"{seconds:.1f} s (epoch {epoch})" if seconds is not None else "not reached"
+
+    library = f"{worker['backend']} {worker['version']}" if "backend" in worker else "numpy"
+    return [f"**{name}**", library, f"{entry['first_epoch_seconds']:.2f} s", spread(entry["epoch_seconds"],
+            unit=" s"), spread(entry["epoch_cpu_seconds"], unit=" s"),
+            f"{entry['ratio_to_tensorflow']:.2f}x" if "ratio_to_tensorflow" in entry else "-",
+            f"{entry['ratio_to_numpy']:.2f}x" if "ratio_to_numpy" in entry else "-",
+            reached("time_to_97"), reached("time_to_98"), f"{100 * entry['final_test_accuracy']:.2f} %"]
+
+
+def backends_notes(data: dict) -> str:
+    """What the backends table measured, and how."""
+    settings = data["settings"]
+    images = next(iter(data["workers"].values()))["train_images"]
+    return (f"The 784-128-64-10 ReLU network with the hyperparameters of `train.py` (Adam {settings['learning_rate']:g}, "
+            f"cosine decay over {settings['epochs']} epochs, batch {settings['batch_size']}, shifts of up to "
+            f"{settings['augment_shift']} px, the 90/10 split: {images} training images), seed {settings['seed']}. "
+            "tensorflow / tensorflow-xla / torch / jax: the Keras mirror (ScratchDense + ScratchAdam) on that "
+            "backend (tensorflow: Keras's CPU default, a graph without XLA; tensorflow-xla: `jit_compile=True`; "
+            "torch: eager; jax: jit-compiled, as `train.py --backend jax`); numpy: `NumpyNetwork` + our NumPy "
+            "Adam; builtin: `Dense` + `keras.optimizers.Adam` on TensorFlow. Each variant runs in a worker "
+            "process of its own (one Keras backend per process); the workers take turns epoch by epoch in a "
+            f"rotating order, one at a time, on identical data, each with {settings['threads']} thread(s) in "
+            "every library. Seconds per epoch: median (min-max) over the epochs after the first; times to a "
+            "target: cumulative training time (the first epoch included) at the end of the first epoch whose "
+            "test accuracy reached it (measured after each epoch, untimed); ratios: of the median epoch times. "
+            f"{settings['epochs'] - 1} later epoch(s) per variant; 1-minute load average "
+            f"{data['load_average']['before'][0]:.2f} at the start, {data['load_average']['after'][0]:.2f} at the end "
+            "(wall times well above CPU times mean other processes took the cores).")
 
 
 def section_serving(stage: dict, plot_link: str | None) -> list[str]:
@@ -328,10 +344,10 @@ def plot_serving(data: dict, path: Path) -> None:
             median = [statistics.median(r["percentiles"][q] for r in runs) for q in qs]
             low = [min(r["percentiles"][q] for r in runs) for q in qs]
             high = [max(r["percentiles"][q] for r in runs) for q in qs]
-            x = range(len(qs))
-            ax.plot(x, median, marker="o", color=colours.get(server), label=server)
-            ax.fill_between(x, low, high, color=colours.get(server), alpha=0.2)
-            ax.set_xticks(list(x), [f"p{q}" for q in qs])
+            positions = range(len(qs))
+            ax.plot(positions, median, marker="o", color=colours.get(server), label=server)
+            ax.fill_between(positions, low, high, color=colours.get(server), alpha=0.2)
+            ax.set_xticks(list(positions), [f"p{q}" for q in qs])
         ax.set_yscale("log")
         ax.set_title(scenario, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
@@ -368,8 +384,8 @@ def section_distributed(stage: dict) -> list[str]:
 
 def read_train_run(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    with open(run_dir / "history.csv") as f:
-        metrics["epoch_seconds"] = [float(r["seconds"]) for r in csv.DictReader(f)]
+    with open(run_dir / "history.csv") as history:
+        metrics["epoch_seconds"] = [float(row["seconds"]) for row in csv.DictReader(history)]
     return metrics
 
 

@@ -47,8 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.support import load_text, summary, write_json
-from service.contract import list_versions
+from bench.support import load_text, newest_version, summary, write_json
 from tests.support import REPO, GunicornServer, ServerProcess, free_port, git_commit, gunicorn_settings, mnist_dir
 
 BASELINE_APP = '''
@@ -105,11 +104,6 @@ def mnist_test_digits(count: int) -> np.ndarray:
     return images / 255.0
 
 
-def newest_version(model_dir: Path) -> Path | None:
-    versions = list_versions(model_dir)
-    return model_dir / str(versions[-1]) if versions else None
-
-
 def model_to_serve(args, scratch: Path) -> tuple[Path, bool]:
     """``--model-dir`` if it holds a version, else a small untrained export made in ``scratch``; and
     whether it was made."""
@@ -164,10 +158,10 @@ def _client(port: int, bodies: list[bytes], count: int, deadline: float, warmup:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/json"}
     latencies, errors, first = [], 0, None
-    for i in range(warmup + count):
-        if i == warmup:
+    for index in range(warmup + count):
+        if index == warmup:
             first = time.monotonic()
-        body = bodies[i % len(bodies)]
+        body = bodies[index % len(bodies)]
         started = time.perf_counter()
         try:
             conn.request("POST", "/predict", body=body, headers=headers)
@@ -178,7 +172,7 @@ def _client(port: int, bodies: list[bytes], count: int, deadline: float, warmup:
             ok = False
             conn.close()
         elapsed = time.perf_counter() - started
-        if i >= warmup:
+        if index >= warmup:
             latencies.append(elapsed)
             errors += not ok
             if time.monotonic() > deadline:

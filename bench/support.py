@@ -1,6 +1,7 @@
 """Helpers every benchmark shares, each written once: the machine and commit a figure was measured on,
 median/min/max summaries and their text, thread pinning (BLAS through threadpoolctl, TensorFlow), the
-load average, figures (PNG) and JSON output. Ports, server processes and the MNIST folder come from tests/support.py.
+load average, the newest export to serve, figures (PNG) and JSON output. Ports, server processes and the
+MNIST folder come from tests/support.py.
 
 The benchmarks run as modules from the repository root: ``python -m bench.serving`` and so on.
 """
@@ -13,6 +14,7 @@ import platform
 import statistics
 from pathlib import Path
 
+from service.contract import list_versions
 from tests.support import cpu_model, git_commit
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -116,6 +118,14 @@ def spread(values_or_summary, fmt: str = ".2f", unit: str = "", scale: float = 1
     if low == high:
         return f"{median:{fmt}}{unit}"
     return f"{median:{fmt}}{unit} ({low:{fmt}}-{high:{fmt}})"
+
+
+# ---- exports --------------------------------------------------------------------------------------
+def newest_version(export_base: Path) -> Path | None:
+    """The folder of the newest version under ``export_base`` (service/contract.py's ``list_versions``, as
+    the service counts them), or None."""
+    versions = list_versions(export_base)
+    return export_base / str(versions[-1]) if versions else None
 
 
 # ---- output ---------------------------------------------------------------------------------------

@@ -47,11 +47,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=30, help="epochs (the cosine decays to 0 over them); default 30")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--augment-shift", type=int, default=2)
-    parser.add_argument("--validation-fraction", type=float, default=0.1)
-    parser.add_argument("--limit-train", type=int, default=None, metavar="N", help="first N training images only")
+    add_recipe_options(parser)
     parser.add_argument("--repeats", type=int, default=1, help="runs with seeds 0, 1, ... (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="TF intra-op threads and BLAS threads (default 1)")
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
@@ -59,6 +55,34 @@ def parse_args(argv=None):
     parser.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
     parser.add_argument("--plot", type=Path, default=None, help="write the accuracy-vs-time plot here (PNG)")
     return parser.parse_args(argv)
+
+
+def add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """The training recipe's options that the training benchmarks share (bench/backends.py too), with
+    ``python training/train.py``'s defaults."""
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--augment-shift", type=int, default=2)
+    parser.add_argument("--validation-fraction", type=float, default=0.1)
+    parser.add_argument("--limit-train", type=int, default=None, metavar="N", help="first N training images only")
+
+
+def recipe_settings(args) -> dict:
+    """The recipe as the results' ``settings`` record it."""
+    return {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+            "schedule": "cosine", "augment_shift": args.augment_shift,
+            "validation_fraction": args.validation_fraction, "limit_train": args.limit_train}
+
+
+def load_training_data(args):
+    """MNIST from ``--data-dir`` (else the usual search), the training set cut to ``--limit-train``:
+    ``((x_train, y_train), (x_test, y_test))``."""
+    from training.data import load_mnist
+
+    (x_train, y_train), test = load_mnist(args.data_dir)
+    if args.limit_train:
+        x_train, y_train = x_train[:args.limit_train], y_train[:args.limit_train]
+    return (x_train, y_train), test
 
 
 def time_to(history: list[dict], target: float):
@@ -89,7 +113,10 @@ class NumpyRun:
 
 
 class KerasRun:
-    def __init__(self, args, seed, steps, builtin: bool):
+    """Built-in Keras (``builtin``) or the Keras mirror (``jit_compile`` as ``compile_for_training``'s),
+    with Adam and the cosine decay over ``args.epochs * steps`` steps."""
+
+    def __init__(self, args, seed, steps, builtin: bool, jit_compile: bool = False):
         import keras
 
         from model.keras_network import build_model, compile_for_training
@@ -106,7 +133,7 @@ class KerasRun:
                                metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
         else:
             self.model = compile_for_training(build_model(SIZES, "relu", seed), get_optimizer("adam", schedule),
-                                              loss="cross_entropy")
+                                              loss="cross_entropy", jit_compile=jit_compile)
 
     def epoch(self, x, y):
         self.model.fit(x, y, batch_size=self.args.batch_size, epochs=1, shuffle=False, verbose=0)
@@ -173,12 +200,12 @@ def plot(runs: list[dict], engines, path: Path, title: str) -> None:
     plt = pyplot()
     colours = {"numpy": "tab:blue", "mirror": "tab:orange", "built-in": "tab:green"}
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    for i, run in enumerate(runs):
+    for repeat, run in enumerate(runs):
         for name in engines:
             rows = run["history"][name]
-            ax.plot([r["seconds_cumulative"] for r in rows], [100 * r["test_accuracy"] for r in rows],
-                    marker="o", markersize=3, color=colours[name], alpha=1.0 if i == 0 else 0.5,
-                    label=name if i == 0 else None)
+            ax.plot([row["seconds_cumulative"] for row in rows], [100 * row["test_accuracy"] for row in rows],
+                    marker="o", markersize=3, color=colours[name], alpha=1.0 if repeat == 0 else 0.5,
+                    label=name if repeat == 0 else None)
     for target in TARGETS:
         ax.axhline(100 * target, color="grey", linestyle="--", linewidth=0.8)
         ax.text(0.005, 100 * target + 0.04, f"{target:.0%}", color="grey", fontsize=8,
@@ -203,21 +230,14 @@ def main(argv=None) -> dict:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
-    from training.data import load_mnist
-
-    (x_train, y_train), test = load_mnist(args.data_dir)
-    if args.limit_train:
-        x_train, y_train = x_train[:args.limit_train], y_train[:args.limit_train]
+    (x_train, y_train), test = load_training_data(args)
     load_before = os.getloadavg()
     with threadpool_limits(limits=args.threads, user_api="blas"):
         blas = blas_libraries()
         runs = [run_once(args, seed, ((x_train, y_train), test), engines) for seed in range(args.repeats)]
     threads = tensorflow_threads(tf)
     result = {
-        "settings": {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-                     "schedule": "cosine", "augment_shift": args.augment_shift,
-                     "validation_fraction": args.validation_fraction, "repeats": args.repeats,
-                     "threads": args.threads, "limit_train": args.limit_train, "engines": engines},
+        "settings": {**recipe_settings(args), "repeats": args.repeats, "threads": args.threads, "engines": engines},
         "threads": {"tensorflow_intra_op": threads["intra_op"], "tensorflow_inter_op": threads["inter_op"],
                     "blas": blas},
         "versions": {"numpy": np.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},

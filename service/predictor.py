@@ -143,28 +143,9 @@ def load_version(version_dir: str | os.PathLike, version: int | None = None,
                  runtime: Runtime = Runtime()) -> ModelVersion:
     """Load, check and warm up one exported version; raises ``ValueError`` with the reason if unusable."""
     path = Path(version_dir)
-    if not (path / SAVED_MODEL_FILE).is_file():
-        raise ValueError(f"{path} has no {SAVED_MODEL_FILE}: not a SavedModel")
-    try:
-        loaded = tf.saved_model.load(str(path))
-    except Exception as exc:  # TensorFlow raises many kinds for a damaged folder
-        raise ValueError(f"tf.saved_model.load({str(path)!r}) failed: {type(exc).__name__}: {exc}") from exc
-    signatures = getattr(loaded, "signatures", {})
-    if SIGNATURE_NAME not in signatures:
-        raise ValueError(f"{path} has no {SIGNATURE_NAME!r} signature (has: {sorted(signatures)})")
-    function = signatures[SIGNATURE_NAME]
-    inputs = function.structured_input_signature[1]
-    outputs = function.structured_outputs
-    if len(inputs) != 1:
-        raise ValueError(f"the {SIGNATURE_NAME!r} signature must take one input; it takes {sorted(inputs)}")
-    (input_name, input_spec), = inputs.items()
-    if input_spec.dtype != tf.float32 or not input_spec.shape.is_compatible_with((None, PIXELS)):
-        raise ValueError(f"input {input_name!r} is {input_spec.dtype.name} {input_spec.shape}; "
-                         f"expected float32 (None, {PIXELS})")
-    candidates = [n for n, s in outputs.items() if s.shape.is_compatible_with((None, CLASSES))]
-    if not candidates:
-        raise ValueError(f"no output of shape (None, {CLASSES}) in {SIGNATURE_NAME!r}: {outputs}")
-    output_name = OUTPUT_NAME if OUTPUT_NAME in candidates else candidates[0]
+    loaded = _load_saved_model(path)
+    function = _serving_signature(loaded, path)
+    input_name, output_name = _checked_input_and_output(function)
     runs_as, run = _runner(function, input_name, output_name, runtime, path)
     model = ModelVersion(
         version=int(version if version is not None else path.name),
@@ -178,12 +159,53 @@ def load_version(version_dir: str | os.PathLike, version: int | None = None,
         _run=run,
         _saved_model=loaded,
     )
-    warm = model.predict(np.zeros((1, PIXELS), np.float32))  # traces and allocates now, not on a request
-    if warm.shape != (1, CLASSES) or not np.all(np.isfinite(warm)):
-        raise ValueError(f"warm-up prediction gave shape {warm.shape} / non-finite values")
+    _warm_up(model)
     if runs_as == "frozen graph":
         run.on_batch = runtime.on_batch  # from now on: the probe and the warm-up were not served batches
     return model
+
+
+def _load_saved_model(path: Path):
+    """``tf.saved_model.load`` of ``path``; ``ValueError`` if it is not a SavedModel or does not load."""
+    if not (path / SAVED_MODEL_FILE).is_file():
+        raise ValueError(f"{path} has no {SAVED_MODEL_FILE}: not a SavedModel")
+    try:
+        return tf.saved_model.load(str(path))
+    except Exception as exc:  # TensorFlow raises many kinds for a damaged folder
+        raise ValueError(f"tf.saved_model.load({str(path)!r}) failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _serving_signature(loaded, path: Path):
+    """The ``serving_default`` signature of a loaded SavedModel; ``ValueError`` if it has none."""
+    signatures = getattr(loaded, "signatures", {})
+    if SIGNATURE_NAME not in signatures:
+        raise ValueError(f"{path} has no {SIGNATURE_NAME!r} signature (has: {sorted(signatures)})")
+    return signatures[SIGNATURE_NAME]
+
+
+def _checked_input_and_output(function) -> tuple[str, str]:
+    """``(input name, output name)`` of a signature that takes one float32 ``(None, 784)`` input and has a
+    ``(None, 10)`` output (``probabilities`` if there are several); ``ValueError`` otherwise."""
+    inputs = function.structured_input_signature[1]
+    outputs = function.structured_outputs
+    if len(inputs) != 1:
+        raise ValueError(f"the {SIGNATURE_NAME!r} signature must take one input; it takes {sorted(inputs)}")
+    (input_name, input_spec), = inputs.items()
+    if input_spec.dtype != tf.float32 or not input_spec.shape.is_compatible_with((None, PIXELS)):
+        raise ValueError(f"input {input_name!r} is {input_spec.dtype.name} {input_spec.shape}; "
+                         f"expected float32 (None, {PIXELS})")
+    candidates = [name for name, spec in outputs.items() if spec.shape.is_compatible_with((None, CLASSES))]
+    if not candidates:
+        raise ValueError(f"no output of shape (None, {CLASSES}) in {SIGNATURE_NAME!r}: {outputs}")
+    return input_name, OUTPUT_NAME if OUTPUT_NAME in candidates else candidates[0]
+
+
+def _warm_up(model: ModelVersion) -> None:
+    """One prediction now, so that tracing and allocation do not fall on a request; ``ValueError`` if its
+    answer is not one finite row of 10."""
+    warm = model.predict(np.zeros((1, PIXELS), np.float32))
+    if warm.shape != (1, CLASSES) or not np.all(np.isfinite(warm)):
+        raise ValueError(f"warm-up prediction gave shape {warm.shape} / non-finite values")
 
 
 def _runner(function, input_name: str, output_name: str, runtime: Runtime, path: Path):

@@ -5,7 +5,8 @@
 - local ports and waiting: ``free_port()``, ``wait_for()`` (a condition, with a timeout),
   ``http_status()`` (what a URL answers, if anything);
 - servers: ``ServerProcess`` (any server command, its output in a log file, stopped with SIGTERM and
-  then SIGKILL), ``GunicornServer`` (the real service under gunicorn), ``gunicorn_settings()``;
+  then SIGKILL), ``GunicornServer`` (the real service under gunicorn), ``running_gunicorn()`` (one
+  started, waited for and checked to shut down cleanly: the tests' server fixtures), ``gunicorn_settings()``;
 - ``MirrorServer``: a fake MNIST download mirror whose URL prefixes each misbehave in one way.
 
 Everything listens on and talks to 127.0.0.1 only, and every wait is bounded. Standard library only,
@@ -14,6 +15,7 @@ so that the container smoke client (tests/container/smoke_client.py) can use it 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import os
@@ -24,7 +26,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
@@ -230,6 +232,7 @@ class GunicornServer(ServerProcess):
                     "WEB_CONCURRENCY": str(workers), "TF_CPP_MIN_LOG_LEVEL": "2",
                     "PYTHONUNBUFFERED": "1", **(extra_env or {})})
         port = free_port()
+        self.export_base = Path(model_dir)
         super().__init__(gunicorn_command(port, app, extra_args), log_path, port=port, env=env, name=name)
 
     def ready_workers(self) -> set[int]:
@@ -242,6 +245,21 @@ class GunicornServer(ServerProcess):
         self.wait_until(lambda: len(self.ready_workers()) >= workers and http_status(self.port, "/healthz",
                                                                                    timeout=2) == 200,
                         timeout, f"{workers} ready worker(s) and /healthz 200")
+
+
+@contextlib.contextmanager
+def running_gunicorn(model_dir: str | os.PathLike, log_path: str | os.PathLike, *, workers: int = 2,
+                     **options) -> Iterator[GunicornServer]:
+    """A ``GunicornServer`` (``options`` as its own) with ``workers`` workers ready; on leaving, stopped
+    with SIGTERM, the end of its log printed, and ``AssertionError`` unless it shut down cleanly."""
+    server = GunicornServer(model_dir, log_path, workers=workers, **options)
+    try:
+        server.wait_until_up(workers=workers)
+        yield server
+    finally:
+        code = server.stop()
+        print(server.log()[-3000:])
+    assert code == 0, "gunicorn did not shut down cleanly on SIGTERM"
 
 
 def gunicorn_settings(keys=("worker_class", "workers", "threads", "keepalive")) -> dict[str, str]:

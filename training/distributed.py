@@ -327,16 +327,48 @@ def run(args) -> int:
 
 
 def _train_and_report(args, role: Role, data, steps) -> int:
+    """Train on every worker; then, on the chief only, evaluate, export and write metrics.json. ``steps``
+    is training/train.py, whose steps this follows."""
     from training.engines import make_reproducible
-    from training.report import read_history_csv, write_history_csv
 
     make_reproducible(args.seed)
-    checkpoints = args.run_dir / "checkpoints"
-    start_epoch, checkpoint, rows = 0, None, []
-    if args.resume:  # every worker: the chief's last complete checkpoint, from the shared run folder
-        start_epoch, checkpoint = steps.latest_checkpoint(checkpoints)
-        if role.chief:
-            rows = [row for row in read_history_csv(args.run_dir / "history.csv") if row["epoch"] <= start_epoch]
+    start_epoch, checkpoint, rows = _resume_point(args, role, steps)
+    try:
+        engine = _start_engine(args, role, data, steps, start_epoch, checkpoint)
+    except (ClippingRefused, SetupError) as exc:
+        return fail(f"{exc}{f' (checkpoint {checkpoint})' if checkpoint else ''}", status=2)
+    if role.chief:
+        (args.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if not args.resume:
+            write_json_atomic(args.run_dir / "args.json", vars(args))
+    description = describe(args, role, len(data.fit[1]))
+    _print_start(args, data, description, start_epoch)
+    _train_epochs(args, role, engine, data, steps, start_epoch, rows)
+    if not role.chief:
+        print(f"{role.name}: trained to epoch {args.epochs}; the chief ({role.cluster.name(0)}) writes the run "
+              "files and the export")
+        return 0
+    return _evaluate_and_export(args, engine.probabilities_model(), data, steps, rows, description)
+
+
+def _resume_point(args, role: Role, steps) -> tuple[int, Path | None, list[dict]]:
+    """``(epochs done, checkpoint, history rows)``: ``(0, None, [])`` for a new run; with ``--resume``,
+    every worker's the chief's last complete checkpoint, from the shared run folder (the rows: the
+    chief's only, up to that checkpoint)."""
+    from training.report import read_history_csv
+
+    if not args.resume:
+        return 0, None, []
+    start_epoch, checkpoint = steps.latest_checkpoint(args.run_dir / "checkpoints")
+    rows = []
+    if role.chief:
+        rows = [row for row in read_history_csv(args.run_dir / "history.csv") if row["epoch"] <= start_epoch]
+    return start_epoch, checkpoint, rows
+
+
+def _start_engine(args, role: Role, data, steps, start_epoch: int, checkpoint: Path | None) -> DistributedEngine:
+    """The engine on a new trainer or the checkpoint's; in a cluster, the workers' agreement checked
+    first. Raises ``ClippingRefused`` or ``SetupError``."""
     steps_per_epoch = steps.steps_per_epoch(args, data)
 
     def make_trainer():
@@ -344,42 +376,50 @@ def _train_and_report(args, role: Role, data, steps) -> int:
             return keras.saving.load_model(checkpoint)
         return new_trainer(args, steps_per_epoch)
 
-    try:
-        engine = DistributedEngine(role.strategy, make_trainer, args.batch_size, args.epochs)
-        if role.cluster is not None:
-            check_agreement(role, args, data, start_epoch)
-    except (ClippingRefused, SetupError) as exc:
-        return fail(f"{exc}{f' (checkpoint {checkpoint})' if checkpoint else ''}", status=2)
-    if role.chief:
-        checkpoints.mkdir(parents=True, exist_ok=True)
-        if not args.resume:
-            write_json_atomic(args.run_dir / "args.json", vars(args))
-    description = describe(args, role, len(data.fit[1]))
+    engine = DistributedEngine(role.strategy, make_trainer, args.batch_size, args.epochs)
+    if role.cluster is not None:
+        check_agreement(role, args, data, start_epoch)
+    return engine
+
+
+def _print_start(args, data, description: dict, start_epoch: int) -> None:
+    """What is trained, on what, and how it is distributed."""
     if args.resume:
         print(f"Resuming {args.run_dir} after epoch {start_epoch} of {args.epochs}")
-    n_fit, n_val, n_test = data.sizes()
+    fit_count, validation_count, test_count = data.sizes()
     print(f"Training {args.engine} {'-'.join(map(str, args.sizes))} {args.activation} on {args.dataset}: "
-          f"{n_fit} train / {n_val} validation / {n_test} test images, {args.optimizer} "
+          f"{fit_count} train / {validation_count} validation / {test_count} test images, {args.optimizer} "
           f"lr {args.learning_rate:g} ({args.schedule}), batch {args.batch_size}, {args.epochs} epochs")
     print(description["text"], flush=True)
 
+
+def _train_epochs(args, role: Role, engine: DistributedEngine, data, steps, start_epoch: int,
+                  rows: list[dict]) -> None:
+    """Every worker trains each epoch; the chief alone then records it as train.py's ``train_epochs``
+    does: history first, then the checkpoint, then TensorBoard."""
     tensorboard = tf.summary.create_file_writer(str(args.run_dir / "tensorboard")) if role.chief else None
     for epoch in range(start_epoch, args.epochs):
         row = steps.train_one_epoch(args, engine, data, epoch)
-        if role.chief:  # history first, then the checkpoint (as train.py: see train_epochs)
-            rows.append(row)
-            write_history_csv(args.run_dir / "history.csv", rows)
-            engine.save_checkpoint(steps.checkpoint_path(checkpoints, epoch + 1))
-            with tensorboard.as_default(step=epoch + 1):
-                for key in steps.SCALARS:
-                    tf.summary.scalar(key, row[key])
-            tensorboard.flush()
+        if role.chief:
+            _record_epoch(args, engine, steps, rows, row, tensorboard)
 
-    if not role.chief:
-        print(f"{role.name}: trained to epoch {args.epochs}; the chief ({role.cluster.name(0)}) writes the run "
-              "files and the export")
-        return 0
-    model = engine.probabilities_model()
+
+def _record_epoch(args, engine: DistributedEngine, steps, rows: list[dict], row: dict, tensorboard) -> None:
+    """The chief's writes after an epoch: its row in history.csv, its checkpoint, its scalars."""
+    from training.report import write_history_csv
+
+    rows.append(row)
+    write_history_csv(args.run_dir / "history.csv", rows)
+    engine.save_checkpoint(steps.checkpoint_path(args.run_dir / "checkpoints", row["epoch"]))
+    with tensorboard.as_default(step=row["epoch"]):
+        for key in steps.SCALARS:
+            tf.summary.scalar(key, row[key])
+    tensorboard.flush()
+
+
+def _evaluate_and_export(args, model, data, steps, rows: list[dict], description: dict) -> int:
+    """The chief's end of the run: evaluation and report, the export (unless ``--no-export``), metrics.json
+    with the distribution described, the summary. 1 if the export failed."""
     metrics = steps.evaluate_and_report(args, model, data, rows)
     metrics["distributed"] = {key: value for key, value in description.items() if key != "text"}
     if not args.no_export:

@@ -10,7 +10,8 @@
 - jax:        ``jax.value_and_grad`` of a pure function of the trainable values (``model.stateless_call``),
   jit-compiled once per model.
 
-Imported in a process whose Keras backend is already chosen (``tests/backends/run_checks.py``).
+Imported in a process whose Keras backend is already chosen (``tests/backends/run_checks.py``; on
+TensorFlow, ``tests/model/test_keras_mirror.py``).
 """
 
 from __future__ import annotations

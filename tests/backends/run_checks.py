@@ -41,17 +41,17 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.model.conftest import (BATCH, KINKED, STEP_OPTIMIZERS, adam_gradient_sequence, first_batches,
+                                  gradient_errors, max_abs_diff, near_zero_hidden, same_training_steps,
+                                  trained_weights_per_activation)
+
 CHECKS = ("optimizers", "builtins", "gradients", "steps", "torch_module", "export", "accuracy")
 STEPS = 20          # optimizer steps per case (same gradients in, same update out; ours vs built-in)
 TRAINING_STEPS = 40  # training steps (same training step)
-# name -> learning rate, for the training-step check (as test_keras_mirror.STEP_OPTIMIZERS)
-STEP_OPTIMIZERS = {"sgd": 0.1, "momentum": 0.05, "adagrad": 0.05, "rmsprop": 1e-3, "adam": 1e-3}
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu")
+TRAINED_STEPS = 40   # Adam steps behind the gradient check's weights (test_keras_mirror.py takes 100)
 # (activation, loss) pairs of the gradient check: every activation and both losses (all 8 pairs are
 # checked on TensorFlow by test_keras_mirror.py; here each pair costs a jit compile on JAX)
 GRADIENT_CASES = (("relu", "cross_entropy"), ("sigmoid", "mse"), ("tanh", "cross_entropy"), ("leaky_relu", "mse"))
-KINKED = ("relu", "leaky_relu")
-BATCH = 128
 
 
 def parse_args(argv=None):
@@ -70,26 +70,6 @@ def mnist():
     return load_mnist(os.environ.get("MNIST_DATA_DIR") or None)
 
 
-def batches(x, y, count=200):
-    """The first ``count`` training batches of 128, in file order (as tests/model/conftest.py)."""
-    return [(x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH]) for i in range(count)]
-
-
-def gradient_sequence(train_batches, steps):
-    """Real gradients of ``steps`` MNIST batches along a NumPy Adam(1e-3) trajectory from
-    ``NumpyNetwork(seed=0)`` (as tests/model/conftest.py's fixture)."""
-    from model import numpy_optimizers
-    from model.numpy_network import NumpyNetwork
-
-    net = NumpyNetwork(seed=0)
-    start, optimizer, sequence = net.get_weights(), numpy_optimizers.Adam(1e-3), []
-    for x, y in train_batches[:steps]:
-        _, grads = net.loss_and_gradients(x, y)
-        sequence.append(grads)
-        optimizer.step(net.params, grads)
-    return start, sequence
-
-
 def to_numpy(variables):
     import keras
 
@@ -101,7 +81,6 @@ def check_optimizers(data) -> dict:
     """Every variant of test_keras_optimizers.py (two learning rates, epsilon 1e-3 cases) vs NumPy."""
     import keras
 
-    from tests.model.conftest import max_abs_diff
     from tests.model.test_keras_optimizers import CASES, VARIANTS, case_id, keras_variables
 
     start, sequence = data["gradients"]
@@ -125,7 +104,6 @@ def check_builtins(data) -> dict:
     """Ours vs Keras's built-in optimizer of the same name on this backend (test_keras_optimizers.BUILTIN)."""
     import keras
 
-    from tests.model.conftest import max_abs_diff
     from tests.model.test_keras_optimizers import BUILTIN, BUILTIN_CASES, EPSILON_VARIANTS, VARIANTS, keras_variables
 
     start, sequence = data["gradients"]
@@ -134,41 +112,24 @@ def check_builtins(data) -> dict:
         base_name, _, eps = name.partition("-")
         kwargs = {**VARIANTS[base_name][2], **(EPSILON_VARIANTS[base_name] if eps else {})}
         ours, theirs = VARIANTS[base_name][1](lr, **kwargs), BUILTIN[name](lr)
-        a, b = keras_variables(start), keras_variables(start)
+        ours_variables, their_variables = keras_variables(start), keras_variables(start)
         worst = 0.0
         for grads in sequence[:STEPS]:
             tensors = [keras.ops.convert_to_tensor(g) for g in grads]
-            ours.apply_gradients(zip(tensors, a))
-            theirs.apply_gradients(zip(tensors, b))
-            worst = max(worst, max_abs_diff(to_numpy(a), to_numpy(b)))
+            ours.apply_gradients(zip(tensors, ours_variables))
+            theirs.apply_gradients(zip(tensors, their_variables))
+            worst = max(worst, max_abs_diff(to_numpy(ours_variables), to_numpy(their_variables)))
         out[f"{name}-lr{lr:g}"] = {"max_diff": worst, "builtin_class": type(theirs).__module__ + "." +
                                    type(theirs).__name__}
     return out
 
 
-def trained_weights(train_batches):
-    """NumPy networks after 40 Adam steps on real MNIST (about 85 % accurate), per activation (as
-    test_keras_mirror.py's 100): realistic weights, non-zero biases."""
-    from model import numpy_optimizers
-    from model.numpy_network import NumpyNetwork
-
-    weights = {}
-    for activation in ACTIVATIONS:
-        net = NumpyNetwork(activation=activation, seed=1)
-        optimizer = numpy_optimizers.Adam(2e-3)
-        for x, y in train_batches[100:140]:
-            optimizer.step(net.params, net.loss_and_gradients(x, y)[1])
-        weights[activation] = net.get_weights()
-    return weights
-
-
 def check_gradients(data) -> dict:
+    """``gradient_errors`` of each of ``GRADIENT_CASES`` on 10 batches (as test_keras_mirror.py)."""
     from model.keras_network import from_numpy
     from model.numpy_network import NumpyNetwork
-    from tests.backends.autodiff import loss_and_gradients
-    from tests.model.conftest import near_zero_hidden, relative_error
 
-    weights = trained_weights(data["batches"])
+    weights = trained_weights_per_activation(data["batches"], TRAINED_STEPS)
     out = {}
     for activation, loss in GRADIENT_CASES:
         net = NumpyNetwork(activation=activation, loss=loss)
@@ -179,52 +140,24 @@ def check_gradients(data) -> dict:
             if activation in KINKED and near_zero_hidden(net, x):
                 skipped += 1
                 continue
-            expected_loss, expected = net.loss_and_gradients(x, y)
-            got_loss, got = loss_and_gradients(model, loss, x, y)
-            if [g.shape for g in got] != [g.shape for g in expected]:
-                raise AssertionError(f"gradient shapes {[g.shape for g in got]} != {[g.shape for g in expected]}")
-            worst_grad = max([worst_grad] + [relative_error(a, b) for a, b in zip(got, expected)])
-            worst_loss = max(worst_loss, abs(got_loss - expected_loss) / abs(expected_loss))
+            errors, loss_error = gradient_errors(net, model, loss, x, y)
+            worst_grad, worst_loss = max([worst_grad, *errors]), max(worst_loss, loss_error)
             compared += 1
         out[f"{activation}/{loss}"] = {"max_relative_error": worst_grad, "loss_relative_error": worst_loss,
                                        "compared": compared, "skipped": skipped}
     return out
 
 
-def same_training_step(name, train_batches, jit_compile) -> dict:
-    """Keras weights set to NumPy's before each step (optimizer state never copied); both take the step
-    on the same real batch (as test_keras_mirror.same_training_step)."""
-    import keras
-
-    from model import numpy_optimizers
-    from model.keras_network import compile_for_training, from_numpy
-    from model.numpy_network import NumpyNetwork
-    from tests.model.conftest import max_abs_diff, near_zero_hidden
-
-    lr = STEP_OPTIMIZERS[name]
-    net = NumpyNetwork(seed=0)
-    numpy_optimizer = numpy_optimizers.get(name, lr)
-    train = compile_for_training(from_numpy(net), name, lr, jit_compile=jit_compile)
-    worst, skipped, taken = 0.0, 0, 0
-    for x, y in train_batches:
-        if taken == TRAINING_STEPS:
-            break
-        if near_zero_hidden(net, x):
-            skipped += 1  # neither side takes this batch
-            continue
-        train.set_weights(net.get_weights())
-        train.train_on_batch(x, y)
-        numpy_optimizer.step(net.params, net.loss_and_gradients(x, y)[1])
-        taken += 1
-        worst = max(worst, max_abs_diff(train.get_weights(), net.params))
-    return {"max_diff": worst, "skipped": skipped, "taken": taken, "jit_compile": bool(train.jit_compile),
-            "iterations": [int(keras.ops.convert_to_numpy(train.optimizer.iterations)), numpy_optimizer.iterations]}
-
-
 def check_steps(data, backend) -> dict:
+    """``same_training_steps`` (as test_keras_mirror.py) for every optimizer, with each jit setting this
+    backend has."""
     jits = {"tensorflow": (False, True), "jax": (True, False), "torch": (False,)}[backend]
-    return {f"{name}-jit-{'on' if jit else 'off'}": same_training_step(name, data["batches"], jit)
-            for jit in jits for name in STEP_OPTIMIZERS}
+    results = {}
+    for jit in jits:
+        for name in STEP_OPTIMIZERS:
+            run = same_training_steps(name, data["batches"], jit, TRAINING_STEPS)
+            results[f"{name}-jit-{'on' if jit else 'off'}"] = {**run, "jit_compile": bool(run["jit_compile"])}
+    return results
 
 
 def check_torch_module(data) -> dict:
@@ -235,7 +168,6 @@ def check_torch_module(data) -> dict:
     from model import numpy_optimizers
     from model.keras_network import from_numpy, logits_model
     from model.numpy_network import NumpyNetwork
-    from tests.model.conftest import max_abs_diff
 
     out = {}
     for label, momentum in (("sgd", 0.0), ("momentum", 0.9)):
@@ -318,9 +250,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"Keras started on {keras.backend.backend()}, not {args.backend}")
     keras.utils.set_random_seed(0)  # (not backends.make_reproducible: TF op determinism turns XLA off)
     (x, y), test = mnist()
-    train_batches = batches(x, y)
+    train_batches = first_batches(x, y)
     data = {"batches": train_batches, "train": (x, y), "test": test,
-            "gradients": gradient_sequence(train_batches, STEPS)}
+            "gradients": adam_gradient_sequence(train_batches, STEPS)}
     work_dir = args.work_dir or Path(__import__("tempfile").mkdtemp(prefix=f"backend-checks-{args.backend}-"))
     runners = {"optimizers": lambda: check_optimizers(data), "builtins": lambda: check_builtins(data),
                "gradients": lambda: check_gradients(data), "steps": lambda: check_steps(data, args.backend),

@@ -169,11 +169,13 @@ def test_cells_are_median_and_spread_with_flags():
 def test_ratio_is_ours_over_the_best_peer_within_each_repeat():
     stats, names = peers.ours_vs_best_peer(RESULTS, column("requests/s", C8.name))
     # repeat 1: 1000/500 (kserve); 2: 1200/800 (kserve); 3: kserve's level flagged, so 1100/550 (litserve)
-    assert stats == (2.0, 1.5, 2.0) and names == ["kserve", "litserve"]
+    assert stats == {"median": 2.0, "min": 1.5, "max": 2.0} and names == ["kserve", "litserve"]
     stats, names = peers.ours_vs_best_peer(RESULTS, column("resources", "PSS MiB after load"))
-    assert stats == pytest.approx((710 / 900, 700 / 900, 720 / 900)) and names == ["kserve"]  # lower wins
+    assert stats == pytest.approx({"median": 710 / 900, "min": 700 / 900, "max": 720 / 900})  # lower wins
+    assert names == ["kserve"]
     stats, _ = peers.ours_vs_best_peer(RESULTS, column("resources", "CPU ms/request (1 img c=8)"))
-    assert stats == pytest.approx((0.5, 1.1 / 4.0, 0.6))  # 1.0/2.0, 1.2/2.0, and 1.1/4.0: kserve flagged
+    # 1.0/2.0, 1.2/2.0, and 1.1/4.0: kserve flagged
+    assert stats == pytest.approx({"median": 0.5, "min": 1.1 / 4.0, "max": 0.6})
 
 
 def test_markdown_and_text_tables():
@@ -185,9 +187,9 @@ def test_markdown_and_text_tables():
     assert text.splitlines()[0] == "requests/s" and "ours / best peer" in text and "|" not in text
 
 
-def test_summary_helper_and_raw_figures_are_json():
-    assert peers.median_spread([3.0, None, 1.0, 2.0]) == (2.0, 1.0, 3.0)
-    assert peers.median_spread([None]) is None
+def test_summary_skips_missing_figures_and_raw_figures_are_json():
+    assert peers.summary_of_present([3.0, None, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0}
+    assert peers.summary_of_present([None]) is None
     json.dumps(RESULTS)
 
 
@@ -198,3 +200,11 @@ def test_a_pin_change_makes_another_venv_folder(tmp_path):
     requirements.write_text("kserve==0.20.0\n")
     second = peers.venv_dir(requirements, tmp_path / "cache")
     assert first.name.startswith("kserve-") and first != second and first.parent == tmp_path / "cache"
+
+
+def test_the_newest_version_is_the_newest_the_service_would_serve(tmp_path):
+    for name in ("1", "2", "10", "07", ".tmp-11-x"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "12").write_text("a file, not a version")
+    assert peers.newest_version(tmp_path) == tmp_path / "10"
+    assert peers.newest_version(tmp_path / "missing") is None

@@ -42,72 +42,92 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    from training.cluster import TF_CONFIG, parse_tf_config
-    from training.distributed import make_strategy
+class Scenario:
+    """A strategy (made first: TensorFlow must not start before it), the data, and what is recorded:
+    ``weights`` keyed ``<optimizer>/<how>/<index>`` and the ``report``."""
 
-    rank = parse_tf_config(os.environ[TF_CONFIG]).rank if args.mode == "multi-worker" else 0
-    strategy = make_strategy(argparse.Namespace(strategy=args.mode, replicas=args.replicas,
-                                                comm_timeout=args.comm_timeout))
-    import keras
-    import tensorflow as tf
+    def __init__(self, args):
+        from training.cluster import TF_CONFIG, parse_tf_config
+        from training.distributed import make_strategy
 
-    from model.keras_network import compile_for_training, from_numpy
-    from model.numpy_network import NumpyNetwork
-    from training.arguments import DEFAULT_LEARNING_RATES
-    from training.distributed import DistributedEngine
+        self.rank = parse_tf_config(os.environ[TF_CONFIG]).rank if args.mode == "multi-worker" else 0
+        self.strategy = make_strategy(argparse.Namespace(strategy=args.mode, replicas=args.replicas,
+                                                         comm_timeout=args.comm_timeout))
+        data = np.load(args.data)
+        self.images, self.labels, self.batch = data["x"], data["y"], args.batch
+        self.weights: dict[str, np.ndarray] = {}
+        self.report = {"rank": self.rank, "replicas": self.strategy.num_replicas_in_sync, "replica_rows": {},
+                       "variables": {}, "fit_error": None}
 
-    data = np.load(args.data)
-    x, y = data["x"], data["y"]
-    rows = args.steps * args.batch
-    no_validation = (x[:0], y[:0])
-    weights, report = {}, {"rank": rank, "replicas": strategy.num_replicas_in_sync, "replica_rows": {},
-                           "variables": {}, "fit_error": None}
+    def new_trainer(self, name: str):
+        """``from_numpy(NumpyNetwork(seed=0))`` compiled with optimizer ``name`` at train.py's default rate."""
+        from model.keras_network import compile_for_training, from_numpy
+        from model.numpy_network import NumpyNetwork
+        from training.arguments import DEFAULT_LEARNING_RATES
 
-    def trainer(name):
-        return lambda: compile_for_training(from_numpy(NumpyNetwork(seed=0)), name, DEFAULT_LEARNING_RATES[name])
+        return compile_for_training(from_numpy(NumpyNetwork(seed=0)), name, DEFAULT_LEARNING_RATES[name])
 
-    def loop(name, n_rows):
-        engine = DistributedEngine(strategy, trainer(name), args.batch, verbose=False)
-        engine.train_epoch(x[:n_rows], y[:n_rows], no_validation, 0)
+    def record(self, key: str, model) -> None:
+        self.weights.update({f"{key}/{index}": weight for index, weight in enumerate(model.get_weights())})
+
+    def train_loop(self, name: str, rows: int, key: str):
+        """One epoch on the first ``rows`` rows through ``DistributedEngine``; its weights recorded under
+        ``key``; the engine."""
+        from training.distributed import DistributedEngine
+
+        engine = DistributedEngine(self.strategy, lambda: self.new_trainer(name), self.batch, verbose=False)
+        no_validation = (self.images[:0], self.labels[:0])
+        engine.train_epoch(self.images[:rows], self.labels[:rows], no_validation, 0)
+        self.record(key, engine.trainer)
         return engine
 
+    def fit(self, name: str, rows: int):
+        """A new trainer made under the strategy, trained with ``model.fit`` on the first ``rows`` rows
+        (raises what ``fit`` raises)."""
+        with self.strategy.scope():
+            model = self.new_trainer(name)
+        model.fit(self.images[:rows], self.labels[:rows], batch_size=self.batch, shuffle=False, verbose=0)
+        return model
+
+    def write(self, out: Path) -> None:
+        """``out/<rank>.npz`` and ``out/<rank>.json``."""
+        out.mkdir(parents=True, exist_ok=True)
+        np.savez(out / f"{self.rank}.npz", **self.weights)
+        (out / f"{self.rank}.json").write_text(json.dumps(self.report, indent=1))
+
+
+def variable_types(trainer) -> list[str]:
+    """The kinds of the trainer's and its optimizer's variables: their value types, and whether distributed."""
+    import tensorflow as tf
+
+    return sorted({f"{type(variable.value).__name__}, "
+                   f"distributed={isinstance(variable.value, tf.distribute.DistributedValues)}"
+                   for variable in trainer.trainable_variables + trainer.optimizer.variables})
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    scenario = Scenario(args)
+    mirrored, rows = args.mode == "mirrored", args.steps * args.batch
     for name in args.optimizers.split(","):
-        engine = loop(name, rows)
-        weights.update({f"{name}/loop/{i}": w for i, w in enumerate(engine.trainer.get_weights())})
-        report["replica_rows"][name] = engine.replica_rows
-        report["variables"][name] = sorted({
-            f"{type(v.value).__name__}, distributed={isinstance(v.value, tf.distribute.DistributedValues)}"
-            for v in engine.trainer.trainable_variables + engine.trainer.optimizer.variables})
-        if args.mode == "mirrored":
-            with strategy.scope():
-                fitted = trainer(name)()
-            fitted.fit(x[:rows], y[:rows], batch_size=args.batch, shuffle=False, verbose=0)
-            weights.update({f"{name}/fit/{i}": w for i, w in enumerate(fitted.get_weights())})
-
+        engine = scenario.train_loop(name, rows, f"{name}/loop")
+        scenario.report["replica_rows"][name] = engine.replica_rows
+        scenario.report["variables"][name] = variable_types(engine.trainer)
+        if mirrored:
+            scenario.record(f"{name}/fit", scenario.fit(name, rows))
     if args.uneven:
-        n_rows = rows + args.uneven
-        engine = loop("sgd", n_rows)
-        weights.update({f"sgd/loop-uneven/{i}": w for i, w in enumerate(engine.trainer.get_weights())})
-        report["replica_rows"]["sgd-uneven"] = engine.replica_rows
-        if args.mode == "mirrored":
-            with strategy.scope():
-                fitted = trainer("sgd")()
-            fitted.fit(x[:n_rows], y[:n_rows], batch_size=args.batch, shuffle=False, verbose=0)
-            weights.update({f"sgd/fit-uneven/{i}": w for i, w in enumerate(fitted.get_weights())})
-
+        engine = scenario.train_loop("sgd", rows + args.uneven, "sgd/loop-uneven")
+        scenario.report["replica_rows"]["sgd-uneven"] = engine.replica_rows
+        if mirrored:
+            scenario.record("sgd/fit-uneven", scenario.fit("sgd", rows + args.uneven))
     if args.mode == "multi-worker":
-        with strategy.scope():
-            fitted = trainer("sgd")()
         try:
-            fitted.fit(x[:rows], y[:rows], batch_size=args.batch, shuffle=False, verbose=0)
+            scenario.fit("sgd", rows)
         except Exception as error:  # noqa: BLE001 - recorded: the test pins which error it is
-            report["fit_error"] = f"{type(error).__name__}: {str(error)[:300]}"
+            scenario.report["fit_error"] = f"{type(error).__name__}: {str(error)[:300]}"
+    scenario.write(args.out)
+    import keras
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out / f"{rank}.npz", **weights)
-    (args.out / f"{rank}.json").write_text(json.dumps(report, indent=1))
     keras.backend.clear_session()
     return 0
 

@@ -29,39 +29,19 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from model import keras_losses as losses
 from model import numpy_optimizers as np_opt
-from model.keras_network import compile_for_training, from_numpy, logits_model
+from model.keras_network import compile_for_training, from_numpy
 from model.numpy_network import NumpyNetwork
-from tests.model.conftest import BATCH, check, max_abs_diff, near_zero_hidden, relative_error
-
-KINKED = ("relu", "leaky_relu")
+from tests.model.conftest import (ACTIVATIONS, BATCH, KINKED, STEP_OPTIMIZERS, check, gradient_errors,
+                                  max_abs_diff, near_zero_hidden, same_training_steps,
+                                  trained_weights_per_activation)
 
 
 @pytest.fixture(scope="module")
 def trained_weights(train_batches):
-    """NumPy networks after 100 Adam steps on real MNIST (about 90% accurate), per activation:
-    realistic weights, non-zero biases."""
-    weights = {}
-    for activation in ("relu", "sigmoid", "tanh", "leaky_relu"):
-        net = NumpyNetwork(activation=activation, seed=1)
-        optimizer = np_opt.Adam(2e-3)
-        for x, y in train_batches[100:200]:
-            optimizer.step(net.params, net.loss_and_gradients(x, y)[1])
-        weights[activation] = net.get_weights()
-    return weights
-
-
-def keras_loss_and_gradients(model, loss_name, x, y):
-    """Loss and gradients ``[dW1, db1, ...]`` through the backend's autodiff (the training path:
-    logits model, our loss from the logits)."""
-    train, loss_fn = logits_model(model), losses.get(loss_name)
-    with tf.GradientTape() as tape:
-        loss = loss_fn(y, train(x, training=True))
-    grads = tape.gradient(loss, train.trainable_variables)
-    return float(loss), [g.numpy() for g in grads]
+    """Activation -> NumPy weights after 100 Adam steps on real MNIST (about 90% accurate)."""
+    return trained_weights_per_activation(train_batches, 100)
 
 
 def confidently_wrong(net, x, y):
@@ -76,7 +56,7 @@ def confidently_wrong(net, x, y):
 
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
-@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "leaky_relu"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_same_weights_in_same_gradients_out(activation, loss, trained_weights, train_batches, mirror_report):
     """For the same weights and real MNIST batches of 128, the Keras model's autodiff gradients
     equal ``NumpyNetwork.loss_and_gradients``: relative error (Frobenius) <= 1e-5 per tensor, loss
@@ -105,16 +85,12 @@ def test_same_weights_in_same_gradients_out(activation, loss, trained_weights, t
             skipped += 1
             assert not make_wrong, "the confidently wrong batch must not be skipped: pick another"
             continue
-        expected_loss, expected = net.loss_and_gradients(x, y)
-        got_loss, got = keras_loss_and_gradients(model, loss, x, y)
-        assert [g.shape for g in got] == [g.shape for g in expected]
-        for i, (a, b) in enumerate(zip(got, expected)):
-            err = relative_error(a, b)
-            check(err, 1e-5, f"{activation}/{loss} parameter {i}{' (confidently wrong)' if make_wrong else ''}")
-            worst_grad = max(worst_grad, err)
-        loss_err = abs(got_loss - expected_loss) / abs(expected_loss)
-        check(loss_err, 1e-6, f"{activation}/{loss} loss {got_loss} vs {expected_loss}")
-        worst_loss = max(worst_loss, loss_err)
+        errors, loss_error = gradient_errors(net, model, loss, x, y)
+        batch_kind = " (confidently wrong)" if make_wrong else ""
+        for index, error in enumerate(errors):
+            check(error, 1e-5, f"{activation}/{loss} parameter {index}{batch_kind}")
+        check(loss_error, 1e-6, f"{activation}/{loss} loss{batch_kind}")
+        worst_grad, worst_loss = max([worst_grad, *errors]), max(worst_loss, loss_error)
         compared += 1
     assert compared >= 7, f"only {compared} of {len(batches)} batches compared"
     mirror_report(f"gradients {activation:<10} {loss:<13} {compared} batches compared, {skipped} skipped "
@@ -122,35 +98,17 @@ def test_same_weights_in_same_gradients_out(activation, loss, trained_weights, t
                   f"{confident_rows}/128 rows with p_true < 1e-7")
 
 
-# name -> learning rate and NumPy/Keras optimizer name, for the training-step and free-running checks
-STEP_OPTIMIZERS = {"sgd": 0.1, "momentum": 0.05, "adagrad": 0.05, "rmsprop": 1e-3, "adam": 1e-3}
-
-
 def same_training_step(name, train_batches, jit_compile, steps=40, tol=1e-4):
-    """Before each step the Keras weights are set to NumPy's (optimizer state is never copied); both
-    take the step on the same real batch; returns (max diff, skipped batches)."""
-    lr = STEP_OPTIMIZERS[name]
-    net = NumpyNetwork(seed=0)
-    numpy_optimizer = np_opt.get(name, lr)
-    train = compile_for_training(from_numpy(net), name, lr, jit_compile=jit_compile)
-    assert train.jit_compile is jit_compile
-    worst, skipped, taken = 0.0, 0, 0
-    for x, y in train_batches:
-        if taken == steps:
-            break
-        if near_zero_hidden(net, x):
-            skipped += 1  # neither side takes this batch
-            continue
-        train.set_weights(net.get_weights())
-        train.train_on_batch(x, y)
-        numpy_optimizer.step(net.params, net.loss_and_gradients(x, y)[1])
-        taken += 1
-        diff = max_abs_diff(train.get_weights(), net.params)
+    """``same_training_steps`` with max |w diff| <= ``tol`` after every step, every step taken and counted
+    on both sides; returns (max diff, skipped batches)."""
+    def within_tolerance(taken, diff):
         check(diff, tol, f"{name} (jit_compile={jit_compile}) step {taken}: max |w_keras - w_numpy|")
-        worst = max(worst, diff)
-    assert taken == steps, f"only {taken} steps in {len(train_batches)} batches"
-    assert int(keras.ops.convert_to_numpy(train.optimizer.iterations)) == numpy_optimizer.iterations == steps
-    return worst, skipped
+
+    run = same_training_steps(name, train_batches, jit_compile, steps, after_step=within_tolerance)
+    assert run["jit_compile"] is jit_compile
+    assert run["taken"] == steps, f"only {run['taken']} steps in {len(train_batches)} batches"
+    assert run["iterations"] == [steps, steps]
+    return run["max_diff"], run["skipped"]
 
 
 @pytest.mark.parametrize("name", sorted(STEP_OPTIMIZERS))

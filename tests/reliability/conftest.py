@@ -25,7 +25,7 @@ import pytest
 # The small real model of the service tests, exported once per session.
 from tests.service.conftest import (copy_version, mnist_export_base, mnist_model,  # noqa: F401
                                     mnist_subset, reference)
-from tests.support import GunicornServer, gunicorn_settings
+from tests.support import gunicorn_settings, running_gunicorn
 
 from .report import REPORT, write_if_asked
 
@@ -81,18 +81,10 @@ def service(tmp_path_factory, version_dir):  # noqa: F811 - the imported fixture
     folder = tmp_path_factory.mktemp("reliability-service")
     base = folder / "exports"
     copy_version(version_dir, base, 1)
-    server = GunicornServer(base, folder / "gunicorn.log", workers=WORKERS, poll_seconds=POLL_SECONDS)
-    server.export_base = base
-    config = gunicorn_settings()
-    REPORT.server = describe_server(config)
+    REPORT.server = describe_server(gunicorn_settings())
     REPORT.model = describe_model(version_dir)
-    try:
-        server.wait_until_up(workers=WORKERS)
+    with running_gunicorn(base, folder / "gunicorn.log", workers=WORKERS, poll_seconds=POLL_SECONDS) as server:
         yield server
-    finally:
-        code = server.stop()
-        print(server.log()[-3000:])
-    assert code == 0, "gunicorn did not shut down cleanly on SIGTERM"
 
 
 def describe_server(config: dict) -> str:

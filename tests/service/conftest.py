@@ -30,10 +30,11 @@ APP_CONFIG = {"MODEL_POLL_SECONDS": 0, "MAX_BATCH": 64, "MAX_BODY_BYTES": 1024 *
               "MAX_IMAGE_PIXELS": 1000 * 1000}
 
 
-def train_mlp(x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int):
-    """A seeded Keras 784-64-10 MLP with the contract's input name, trained on ``(x, y)``."""
+def train_mlp(train_split: tuple[np.ndarray, np.ndarray], *, epochs: int, batch_size: int):
+    """A seeded Keras 784-64-10 MLP with the contract's input name, trained on ``train_split`` ``(x, y)``."""
     import keras
 
+    x, y = train_split
     keras.utils.set_random_seed(0)
     inputs = keras.Input((784,), name="pixels")
     hidden = keras.layers.Dense(64, activation="relu")(inputs)
@@ -48,8 +49,8 @@ def export(model, base: Path, test_split) -> Path:
     """Version 1 of ``model`` under ``base``, with its accuracy on ``test_split`` in the metadata."""
     from training.export import export_model
 
-    xt, yt = test_split
-    accuracy = float((model.predict(xt, verbose=0).argmax(1) == yt).mean())
+    images, labels = test_split
+    accuracy = float((model.predict(images, verbose=0).argmax(1) == labels).mean())
     export_model(model, base, {"sizes": [784, 64, 10], "test_accuracy": accuracy})
     return base
 
@@ -60,6 +61,13 @@ def make_app(export_base: Path):
     from service.app import create_app
 
     return create_app({"MODEL_DIR": str(export_base), **APP_CONFIG})
+
+
+def serving_app(export_base: Path):
+    """The body of an app fixture: ``make_app(export_base)``, its predictor's polling stopped afterwards."""
+    application = make_app(export_base)
+    yield application
+    application.extensions["mnist"].predictor.stop_polling()
 
 
 # ---- the digits model: no MNIST needed ------------------------------------------------------------
@@ -73,8 +81,7 @@ def digits_data():
 
 @pytest.fixture(scope="session")
 def trained_model(digits_data):
-    (x, y), _ = digits_data
-    return train_mlp(x, y, epochs=10, batch_size=64)
+    return train_mlp(digits_data[0], epochs=10, batch_size=64)
 
 
 @pytest.fixture(scope="session")
@@ -109,9 +116,7 @@ def reference(version_dir):
 
 @pytest.fixture(scope="module")
 def app(export_base):
-    application = make_app(export_base)
-    yield application
-    application.extensions["mnist"].predictor.stop_polling()
+    yield from serving_app(export_base)
 
 
 @pytest.fixture
@@ -123,14 +128,13 @@ def client(app):
 @pytest.fixture(scope="session")
 def mnist_subset(mnist):
     """10,000 training and 2,000 test images of real MNIST."""
-    (x, y), (xt, yt) = mnist
-    return (x[:10000], y[:10000]), (xt[:2000], yt[:2000])
+    (images, labels), (test_images, test_labels) = mnist
+    return (images[:10000], labels[:10000]), (test_images[:2000], test_labels[:2000])
 
 
 @pytest.fixture(scope="session")
 def mnist_model(mnist_subset):
-    (x, y), _ = mnist_subset
-    return train_mlp(x, y, epochs=4, batch_size=128)
+    return train_mlp(mnist_subset[0], epochs=4, batch_size=128)
 
 
 @pytest.fixture(scope="session")
@@ -141,9 +145,7 @@ def mnist_export_base(tmp_path_factory, mnist_model, mnist_subset) -> Path:
 
 @pytest.fixture(scope="module")
 def mnist_app(mnist_export_base):
-    application = make_app(mnist_export_base)
-    yield application
-    application.extensions["mnist"].predictor.stop_polling()
+    yield from serving_app(mnist_export_base)
 
 
 def png_bytes(pixels: np.ndarray, size: int | tuple[int, int] = 28, invert: bool = True,

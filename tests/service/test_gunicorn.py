@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from .conftest import copy_version
-from tests.support import GunicornServer
+from tests.support import running_gunicorn, wait_for
 
 ZEROS = [0.0] * 784
 
@@ -25,38 +25,21 @@ ZEROS = [0.0] * 784
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gunicorn")
-    base = folder / "exports"
-    srv = GunicornServer(base, folder / "gunicorn.log", workers=2, poll_seconds=0.5)
-    srv.export_base = base
-    try:
-        srv.wait_until_up(workers=2)
-        yield srv
-    finally:
-        code = srv.stop()
-        print(srv.log()[-3000:])
-        assert code == 0, "gunicorn did not shut down cleanly on SIGTERM"
+    with running_gunicorn(folder / "exports", folder / "gunicorn.log", workers=2, poll_seconds=0.5) as gunicorn:
+        yield gunicorn
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def workers_serving(srv, version: int) -> set[int]:
+def workers_serving(server, version: int) -> set[int]:
     """Worker pids whose ``mnist_model_version`` gauge says ``version`` (multiprocess metrics)."""
-    metrics = requests.get(srv.url("/metrics"), timeout=5).text
+    metrics = requests.get(server.url("/metrics"), timeout=5).text
     return {int(pid) for pid in re.findall(rf'mnist_model_version{{pid="(\d+)"}} {version}.0', metrics)}
 
 
-def all_workers_agree(srv, path: str, check, tries: int = 12) -> bool:
+def all_workers_agree(server, path: str, check, tries: int = 12) -> bool:
     """``check`` holds for ``tries`` fresh connections in a row (they spread over the workers)."""
     for _ in range(tries):
         try:
-            if not check(requests.get(srv.url(path), timeout=5)):
+            if not check(requests.get(server.url(path), timeout=5)):
                 return False
         except requests.RequestException:
             return False
@@ -73,7 +56,7 @@ def test_readyz_goes_from_503_to_200_when_a_model_appears(server, version_dir):
     copy_version(version_dir, server.export_base, 1)
     wait_for(lambda: workers_serving(server, 1) == server.worker_pids(), 60,
              "both workers to load version 1")
-    assert all_workers_agree(server, "/readyz", lambda r: r.status_code == 200)
+    assert all_workers_agree(server, "/readyz", lambda response: response.status_code == 200)
     assert requests.get(server.url("/readyz"), timeout=5).json()["model"] == {"name": "mnist", "version": 1}
 
 
@@ -87,23 +70,23 @@ def test_master_never_loads_tensorflow_and_workers_stay_lean(server):
 
 
 def test_concurrent_requests_all_succeed(server, digits_data):
-    _, (xt, yt) = digits_data
-    x = xt[:40].tolist()
+    _, (test_images, test_labels) = digits_data
+    images = test_images[:40].tolist()
 
     def client(offset: int):
         results = []
         with requests.Session() as session:
-            for i in range(25):
-                k = (offset + i) % 40
-                response = session.post(server.url("/predict"), json={"instances": [x[k]]}, timeout=30)
-                results.append((response.status_code, response.json()["predictions"][0]["digit"], k))
+            for request in range(25):
+                index = (offset + request) % 40
+                response = session.post(server.url("/predict"), json={"instances": [images[index]]}, timeout=30)
+                results.append((response.status_code, response.json()["predictions"][0]["digit"], index))
         return results
 
     with ThreadPoolExecutor(8) as pool:
-        results = [r for batch in pool.map(client, range(8)) for r in batch]
+        results = [result for batch in pool.map(client, range(8)) for result in batch]
     assert len(results) == 200
     assert all(status == 200 for status, _, _ in results)
-    accuracy = sum(digit == yt[k] for _, digit, k in results) / len(results)
+    accuracy = sum(digit == test_labels[index] for _, digit, index in results) / len(results)
     assert accuracy > 0.85
     metrics = requests.get(server.url("/metrics"), timeout=5).text
     served = re.search(r'mnist_http_requests_total\{method="POST",route="/predict",status="200"\} (\d+)',
@@ -119,17 +102,17 @@ def test_new_export_is_served_without_a_failed_request(server, version_dir):
         with requests.Session() as session:
             while not stop.is_set():
                 try:
-                    r = session.post(server.url("/predict"), json={"instances": [ZEROS]}, timeout=30)
-                    if r.status_code != 200:
-                        failures.append(r.status_code)
+                    response = session.post(server.url("/predict"), json={"instances": [ZEROS]}, timeout=30)
+                    if response.status_code != 200:
+                        failures.append(response.status_code)
                     else:
-                        versions.append(r.json()["model"]["version"])
+                        versions.append(response.json()["model"]["version"])
                 except requests.RequestException as exc:
                     failures.append(repr(exc))
 
     threads = [threading.Thread(target=hammer) for _ in range(3)]
-    for t in threads:
-        t.start()
+    for thread in threads:
+        thread.start()
     try:
         time.sleep(0.5)
         copy_version(version_dir, server.export_base, 2)
@@ -138,8 +121,8 @@ def test_new_export_is_served_without_a_failed_request(server, version_dir):
                  "both workers to serve version 2")
     finally:
         stop.set()
-        for t in threads:
-            t.join()
+        for thread in threads:
+            thread.join()
     assert failures == []
     assert versions[0] == 1 and 1 in versions and versions[-1] == 2
     metrics = requests.get(server.url("/metrics"), timeout=5).text
@@ -203,4 +186,5 @@ def test_killed_worker_is_replaced_and_service_keeps_answering(server):
     # worker's gauge is gone (child_exit -> mark_process_dead)
     wait_for(lambda: workers_serving(server, 2) == after, 90, f"the new worker {newcomer} to load version 2")
     assert f"worker {newcomer} ready to accept requests" in server.log()
-    assert all_workers_agree(server, "/readyz", lambda r: r.json()["model"]["version"] == 2, tries=12)
+    assert all_workers_agree(server, "/readyz", lambda response: response.json()["model"]["version"] == 2,
+                             tries=12)

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.support import GunicornServer, established_connections, wait_for
+from tests.support import established_connections, running_gunicorn, wait_for
 
 KEEPALIVE_SECONDS = 1
 BODY_TIMEOUT_SECONDS = 1.5
@@ -21,17 +21,11 @@ MAX_BODY_BYTES = 64 * 1024
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, export_base):
     folder = tmp_path_factory.mktemp("worker")
-    srv = GunicornServer(export_base, folder / "gunicorn.log", workers=2, poll_seconds=0,
-                         extra_env={"KEEPALIVE_SECONDS": str(KEEPALIVE_SECONDS),
-                                    "BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT_SECONDS),
-                                    "MAX_BODY_BYTES": str(MAX_BODY_BYTES)})
-    try:
-        srv.wait_until_up(workers=2)
-        yield srv
-    finally:
-        code = srv.stop()
-        print(srv.log()[-3000:])
-        assert code == 0, "gunicorn did not shut down cleanly on SIGTERM"
+    limits = {"KEEPALIVE_SECONDS": str(KEEPALIVE_SECONDS), "BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT_SECONDS),
+              "MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
+    with running_gunicorn(export_base, folder / "gunicorn.log", workers=2, poll_seconds=0,
+                          extra_env=limits) as gunicorn:
+        yield gunicorn
 
 
 def exchange(port: int, data: bytes, wait: float = 10.0) -> tuple[float, bytes]:
