@@ -1,8 +1,8 @@
 """Peers benchmark: our service side by side with Python serving frameworks, all serving the same SavedModel.
 
-    python bench/peers.py --model-dir /tmp/export          # every server, 3 repeats: about 22 minutes
-    python bench/peers.py --servers ours,kserve --repeats 1 --seconds 3 --warmup 1 --markdown
-    python bench/peers.py --json /tmp/peers.json --markdown
+    python -m bench.peers --model-dir /tmp/export          # every server, 3 repeats: about 22 minutes
+    python -m bench.peers --servers ours,kserve --repeats 1 --seconds 3 --warmup 1 --markdown
+    python -m bench.peers --json /tmp/peers.json --markdown
 
 Servers (``--servers``, default all, in this order):
 
@@ -66,12 +66,8 @@ from typing import Callable
 
 import numpy as np
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as ``python bench/peers.py``
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-# newest_version is imported from here by bench/slow_clients.py too
-from bench.support import machine, newest_version, spread, summary  # noqa: E402
-from tests.support import REPO, free_port  # noqa: E402
+from bench.support import machine, newest_version, spread, summary
+from tests.support import REPO, free_port
 
 PEER_DIR = REPO / "bench" / "peer_servers"
 DEFAULT_CACHE = Path.home() / ".cache" / "mnist-digits" / "bench-peers"

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.peers import SPECS, Context, RunningServer, mnist_test_images
-from service.contract import complete_versions
+from bench.support import newest_version
 from tests.slow_clients import connect, p99, raise_fd_limit, wait_closed
 
 PROBE_TIMEOUT = 5.0
@@ -159,10 +159,9 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     raise_fd_limit()
-    versions = complete_versions(args.model_dir)
-    if not versions:
+    version = newest_version(args.model_dir)
+    if version is None:
         raise SystemExit(f"no SavedModel version in {args.model_dir}")
-    version = args.model_dir / str(versions[-1])
     scratch = Path(tempfile.mkdtemp(prefix="bench-slow-"))
     try:
         ctx = Context(args.model_dir.resolve(), version.resolve(), scratch)
