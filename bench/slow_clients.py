@@ -20,11 +20,10 @@ tests/reliability/test_slow_clients.py.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
-import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,87 +31,31 @@ import numpy as np
 
 from bench.peers import SPECS, Context, RunningServer, mnist_test_images
 from bench.support import newest_version
-from tests.slow_clients import connect, p99, raise_fd_limit, wait_closed
+from tests.slow_clients import ATTACKS, STILL_OPEN, Probes, attack, hold, p99, probe, raise_fd_limit
 
 PROBE_TIMEOUT = 5.0
-ATTACKS = ("headers", "body", "idle")
 SERVERS = ("ours", "ours-gthread", "ours-nginx")
-FIRST_BYTES = {"headers": b"POST /predict HTTP/1.1\r\nHost: slow\r\nContent-Type: a",
-               "body": b"POST /predict HTTP/1.1\r\nHost: slow\r\nContent-Type: application/json\r\n"
-                       b"Content-Length: 4000\r\n\r\n{",
-               "idle": b"GET /healthz HTTP/1.1\r\nHost: idle\r\n\r\n"}
 
 
-def attack(port: int, kind: str, count: int) -> list[socket.socket]:
-    """Open ``count`` attacking connections of ``kind`` (tests/slow_clients.py's ``connect``); the
-    idle ones read the answer to their one request and then stay open, silent."""
-    sockets = connect(port, count, FIRST_BYTES[kind])
-    if kind == "idle":
-        for sock in sockets:
-            try:
-                sock.recv(65536)  # the answer to the one request; then the connection idles
-            except OSError:
-                pass
-    return sockets
-
-
-def dribble(sockets: list[socket.socket], stop: threading.Event) -> None:
-    while not stop.wait(1.0):
-        for sock in sockets:
-            try:
-                sock.send(b" ")
-            except OSError:
-                pass
-
-
-def probe_once(port: int, request: bytes) -> float | None:
-    """Milliseconds for one whole 200 answer on a new connection, or None (timeout, error, not 200)."""
-    started = time.monotonic()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT) as sock:
-            sock.settimeout(PROBE_TIMEOUT)
-            sock.sendall(request)
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-    except OSError:
-        return None
-    return (time.monotonic() - started) * 1000 if data.startswith(b"HTTP/1.1 200") else None
-
-
-def probe(port: int, seconds: float, body: bytes) -> dict:
-    requests = [b"GET /healthz HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n",
-                b"POST /predict HTTP/1.1\r\nHost: probe\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                b"Content-Length: %d\r\n\r\n" % len(body) + body]
-    answered, failed = [], 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for request in requests:
-            result = probe_once(port, request)
-            failed += result is None
-            if result is not None:
-                answered.append(result)
-        time.sleep(0.01)
-    figures = {"probes": len(answered) + failed, "failed": failed}
+def figures(probes: Probes) -> dict:
+    """The probes of both paths together: how many, how many failed, the answered ones' p50 and p99."""
+    answered = [ms for values in probes.answered.values() for ms in values]
+    failed = sum(len(failures) for failures in probes.failed.values())
+    result = {"probes": len(answered) + failed, "failed": failed}
     if answered:
-        figures.update(p50_ms=float(np.percentile(answered, 50)), p99_ms=p99(answered))
-    return figures
+        result.update(p50_ms=float(np.percentile(answered, 50)), p99_ms=p99(answered))
+    return result
 
 
 def run_attack(port: int, kind: str, count: int, args, body: bytes) -> dict:
+    """One attack (tests/slow_clients.py's attack and hold), measured by a probe that counts failures
+    instead of stopping at them: the servers compared here include some that fail it."""
     started = time.monotonic()
-    sockets = attack(port, kind, count)
-    stop = threading.Event()
-    dribbler = threading.Thread(target=dribble, args=(sockets, stop), daemon=True)
-    if kind == "body":
-        dribbler.start()
-    try:
-        figures = probe(port, args.hold, body)
-        _, answers = wait_closed(sockets, args.wait)
-        closed = sum(answer != b"<open>" for answer in answers)
-    finally:
-        stop.set()
-    return {**figures, "attackers": len(sockets), "closed": closed, "seconds": time.monotonic() - started}
+    sockets, _ = attack(port, kind, count)
+    measure = functools.partial(probe, port, args.hold, body, timeout=PROBE_TIMEOUT)
+    probes, answers, _ = hold(sockets, kind, measure, args.wait)
+    closed = sum(answer != STILL_OPEN for answer in answers)
+    return {**figures(probes), "attackers": len(sockets), "closed": closed, "seconds": time.monotonic() - started}
 
 
 def bench_server(name: str, ctx: Context, args, images: np.ndarray, log_dir: Path) -> dict:

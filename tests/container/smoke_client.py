@@ -40,6 +40,9 @@ from tests.support import free_port, wait_for
 IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "BMP": "image/bmp",
                "WEBP": "image/webp"}
 LOSSLESS = ("PNG", "GIF", "BMP")  # the same picture must give the same digit in each
+GET_ROUTES = ("/", "/healthz", "/readyz", "/openapi.json", "/v1/models/{name}", "/v1/models/{name}/metadata",
+              "/v1/models/{name}/versions/{version}", "/v2", "/v2/health/live", "/v2/health/ready",
+              "/v2/models/{name}", "/v2/models/{name}/ready", "/v2/models/{name}/versions/{version}")
 
 
 def fail(message: str) -> None:
@@ -115,36 +118,52 @@ def reference_probabilities(export: Path, pixels: np.ndarray) -> np.ndarray:
     return signature(pixels=tf.constant(pixels))["probabilities"].numpy()
 
 
+def check_answer(answer: dict, count: int, version: int) -> list[list[float]]:
+    """One POST /predict answer for ``count`` digits from model version ``version``, checked: its
+    probabilities, one list a digit."""
+    model = answer.get("model")
+    if model != {"name": "mnist", "version": version}:
+        fail(f"model {model!r}, expected {{'name': 'mnist', 'version': {version}}}")
+    predictions = answer.get("predictions")
+    if not isinstance(predictions, list) or len(predictions) != count:
+        fail(f"expected {count} predictions, got {str(predictions)[:200]}")
+    for p in predictions:
+        probs = p.get("probabilities")
+        if (not isinstance(probs, list) or len(probs) != 10 or not 0 <= p.get("digit", -1) <= 9
+                or abs(sum(probs) - 1) > 1e-3 or p["digit"] != int(np.argmax(probs))
+                or abs(p["confidence"] - max(probs)) > 1e-6):
+            fail(f"malformed prediction {json.dumps(p)[:300]}")
+    return [p["probabilities"] for p in predictions]
+
+
+def served_probabilities(url: str, pixels: np.ndarray, version: int, batch: int = 100) -> np.ndarray:
+    """The server's probabilities for ``pixels``, ``batch`` digits a request, each answer checked."""
+    served = []
+    for lo in range(0, len(pixels), batch):
+        chunk = pixels[lo:lo + batch]
+        status, raw = request(url + "/predict", json.dumps({"instances": chunk.tolist()}).encode())
+        if status != 200:
+            fail(f"POST /predict answered {status}: {raw[:300]!r}")
+        served += check_answer(json.loads(raw), len(chunk), version)
+    return np.asarray(served, dtype=np.float32)
+
+
+def check_malformed_refused(url: str) -> None:
+    """A malformed request is the client's error (4xx), not a crash."""
+    status, raw = request(url + "/predict", json.dumps({"instances": [[0.5] * 783]}).encode())
+    if not 400 <= status < 500:
+        fail(f"a 783-pixel instance got {status}, expected a 4xx: {raw[:200]!r}")
+    print(f"POST /predict with 783 pixels: {status} {raw.decode()[:120]}")
+
+
 def predict(args) -> None:
     pixels, labels = mnist_test_set(Path(args.mnist_dir))
     # a fixed, spread-out sample of the 10,000 test digits
     index = np.linspace(0, len(labels) - 1, args.count).astype(int)
     pixels, labels = pixels[index], labels[index]
-
-    served = []
-    batch = 100
     start = time.monotonic()
-    for lo in range(0, len(pixels), batch):
-        body = json.dumps({"instances": pixels[lo:lo + batch].tolist()}).encode()
-        status, raw = request(args.url + "/predict", body)
-        if status != 200:
-            fail(f"POST /predict answered {status}: {raw[:300]!r}")
-        answer = json.loads(raw)
-        model = answer.get("model")
-        if model != {"name": "mnist", "version": args.version}:
-            fail(f"model {model!r}, expected {{'name': 'mnist', 'version': {args.version}}}")
-        predictions = answer.get("predictions")
-        if not isinstance(predictions, list) or len(predictions) != len(pixels[lo:lo + batch]):
-            fail(f"expected {len(pixels[lo:lo + batch])} predictions, got {str(predictions)[:200]}")
-        for p in predictions:
-            probs = p.get("probabilities")
-            if (not isinstance(probs, list) or len(probs) != 10 or not 0 <= p.get("digit", -1) <= 9
-                    or abs(sum(probs) - 1) > 1e-3 or p["digit"] != int(np.argmax(probs))
-                    or abs(p["confidence"] - max(probs)) > 1e-6):
-                fail(f"malformed prediction {json.dumps(p)[:300]}")
-            served.append(probs)
+    served = served_probabilities(args.url, pixels, args.version)
     elapsed = time.monotonic() - start
-    served = np.asarray(served, dtype=np.float32)
     digits = served.argmax(axis=1)
     accuracy = float((digits == labels).mean())
 
@@ -158,12 +177,7 @@ def predict(args) -> None:
         fail("the container's answers differ from the exported model's")
     if accuracy < args.min_accuracy:
         fail(f"accuracy {accuracy:.1%} is below {args.min_accuracy:.0%}")
-
-    # a malformed request is the client's error (4xx), not a crash
-    status, raw = request(args.url + "/predict", json.dumps({"instances": [[0.5] * 783]}).encode())
-    if not 400 <= status < 500:
-        fail(f"a 783-pixel instance got {status}, expected a 4xx: {raw[:200]!r}")
-    print(f"POST /predict with 783 pixels: {status} {raw.decode()[:120]}")
+    check_malformed_refused(args.url)
 
 
 # -------------------------------------------------------------------------- graceful shutdown
@@ -210,23 +224,21 @@ def check_load(args) -> None:
 
 
 # ------------------------------------------------------------------------- every code path
-def exercise(args) -> None:
-    """Each kind of request, valid and invalid, once: tests/reliability/support.py's catalogue (the
-    same the soak and fuzz tests send) plus every image format, GET route and /metrics."""
-    import base64
-    import uuid
-
-    from tests.reliability.support import invalid_templates, send, valid_templates
-    from tests.service.conftest import png_bytes
-
-    pixels, _ = mnist_test_set(Path(args.mnist_dir))
-    x = pixels[:32]
-    status, raw = request(args.url + "/predict", json.dumps({"instances": x.tolist()}).encode())
+def predicted_digits(url: str, pixels: np.ndarray) -> list[int]:
+    """The digits POST /predict gives for ``pixels`` (every other route must agree)."""
+    status, raw = request(url + "/predict", json.dumps({"instances": pixels.tolist()}).encode())
     if status != 200:
         fail(f"POST /predict answered {status}: {raw[:300]!r}")
-    predicted = [p["digit"] for p in json.loads(raw)["predictions"]]  # every other route must agree
-    host, port = args.url.removeprefix("http://").split(":")
-    templates = valid_templates(x, predicted) + invalid_templates()
+    return [p["digit"] for p in json.loads(raw)["predictions"]]
+
+
+def send_catalogue(url: str, pixels: np.ndarray, predicted: list[int]) -> list:
+    """tests/reliability/support.py's catalogue of requests (the same the soak and fuzz tests send),
+    each once and judged; returns the templates sent."""
+    from tests.reliability.support import invalid_templates, send, valid_templates
+
+    host, port = url.removeprefix("http://").split(":")
+    templates = valid_templates(pixels, predicted) + invalid_templates()
     for template in templates:
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
         try:
@@ -235,47 +247,83 @@ def exercise(args) -> None:
             conn.close()
         if problem:
             fail(problem)
+    return templates
+
+
+def image_requests(data: bytes, fmt: str, content_type: str) -> list[tuple[str, bytes, dict[str, str]]]:
+    """An image file as POST /predict takes it: ``(how, body, headers)`` raw, multipart and base64."""
+    import base64
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"digit.{fmt.lower()}\"\r\n"
+                 f"Content-Type: {content_type}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    b64 = json.dumps({"instances": [{"b64": base64.b64encode(data).decode()}]}).encode()
+    return [("raw", data, {"Content-Type": content_type}),
+            ("multipart", multipart, {"Content-Type": f"multipart/form-data; boundary={boundary}"}),
+            ("base64", b64, {"Content-Type": "application/json"})]
+
+
+def post_image(url: str, body: bytes, headers: dict[str, str], what: str) -> int:
+    """The digit POST /predict gives for one image request (``what`` names it in a failure)."""
+    req = urllib.request.Request(url + "/predict", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        fail(f"{what}: {error.code} {error.read()[:200]!r}")
+    return answer["predictions"][0]["digit"]
+
+
+def check_image_formats(url: str, pixels: np.ndarray) -> None:
+    """One digit in every image format, each raw, multipart and base64: the same digit from every
+    encoding of a format, and from every lossless format."""
+    from tests.service.conftest import png_bytes
 
     digits = {}
     for fmt, content_type in IMAGE_TYPES.items():
-        data = png_bytes(x[6], size=84, fmt=fmt)
-        boundary = uuid.uuid4().hex
-        multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"digit.{fmt.lower()}\"\r\n"
-                     f"Content-Type: {content_type}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-        b64 = json.dumps({"instances": [{"b64": base64.b64encode(data).decode()}]}).encode()
-        for how, body, headers in (("raw", data, {"Content-Type": content_type}),
-                                   ("multipart", multipart, {"Content-Type": f"multipart/form-data; boundary={boundary}"}),
-                                   ("base64", b64, {"Content-Type": "application/json"})):
-            req = urllib.request.Request(args.url + "/predict", data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=30) as response:
-                    answer = json.loads(response.read())
-            except urllib.error.HTTPError as error:
-                fail(f"{fmt} image ({how}): {error.code} {error.read()[:200]!r}")
-            digit = answer["predictions"][0]["digit"]
+        data = png_bytes(pixels, size=84, fmt=fmt)
+        for how, body, headers in image_requests(data, fmt, content_type):
+            digit = post_image(url, body, headers, f"{fmt} image ({how})")
             if digits.setdefault((fmt, "any"), digit) != digit:
                 fail(f"{fmt} image: {how} gave digit {digit}, another encoding {digits[(fmt, 'any')]}")
             if fmt in LOSSLESS and digits.setdefault("lossless", digit) != digit:
                 fail(f"{fmt} image ({how}): digit {digit}, PNG gave {digits['lossless']}")
 
-    model = json.loads(request(args.url + "/readyz")[1])["model"]
-    name, version = model["name"], model["version"]
-    for path in ("/", "/healthz", "/readyz", "/openapi.json", f"/v1/models/{name}", f"/v1/models/{name}/metadata",
-                 f"/v1/models/{name}/versions/{version}", "/v2", "/v2/health/live", "/v2/health/ready",
-                 f"/v2/models/{name}", f"/v2/models/{name}/ready", f"/v2/models/{name}/versions/{version}"):
-        status, raw = request(args.url + path)
+
+def check_get_routes(url: str) -> None:
+    """Every GET route of ``GET_ROUTES`` answers 200, for the model the server has loaded."""
+    model = json.loads(request(url + "/readyz")[1])["model"]
+    for route in GET_ROUTES:
+        path = route.format(name=model["name"], version=model["version"])
+        status, raw = request(url + path)
         if status != 200:
             fail(f"GET {path} answered {status}: {raw[:200]!r}")
 
-    status, raw = request(args.url + "/metrics")
+
+def predictions_counted(url: str) -> float:
+    """The digits /metrics counts as predicted (it must count some, and the HTTP requests)."""
+    status, raw = request(url + "/metrics")
     text = raw.decode()
     predictions = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                       if line.startswith("mnist_predictions_total{"))
     if status != 200 or "mnist_http_requests_total{" not in text or predictions <= 0:
         fail(f"GET /metrics: {status}, {predictions:.0f} predictions counted: {text[:300]!r}")
+    return predictions
+
+
+def exercise(args) -> None:
+    """Each kind of request, valid and invalid, once: tests/reliability/support.py's catalogue (the
+    same the soak and fuzz tests send) plus every image format, GET route and /metrics."""
+    pixels, _ = mnist_test_set(Path(args.mnist_dir))
+    x = pixels[:32]
+    templates = send_catalogue(args.url, x, predicted_digits(args.url, x))
+    check_image_formats(args.url, x[6])
+    check_get_routes(args.url)
+    predictions = predictions_counted(args.url)
     print(f"{len(templates)} kinds of request ({sum(t.valid for t in templates)} valid, "
           f"{sum(not t.valid for t in templates)} refused with their 4xx and a JSON error), "
-          f"{len(IMAGE_TYPES)} image formats x raw/multipart/base64, 13 GET routes: as expected; "
+          f"{len(IMAGE_TYPES)} image formats x raw/multipart/base64, {len(GET_ROUTES)} GET routes: as expected; "
           f"/metrics counts {predictions:.0f} predicted digits")
 
 
@@ -325,54 +373,38 @@ def slow_clients(args) -> None:
               f"(deadline {deadline:g} s); {time.monotonic() - started:.0f} s")
 
 
+URL = ("url", {})
+# Each subcommand: what runs it, and its arguments (argparse's add_argument: the name, the options).
+SUBCOMMANDS = {
+    "free-port": (lambda args: print(free_port()), []),
+    "wait-ready": (lambda args: wait_ready(args.url, args.seconds), [URL, ("seconds", {"type": float})]),
+    "predict": (predict, [URL, ("--mnist-dir", {"required": True}),
+                          ("--export", {"required": True, "help": "the export base the served version came from"}),
+                          ("--version", {"type": int, "required": True}),
+                          ("--count", {"type": int, "default": 500}),
+                          ("--min-accuracy", {"type": float, "default": 0.8})]),
+    "load": (load, [URL, ("--out", {"required": True}), ("--seconds", {"type": float, "default": 60})]),
+    "check-load": (check_load, [("file", {})]),
+    "exercise": (exercise, [URL, ("--mnist-dir", {"required": True})]),
+    "wait-version": (wait_version, [URL, ("version", {"type": int}), ("seconds", {"type": float})]),
+    "slow-clients": (slow_clients, [URL,
+                                    ("--keepalive", {"type": float, "default": 5,
+                                                     "help": "the server's KEEPALIVE_SECONDS"}),
+                                    ("--body-timeout", {"type": float, "default": 10,
+                                                        "help": "the server's BODY_TIMEOUT_SECONDS"})]),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("free-port")
-    p = sub.add_parser("wait-ready")
-    p.add_argument("url")
-    p.add_argument("seconds", type=float)
-    p = sub.add_parser("predict")
-    p.add_argument("url")
-    p.add_argument("--mnist-dir", required=True)
-    p.add_argument("--export", required=True, help="the export base the served version came from")
-    p.add_argument("--version", type=int, required=True)
-    p.add_argument("--count", type=int, default=500)
-    p.add_argument("--min-accuracy", type=float, default=0.8)
-    p = sub.add_parser("load")
-    p.add_argument("url")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seconds", type=float, default=60)
-    p = sub.add_parser("check-load")
-    p.add_argument("file")
-    p = sub.add_parser("exercise")
-    p.add_argument("url")
-    p.add_argument("--mnist-dir", required=True)
-    p = sub.add_parser("wait-version")
-    p.add_argument("url")
-    p.add_argument("version", type=int)
-    p.add_argument("seconds", type=float)
-    p = sub.add_parser("slow-clients")
-    p.add_argument("url")
-    p.add_argument("--keepalive", type=float, default=5, help="the server's KEEPALIVE_SECONDS")
-    p.add_argument("--body-timeout", type=float, default=10, help="the server's BODY_TIMEOUT_SECONDS")
+    for command, (_, arguments) in SUBCOMMANDS.items():
+        command_parser = sub.add_parser(command)
+        for name, options in arguments:
+            command_parser.add_argument(name, **options)
     args = parser.parse_args()
-    if args.command == "free-port":
-        print(free_port())
-    elif args.command == "wait-ready":
-        wait_ready(args.url, args.seconds)
-    elif args.command == "predict":
-        predict(args)
-    elif args.command == "load":
-        load(args)
-    elif args.command == "check-load":
-        check_load(args)
-    elif args.command == "exercise":
-        exercise(args)
-    elif args.command == "wait-version":
-        wait_version(args)
-    else:
-        slow_clients(args)
+    run, _ = SUBCOMMANDS[args.command]
+    run(args)
 
 
 if __name__ == "__main__":
