@@ -35,6 +35,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 # What the lists below were measured with: the pins in requirements-serve.txt whose code decides what
@@ -142,6 +143,94 @@ def group_by_package(totals: dict[str, int]) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------ ELF symbols
+ELF_HEADER = "<16sHHIQQQIHHHHHH"  # e_ident, type, machine, version, entry, phoff, shoff, flags, ehsize,
+#                                   phentsize, phnum, shentsize, shnum, shstrndx
+PROGRAM_HEADER = "<IIQQQQQQ"  # type, flags, offset, vaddr, paddr, filesz, memsz, align
+SECTION_HEADER = "<IIQQQQIIQQ"  # name, type, flags, addr, offset, size, link, info, addralign, entsize
+
+
+@dataclass
+class ElfLayout:
+    """The headers of a 64-bit little-endian ELF file, as ``struct`` unpacks them."""
+    fields: list  # the ELF header's (ELF_HEADER)
+    phdrs: list[tuple]  # the program headers (PROGRAM_HEADER)
+    sections: list[list]  # the section headers (SECTION_HEADER)
+
+    @property
+    def shstrndx(self) -> int:
+        return self.fields[13]
+
+    def loaded_end(self) -> int:
+        """The end of the program header table or of the last byte a program header covers."""
+        phoff, phentsize, phnum = self.fields[5], self.fields[9], self.fields[10]
+        return max([phoff + phnum * phentsize] + [p[2] + p[5] for p in self.phdrs])
+
+
+def read_program_headers(f, fields: list) -> list[tuple]:
+    f.seek(fields[5])
+    return [struct.unpack(PROGRAM_HEADER, f.read(56)) for _ in range(fields[10])]
+
+
+def read_layout(f) -> ElfLayout | None:
+    """The headers of the open file ``f``; None unless it is a 64-bit little-endian ELF file whose
+    section count and name-table index fit in the ELF header."""
+    header = f.read(64)
+    if len(header) < 64 or header[:4] != ELF_MAGIC or header[4] != 2 or header[5] != 1:
+        return None  # not ELF, or not 64-bit little-endian: leave it
+    fields = list(struct.unpack(ELF_HEADER, header))
+    shoff = fields[6]
+    phentsize, _, shentsize, shnum, shstrndx = fields[9:14]
+    if shnum == 0 or shnum >= SHN_LORESERVE or shstrndx >= SHN_LORESERVE or shentsize != 64 \
+            or phentsize != 56:
+        return None
+    phdrs = read_program_headers(f, fields)
+    f.seek(shoff)
+    sections = [list(struct.unpack(SECTION_HEADER, f.read(64))) for _ in range(shnum)]
+    return ElfLayout(fields, phdrs, sections)
+
+
+def sections_to_keep(layout: ElfLayout) -> list[int] | None:
+    """The indexes of the sections to keep: the null section, the section names, every SHF_ALLOC
+    section and any lying inside the loaded range. None when all would be kept, or when a kept
+    section refers (sh_link, sh_info) to a dropped one."""
+    loaded_end = layout.loaded_end()
+    keep = []
+    for index, (_, kind, flags, _, offset, size, *_rest) in enumerate(layout.sections):
+        in_loaded_range = kind == SHT_NOBITS or offset + size <= loaded_end
+        if index == 0 or index == layout.shstrndx or flags & SHF_ALLOC or in_loaded_range:
+            keep.append(index)
+    if len(keep) == len(layout.sections):
+        return None
+    for index in keep:
+        _, kind, flags, _, _, _, link, info, _, _ = layout.sections[index]
+        if link and link not in keep or flags & SHF_INFO_LINK and info not in keep:
+            return None
+    return keep
+
+
+def section_table(layout: ElfLayout, keep: list[int], names_offset: int) -> bytes:
+    """The new section header table: the kept sections renumbered, the names at ``names_offset``."""
+    new_index = {old: new for new, old in enumerate(keep)}
+    table = b""
+    for index in keep:
+        section = list(layout.sections[index])
+        if index == layout.shstrndx:
+            section[4] = names_offset
+        if section[6]:
+            section[6] = new_index[section[6]]
+        if section[2] & SHF_INFO_LINK and section[7]:
+            section[7] = new_index[section[7]]
+        table += struct.pack(SECTION_HEADER, *section)
+    return table
+
+
+def cut_offset(layout: ElfLayout, keep: list[int]) -> int:
+    """Where the file is cut: after the loaded range and every kept section with bytes in the file,
+    the section names aside (they move there)."""
+    return max([layout.loaded_end()] + [layout.sections[i][4] + layout.sections[i][5] for i in keep
+                                        if i != layout.shstrndx and layout.sections[i][1] != SHT_NOBITS])
+
+
 def strip_file(path: Path) -> int:
     """Drop the non-loaded sections at the end of a 64-bit little-endian ELF file, in place.
 
@@ -153,68 +242,36 @@ def strip_file(path: Path) -> int:
     section-table fields change) are never rewritten. Returns the bytes saved (0: left as is).
     """
     with open(path, "r+b") as f:
-        header = f.read(64)
-        if len(header) < 64 or header[:4] != ELF_MAGIC or header[4] != 2 or header[5] != 1:
-            return 0  # not ELF, or not 64-bit little-endian: leave it
-        fields = list(struct.unpack("<16sHHIQQQIHHHHHH", header))
-        phoff, shoff = fields[5], fields[6]
-        phentsize, phnum, shentsize, shnum, shstrndx = fields[9:14]
-        if shnum == 0 or shnum >= SHN_LORESERVE or shstrndx >= SHN_LORESERVE or shentsize != 64 \
-                or phentsize != 56:
+        layout = read_layout(f)
+        keep = sections_to_keep(layout) if layout else None
+        if keep is None:
             return 0
         size_before = os.fstat(f.fileno()).st_size
-
-        f.seek(phoff)
-        phdrs = [struct.unpack("<IIQQQQQQ", f.read(56)) for _ in range(phnum)]
-        loaded_end = max([phoff + phnum * phentsize] + [p[2] + p[5] for p in phdrs])
-        f.seek(shoff)
-        sections = [list(struct.unpack("<IIQQQQIIQQ", f.read(64))) for _ in range(shnum)]
-
-        keep = []
-        for index, (_, kind, flags, _, offset, size, *_rest) in enumerate(sections):
-            in_loaded_range = kind == SHT_NOBITS or offset + size <= loaded_end
-            if index == 0 or index == shstrndx or flags & SHF_ALLOC or in_loaded_range:
-                keep.append(index)
-        if len(keep) == shnum:
-            return 0
-        new_index = {old: new for new, old in enumerate(keep)}
-        for index in keep:  # a kept section must not refer to a dropped one
-            _, kind, flags, _, _, _, link, info, _, _ = sections[index]
-            if link and link not in new_index or flags & SHF_INFO_LINK and info not in new_index:
-                return 0
-
-        names = sections[shstrndx]
+        names = layout.sections[layout.shstrndx]
         f.seek(names[4])
         name_table = f.read(names[5])
-        cut = max([loaded_end] + [sections[i][4] + sections[i][5] for i in keep
-                                  if i != shstrndx and sections[i][1] != SHT_NOBITS])
-        names_offset = cut
-        table_offset = (names_offset + len(name_table) + 7) // 8 * 8
-        table = b""
-        for index in keep:
-            section = list(sections[index])
-            if index == shstrndx:
-                section[4] = names_offset
-            if section[6]:
-                section[6] = new_index[section[6]]
-            if section[2] & SHF_INFO_LINK and section[7]:
-                section[7] = new_index[section[7]]
-            table += struct.pack("<IIQQQQIIQQ", *section)
+        cut = cut_offset(layout, keep)
+        table = section_table(layout, keep, names_offset=cut)
+        table_offset = (cut + len(name_table) + 7) // 8 * 8
         if table_offset + len(table) >= size_before:
             return 0
-
         f.truncate(cut)
         f.seek(cut)
-        f.write(name_table + b"\0" * (table_offset - names_offset - len(name_table)) + table)
-        fields[6], fields[12], fields[13] = table_offset, len(keep), new_index[shstrndx]
-        f.seek(0)
-        f.write(struct.pack("<16sHHIQQQIHHHHHH", *fields))
-        f.flush()
-        # the program headers (and so every mapped byte before `cut`) are as they were
-        f.seek(phoff)
-        if [struct.unpack("<IIQQQQQQ", f.read(56)) for _ in range(phnum)] != phdrs:
-            fail(f"{path}: program headers changed while stripping")
+        f.write(name_table + b"\0" * (table_offset - cut - len(name_table)) + table)
+        write_elf_header(f, layout, table_offset, keep)
         return size_before - os.fstat(f.fileno()).st_size
+
+
+def write_elf_header(f, layout: ElfLayout, table_offset: int, keep: list[int]) -> None:
+    """Point the ELF header at the new section header table; then check that the program headers
+    (and so every mapped byte before the cut) are as they were."""
+    fields = list(layout.fields)
+    fields[6], fields[12], fields[13] = table_offset, len(keep), keep.index(layout.shstrndx)
+    f.seek(0)
+    f.write(struct.pack(ELF_HEADER, *fields))
+    f.flush()
+    if read_program_headers(f, fields) != layout.phdrs:
+        fail(f"{f.name}: program headers changed while stripping")
 
 
 def shared_objects(root: Path):
@@ -226,16 +283,8 @@ def shared_objects(root: Path):
 
 
 # ------------------------------------------------------------------------------------------ main
-def main() -> None:
-    if len(sys.argv) != 2:
-        fail("usage: python3 deploy/slim-venv.py VENV")
-    venv = Path(sys.argv[1])
-    python = venv / "bin" / "python"
-    site = site_packages(venv)
-    check_versions(python)
-    before = group_by_package(sizes_by_entry(site))
-
-    # 1. distributions (pip last of all: it uninstalls the others, then itself)
+def uninstall(python: Path, site: Path) -> None:
+    """1. The distributions of ``UNINSTALL`` (pip last of all: it uninstalls the others, then itself)."""
     installed = {dist.metadata["Name"].lower().replace("_", "-")
                  for dist in importlib.metadata.distributions(path=[str(site)])}
     missing = sorted(set(UNINSTALL) - installed)
@@ -245,7 +294,10 @@ def main() -> None:
     subprocess.run([str(python), "-m", "pip", "uninstall", "--yes", "--quiet", "--disable-pip-version-check",
                     *others, "pip"], check=True)
 
-    # 2. paths
+
+def remove_paths(site: Path) -> int:
+    """2. The paths of ``REMOVE``, every ``tests`` folder and the files with a suffix of
+    ``REMOVE_SUFFIXES``. Returns how many tests folders went."""
     for relative in REMOVE:
         path = site / relative
         if not path.exists():
@@ -260,11 +312,12 @@ def main() -> None:
         for name in filenames:
             if name.endswith(REMOVE_SUFFIXES):
                 os.unlink(os.path.join(dirpath, name))
-    # 3. symbol tables
-    stripped = {path: strip_file(path) for path in shared_objects(venv)}
-    stripped = {path: saved for path, saved in stripped.items() if saved}
+    return removed
 
-    after = group_by_package(sizes_by_entry(site))
+
+def report(site: Path, before: dict[str, int], after: dict[str, int], removed: int,
+           stripped: dict[Path, int]) -> None:
+    """What went, and the sizes by package before and after (smoke.sh shows this table)."""
     mb = 1e6
     print(f"slim-venv: {site}: {sum(before.values()) / mb:.0f} MB -> {sum(after.values()) / mb:.0f} MB")
     print(f"  uninstalled: {', '.join(UNINSTALL)}")
@@ -276,6 +329,22 @@ def main() -> None:
         if before[name] >= 0.5 * mb or after.get(name, 0) >= 0.5 * mb:
             now = after.get(name)
             print(f"  {before[name] / mb:9.1f} {'-' if now is None else f'{now / mb:.1f}':>9}  {name}")
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        fail("usage: python3 deploy/slim-venv.py VENV")
+    venv = Path(sys.argv[1])
+    python = venv / "bin" / "python"
+    site = site_packages(venv)
+    check_versions(python)
+    before = group_by_package(sizes_by_entry(site))
+    uninstall(python, site)
+    removed = remove_paths(site)
+    # 3. symbol tables
+    stripped = {path: strip_file(path) for path in shared_objects(venv)}
+    stripped = {path: saved for path, saved in stripped.items() if saved}
+    report(site, before, group_by_package(sizes_by_entry(site)), removed, stripped)
 
 
 if __name__ == "__main__":
