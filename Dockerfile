@@ -8,6 +8,7 @@
 # Stages:
 #   assets   the model export (checked first, so a build without one fails in seconds) and service/
 #   build    a virtual environment with the serving requirements, minus what the service never loads
+#   python-env  what train and runtime both set for the venv's Python (no target of its own)
 #   train    optional (`--target train`, docker-compose.yml's "train" and "train-distributed" profiles): the training environment
 #   runtime  the default target: the venv, service/ and the model on a slim base, as a non-root user
 #
@@ -58,12 +59,24 @@ COPY deploy/slim-venv.py /tmp/slim-venv.py
 RUN /opt/venv/bin/python /tmp/slim-venv.py /opt/venv \
     && rm /tmp/slim-venv.py /tmp/requirements-serve.txt
 
+# ------------------------------------------------------------------------------------------ python-env
+# The environment of the stages that run the venv's Python, train and runtime: the venv first on PATH,
+# output unbuffered, no bytecode written, TensorFlow's C++ log at warnings and above, and HOME=/tmp:
+# the root filesystem may be read-only (Kubernetes, compose) and /tmp is the one writable place
+# (Keras' config folder, gunicorn's Prometheus multiprocess folder, matplotlib's cache).
+FROM ${BASE_IMAGE} AS python-env
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    HOME=/tmp
+
 # ----------------------------------------------------------------------------------------------- train
 # Not part of the default build: `docker build --target train` or `docker compose --profile train`.
 # The pinned requirements.txt with the project installed, minus the test and lint tools (pytest,
 # browser tests, API fuzzing, schema validation, linters), which training never imports: a filter by
 # name, so a package added to requirements.txt later is included unless it is one of these.
-FROM ${BASE_IMAGE} AS train
+FROM python-env AS train
 ARG PIP_CERT
 WORKDIR /src
 COPY requirements.txt requirements-serve.txt pyproject.toml ./
@@ -80,18 +93,13 @@ RUN grep -v -i -E '^(pytest|pytest-[a-z-]+|playwright|openapi-spec-validator|sch
     && chmod -R a+rX,go-w /src \
     && mkdir -p /models/mnist /src/runs \
     && chown 10001:10001 /models/mnist /src/runs
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    TF_CPP_MIN_LOG_LEVEL=2 \
-    HOME=/tmp \
-    MPLCONFIGDIR=/tmp/matplotlib
+ENV MPLCONFIGDIR=/tmp/matplotlib
 USER 10001:10001
 ENTRYPOINT ["python", "training/train.py"]
 CMD ["--export-dir", "/models/mnist"]
 
 # --------------------------------------------------------------------------------------------- runtime
-FROM ${BASE_IMAGE} AS runtime
+FROM python-env AS runtime
 LABEL org.opencontainers.image.title="mnist-digits" \
       org.opencontainers.image.description="MNIST digit prediction service: Flask + gunicorn + a TensorFlow SavedModel"
 # A fixed, unprivileged UID/GID (no login shell, no home): Kubernetes' runAsNonRoot can check a
@@ -105,14 +113,8 @@ COPY --from=assets /app /app
 WORKDIR /app
 # Of the service's variables (service/config.py has them, checked, with their defaults: PORT 8000,
 # WEB_CONCURRENCY 2, TF_NUM_THREADS 1, MODEL_POLL_SECONDS 10 ...) only MODEL_DIR differs here; set the
-# others with `docker run -e`. HOME=/tmp: the root filesystem may be read-only (Kubernetes, compose)
-# and /tmp is the one writable place (Keras' config folder, gunicorn's Prometheus multiprocess folder).
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/app \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    TF_CPP_MIN_LOG_LEVEL=2 \
-    HOME=/tmp \
+# others with `docker run -e`. (PATH, HOME and the rest: python-env.)
+ENV PYTHONPATH=/app \
     MODEL_DIR=/models/mnist
 # No VOLUME instruction: it would create an anonymous volume on every `docker run`. Mount a volume at
 # /models (an export base at /models/mnist/<version>/) to replace the baked-in model.
