@@ -25,30 +25,21 @@
 # Environment: MNIST_DATA_DIR, PYTHON (with PyYAML, NumPy, TensorFlow), PODMAN_RUNTIME (default runc).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
 [ $# = 2 ] || { echo "usage: bash tests/container/kube.sh IMAGE EXPORT_BASE" >&2; exit 2; }
 IMAGE=$1
 EXPORT_BASE=$2
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/mnist-kube.XXXXXX")
+SAY_TAG="kube " FAIL_TAG=KUBE RUN_NAME="kube:" LEFTOVERS="pod, volume"
+# ROOT (the working directory), PODMAN_RUNTIME, MNIST_DIR, say, fail, client, the exit trap ...
+# shellcheck source=tests/container/lib.sh
+source "$(dirname "$0")/lib.sh"
 MANIFEST=deploy/kubernetes.yaml
 PYTHON=${PYTHON:-python}
-PODMAN_RUNTIME=${PODMAN_RUNTIME:-runc}
-MNIST_DIR=${MNIST_DATA_DIR:-$ROOT/../shared/data/mnist}
 SUFFIX="kube-$$"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/mnist-kube.XXXXXX")
 RENDERED="$WORK/kubernetes.yaml"
-LOAD_PID=""
-T0=$SECONDS
 
-say() { printf '\n== kube [%3d s] %s\n' "$((SECONDS - T0))" "$*"; }
-fail() {
-    echo "KUBE FAILED: $*" >&2
-    exit 1
-}
-client() { "$PYTHON" -m tests.container.smoke_client "$@"; }
 check() { "$PYTHON" -m tests.container.kube_check "$@"; }
 fetch() { "$PYTHON" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "$1"; }
-quiet() { grep -v -e 'unable to get systemd connection' -e 'Removing timer for container' >&2 || true; }
 
 # `podman kube play` has no --runtime or --ulimit of its own: a containers.conf for this run gives
 # both. runc (this machine's crun cannot set rlimits) and explicit limits: podman's defaults raise
@@ -60,18 +51,11 @@ default_ulimits = ["nofile=20000:20000", "nproc=1024:1024"]
 [engine]
 runtime = "$PODMAN_RUNTIME"
 EOF
-pm() { CONTAINERS_CONF="$WORK/containers.conf" podman "$@" 2> >(quiet); }
+pm() { CONTAINERS_CONF="$WORK/containers.conf" podman "$@" 2> >(without_podman_noise); }
 
-exec 3>&1 4>&2
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    set +e
-    exec 1>&3 2>&4
-    [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null
-    if [ "$status" != 0 ] && [ -n "${CTR:-}" ] && podman container exists "$CTR" 2>/dev/null; then
-        echo "---- last log lines of $CTR" >&2
-        podman logs --tail 40 "$CTR" 2>&1 | grep -v -e oneDNN -e absl >&2
+remove_leftovers() { # STATUS (called on exit by lib.sh's cleanup)
+    if [ "$1" != 0 ] && [ -n "${CTR:-}" ] && podman container exists "$CTR" 2>/dev/null; then
+        show_last_log "$CTR"
     fi
     if [ -n "${POD:-}" ] && podman pod exists "$POD" 2>/dev/null; then
         pm kube down "$RENDERED" >/dev/null
@@ -80,17 +64,7 @@ cleanup() {
     for volume in ${VOLUMES:-}; do
         podman volume exists "$volume" 2>/dev/null && podman volume rm --force "$volume" >/dev/null 2>&1
     done
-    rm -rf "$WORK"
-    if [ "$status" = 0 ]; then
-        echo "== kube: passed in $((SECONDS - T0)) s (cleaned up: pod, volume, $WORK)"
-    else
-        echo "== kube: FAILED (status $status) after $((SECONDS - T0)) s; cleaned up" >&2
-    fi
-    exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # ------------------------------------------------------------------------------------------ preflight
 command -v catatonit >/dev/null || [ -x /usr/libexec/podman/catatonit ] ||
@@ -124,7 +98,7 @@ READY_SECONDS=$((SECONDS - start))
 # ---------------------------------------------------------------------------------------- serving
 say "predictions: real MNIST test digits through the pod"
 client predict "http://127.0.0.1:$PORT" --mnist-dir "$MNIST_DIR" --export "$EXPORT_BASE" --version 1 \
-    --count 200 2> >(grep -v -e absl -e oneDNN >&2)
+    --count 200 2> >(without_tf_noise)
 metrics=$(fetch "http://127.0.0.1:$PORT/metrics")
 grep -q '^mnist_predictions_total{' <<<"$metrics" || fail "/metrics has no mnist_predictions_total"
 echo "/metrics: $(grep -c '^mnist_' <<<"$metrics") mnist_* samples"
@@ -142,25 +116,13 @@ GRACE=$(check field "$RENDERED" grace)
 mapfile -t PRESTOP < <("$PYTHON" -c 'import json, sys; print("\n".join(json.loads(sys.argv[1])))' "$(check field "$RENDERED" prestop)")
 say "termination as the kubelet does it: preStop (${PRESTOP[*]}), then SIGTERM with a ${GRACE} s grace period"
 echo "(podman kube down alone would not do: podman 4.3 stops a pod with no grace period, SIGKILL at once)"
-client load "http://127.0.0.1:$PORT" --out "$WORK/load.json" --seconds 60 &
-LOAD_PID=$!
-for _ in $(seq 1 100); do
-    [ -s "$WORK/load.json" ] && break
-    sleep 0.1
-done
+start_load "http://127.0.0.1:$PORT"
 start=$SECONDS
 podman exec "$CTR" "${PRESTOP[@]}" || fail "the preStop hook (${PRESTOP[*]}) failed in the container"
 prestop_seconds=$((SECONDS - start))
 pm pod stop --time "$GRACE" "$POD" >/dev/null || fail "podman pod stop failed"
 stop_seconds=$((SECONDS - start - prestop_seconds))
-wait "$LOAD_PID" || true
-LOAD_PID=""
-code=$(podman inspect --format '{{.State.ExitCode}}' "$CTR")
-podman logs "$CTR" >"$WORK/pod.log" 2>&1
-grep -q "Handling signal: term" "$WORK/pod.log" || fail "the pod's log does not show gunicorn handling SIGTERM"
-grep -q "Shutting down: Master" "$WORK/pod.log" || fail "the pod's log does not show gunicorn's orderly shutdown"
-[ "$code" = 0 ] || fail "the container exited with status $code, expected 0"
-client check-load "$WORK/load.json"
+check_graceful_exit "$CTR" "the pod"
 echo "preStop ${prestop_seconds} s, then exit status 0 ${stop_seconds} s after SIGTERM (Handling signal: term ... Shutting down: Master)"
 
 say "podman kube down: the pod is removed"

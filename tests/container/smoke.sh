@@ -33,13 +33,13 @@
 # SMOKE_TRAIN_ARGS (default: 6,000 MNIST images, 2 epochs), PYTHON (default: the venv's python).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/mnist-container-smoke.XXXXXX")
+SAY_TAG="" FAIL_TAG=SMOKE RUN_NAME="container smoke test" LEFTOVERS="containers, images"
+# ROOT (the working directory), PODMAN_RUNTIME, MNIST_DIR, say, fail, client, the exit trap ...
+# shellcheck source=tests/container/lib.sh
+source "$(dirname "$0")/lib.sh"
 HERE="$ROOT/tests/container"
-cd "$ROOT"
-
-PODMAN_RUNTIME=${PODMAN_RUNTIME:-runc}
 BASE_IMAGE=${SMOKE_BASE_IMAGE:-localhost/debian-py311:bookworm}
-MNIST_DIR=${MNIST_DATA_DIR:-$ROOT/../shared/data/mnist}
 if [ -z "${PYTHON:-}" ]; then
     if [ -n "${VIRTUAL_ENV:-}" ]; then PYTHON=python; else PYTHON="$ROOT/.venv/bin/python"; fi
 fi
@@ -54,56 +54,22 @@ ID="smoke-$$"
 IMAGE="localhost/mnist-digits:$ID"
 CTR_A="mnist-$ID-a"
 CTR_B="mnist-$ID-b"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/mnist-container-smoke.XXXXXX")
-LOAD_PID=""
-T0=$SECONDS
 
-say() { printf '\n== [%3d s] %s\n' "$((SECONDS - T0))" "$*"; }
-fail() {
-    echo "SMOKE FAILED: $*" >&2
-    exit 1
-}
-# podman, minus the noise of a machine without systemd (healthcheck timers cannot be installed; the
-# test runs the checks itself with `podman healthcheck run`)
-pm() {
-    podman --runtime "$PODMAN_RUNTIME" "$@" 2> >(grep -v 'unable to get systemd connection' >&2)
-}
-client() { "$PYTHON" -m tests.container.smoke_client "$@"; } # from $ROOT (tests/support.py)
+# podman with the runtime chosen, minus its noise on a machine without systemd (the test runs the
+# HEALTHCHECK itself with `podman healthcheck run`)
+pm() { podman --runtime "$PODMAN_RUNTIME" "$@" 2> >(without_podman_noise); }
 
-# the script's own stdout and stderr, for cleanup: a signal trap runs with the redirections of the
-# command it interrupted (often >/dev/null)
-exec 3>&1 4>&2
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    set +e
-    exec 1>&3 2>&4
-    [ -n "$LOAD_PID" ] && kill "$LOAD_PID" 2>/dev/null
-    if [ "$status" != 0 ]; then
-        for ctr in "$CTR_A" "$CTR_B"; do
-            if podman container exists "$ctr"; then
-                echo "---- last log lines of $ctr" >&2
-                podman logs --tail 40 "$ctr" 2>&1 | grep -v -e oneDNN -e absl >&2
-            fi
-        done
-    fi
+remove_leftovers() { # STATUS (called on exit by lib.sh's cleanup)
+    for ctr in "$CTR_A" "$CTR_B"; do
+        if [ "$1" != 0 ] && podman container exists "$ctr"; then show_last_log "$ctr"; fi
+    done
     for ctr in "$CTR_A" "$CTR_B"; do
         podman container exists "$ctr" && podman rm --force --time 0 "$ctr" >/dev/null 2>&1
     done
     for image in "$IMAGE" "$IMAGE-assets"; do
         podman image exists "$image" && podman rmi --force "$image" >/dev/null 2>&1
     done
-    rm -rf "$WORK"
-    if [ "$status" = 0 ]; then
-        echo "== container smoke test passed in $((SECONDS - T0)) s (cleaned up: containers, images, $WORK)"
-    else
-        echo "== container smoke test FAILED (status $status) after $((SECONDS - T0)) s; cleaned up" >&2
-    fi
-    exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # ------------------------------------------------------------------------------------------ preflight
 command -v podman >/dev/null || fail "podman is not installed (apt-get install podman buildah runc debootstrap)"
@@ -233,9 +199,9 @@ echo "both ready $((SECONDS - start)) s after start"
 
 say "predictions: real MNIST test digits"
 client predict "http://127.0.0.1:$PORT_A" --mnist-dir "$MNIST_DIR" --export "$CTX/exports/mnist" --version 1 \
-    2> >(grep -v -e absl -e oneDNN >&2)
+    2> >(without_tf_noise)
 client predict "http://127.0.0.1:$PORT_B" --mnist-dir "$MNIST_DIR" --export "$WORK/volume/custom" --version 7 \
-    --count 100 2> >(grep -v -e absl -e oneDNN >&2)
+    --count 100 2> >(without_tf_noise)
 echo "B serves version 7 from the volume at /models/custom (MODEL_DIR), on PORT 9000"
 
 say "every kind of request against A (the slim image must still load what each path needs)"
@@ -276,25 +242,13 @@ SLOW_SECONDS=$((SECONDS - start))
 
 # --------------------------------------------------------------------------------- graceful shutdown
 say "SIGTERM to A while a client sends requests"
-client load "http://127.0.0.1:$PORT_A" --out "$WORK/load.json" --seconds 60 &
-LOAD_PID=$!
-for _ in $(seq 1 100); do
-    [ -s "$WORK/load.json" ] && break
-    sleep 0.1
-done
+start_load "http://127.0.0.1:$PORT_A"
 sleep 1
 start=$SECONDS
 pm kill --signal TERM "$CTR_A" >/dev/null
 timeout $((GRACEFUL_TIMEOUT + 15)) podman wait "$CTR_A" >/dev/null || fail "A did not exit after SIGTERM"
 stop_seconds=$((SECONDS - start))
-wait "$LOAD_PID" || true
-LOAD_PID=""
-code=$(podman inspect --format '{{.State.ExitCode}}' "$CTR_A")
-podman logs "$CTR_A" >"$WORK/a.log" 2>&1
-grep -q "Handling signal: term" "$WORK/a.log" || fail "A's log does not show gunicorn handling SIGTERM"
-grep -q "Shutting down: Master" "$WORK/a.log" || fail "A's log does not show gunicorn's orderly shutdown"
-[ "$code" = 0 ] || fail "A exited with status $code after SIGTERM, expected 0"
-client check-load "$WORK/load.json"
+check_graceful_exit "$CTR_A" A
 echo "A exited with status 0 ${stop_seconds} s after SIGTERM (gunicorn: Handling signal: term ... Shutting down: Master)"
 
 say "podman stop B (STOPSIGNAL, then a ${GRACEFUL_TIMEOUT}+10 s grace period)"
