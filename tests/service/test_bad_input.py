@@ -208,3 +208,17 @@ def test_unexpected_failure_is_a_json_500_without_traceback(app, client, monkeyp
     assert response.get_json() == {"error": "internal server error (RuntimeError); it was logged"}
     monkeypatch.undo()
     assert client.post("/predict", json={"instances": [ZEROS]}).status_code == 200
+
+
+@pytest.mark.parametrize("body, can_hold_bools", [
+    (b'{"instances": [[0.5, 1e-05, 2E+3, -0.0]]}', False),
+    (b'{"instances": [[0.5, true]]}', True),
+    (b'{"instances":[[false,0]]}', True),
+    (b'{\n  "instances": [\n    [0, 1,\n     true]\n  ]\n}', True),
+    (b'{"inputs": [{"name": "pixels", "shape": [1, 2], "datatype": "FP32", "data": [0, 1]}]}', False),
+    (b'{"structure": [0]}', True),  # a false alarm ("structur" holds "tru"): only costs the precise check
+])
+def test_the_raw_body_check_never_misses_a_boolean(body, can_hold_bools):
+    from service.web import body_has_bools
+
+    assert body_has_bools(body) is can_hold_bools
