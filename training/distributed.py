@@ -364,16 +364,18 @@ def _train_and_report(args, role: Role, data, steps) -> int:
     print(description["text"], flush=True)
 
     tensorboard = tf.summary.create_file_writer(str(args.run_dir / "tensorboard")) if role.chief else None
-    for epoch in range(start_epoch, args.epochs):
-        row = steps.train_one_epoch(args, engine, data, epoch)
-        if role.chief:  # history first, then the checkpoint (as train.py: see train_epochs)
-            rows.append(row)
-            write_history_csv(args.run_dir / "history.csv", rows)
-            engine.save_checkpoint(steps.checkpoint_path(checkpoints, epoch + 1))
-            with tensorboard.as_default(step=epoch + 1):
-                for key in steps.SCALARS:
-                    tf.summary.scalar(key, row[key])
-            tensorboard.flush()
+    # each epoch's data prepared in a background thread while the one before trains, as in train.py
+    with steps.EpochPrefetcher(*data.fit, args.seed, steps.Augmentation.from_args(args), args.epochs) as prefetcher:
+        for epoch in range(start_epoch, args.epochs):
+            row = steps.train_one_epoch(args, engine, data, epoch, prefetcher)
+            if role.chief:  # history first, then the checkpoint (as train.py: see train_epochs)
+                rows.append(row)
+                write_history_csv(args.run_dir / "history.csv", rows)
+                engine.save_checkpoint(steps.checkpoint_path(checkpoints, epoch + 1))
+                with tensorboard.as_default(step=epoch + 1):
+                    for key in steps.SCALARS:
+                        tf.summary.scalar(key, row[key])
+                tensorboard.flush()
 
     if not role.chief:
         print(f"{role.name}: trained to epoch {args.epochs}; the chief ({role.cluster.name(0)}) writes the run "
