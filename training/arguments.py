@@ -214,7 +214,7 @@ def _resolve_augmentation(args: argparse.Namespace, parser: argparse.ArgumentPar
     given = [key for key in STRENGTHS if getattr(args, key) is not None]
     if args.augment is None:
         if args.augment_shift is not None:
-            args.augment = "shift" if args.augment_shift > 0 else "none"
+            args.augment = "none" if args.augment_shift == 0 else "shift"  # a negative one: refused below
         else:
             args.augment = DEFAULT_AUGMENT
     defaults = AUGMENT_DEFAULTS[args.augment]
