@@ -1,6 +1,6 @@
 """Run every benchmark in one go and rewrite docs/benchmarks.md (tables, plots, the machine, the commands).
 
-    python -m bench.run_all                 # the full set, about 14 minutes on 2 cores
+    python -m bench.run_all                 # the full set, about 25 minutes on 2 cores
     python -m bench.run_all --quick         # a smoke version (about 1 minute): tiny sizes, same report
     python -m bench.run_all --only serving,numpy --output /tmp/b.md
     python -m bench.run_all --render-only   # rewrite docs/benchmarks.md from docs/benchmarks/results.json
@@ -165,6 +165,8 @@ def section_accuracy(stage: dict, plot_link: str | None) -> list[str]:
         return lines + [f"Command: `{stage['command']}`", ""] + failed(stage)
     data = stage["data"]
     settings, per_variant = data["settings"], data["summary"]
+    if stage.get("note"):  # a section measured apart from the rest of the document says so
+        lines += [f"*{stage['note']}*", ""]
     described = "; ".join(
         f"**{name}**: {r['epochs']} epochs, batch {r['batch_size']}, Adam {r['learning_rate']:g} with cosine decay, "
         f"{r['augmentation_text']}" for name, r in settings["recipes"].items())
@@ -524,7 +526,7 @@ def header_lines(results: dict, raw_link: str) -> list[str]:
         "",
         "Written by `python -m bench.run_all`" + (" **--quick** (smoke sizes: not meaningful figures)"
                                                   if results["quick"] else "")
-        + "; do not edit by hand. Rerun it to reproduce (about 14 minutes on 2 cores; real MNIST from "
+        + "; do not edit by hand. Rerun it to reproduce (about 25 minutes on 2 cores; real MNIST from "
         "`MNIST_DATA_DIR`).",
         "",
         f"- Run: {results.get('finished_utc', 'unknown')}, commit {info['commit']}, "

@@ -289,10 +289,15 @@ def main(argv=None) -> dict:
     print_summary(result["summary"])
     write_json(args.json, result)
     if args.plot:
-        text = "; ".join(f"{name}: {r['epochs']} epochs, batch {r['batch_size']}, Adam {r['learning_rate']:g} cosine, "
-                         f"{r['augmentation'].describe()}" for name, r in plan.items())
-        plot(runs, names, args.plot, f"784-128-64-10 ReLU, {args.threads} thread(s)\n{text}")
+        plot(runs, names, args.plot, plot_title(result["settings"]))
     return result
+
+
+def plot_title(settings: dict) -> str:
+    """The network, the threads and one line per recipe (from the results' settings)."""
+    return "\n".join([f"784-128-64-10 ReLU, {settings['threads']} thread(s), {settings['repeats']} seed(s)"] + [
+        f"{name}: {r['epochs']} epochs, batch {r['batch_size']}, Adam {r['learning_rate']:g} cosine, "
+        f"{r['augmentation_text']}" for name, r in settings["recipes"].items()])
 
 
 def print_summary(per_variant: dict) -> None:
