@@ -128,7 +128,7 @@ def section_train(stage: dict, scratch: Path) -> list[str]:
         recipe = (f"the Keras mirror, {arguments['epochs']} epochs, batch {arguments['batch_size']}, Adam "
                   f"{arguments['learning_rate']:g} with cosine decay, augmentation "
                   f"{Augmentation.from_args(Namespace(**arguments)).describe()} prepared in a background thread, "
-                  f"{arguments['validation_fraction']:.0%} validation")
+                  f"{100 * arguments['validation_fraction']:.0f} % validation")
     else:
         recipe = ("the Keras mirror, 30 epochs, batch 128, Adam 2e-3 with cosine decay, shifts of up to 2 pixels, "
                   "10 % validation")
