@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 from bench.support import machine, pin_blas_threads_by_environment, spread, summary, write_json
-from bench.training_accuracy import TARGETS, add_recipe_options, load_training_data, recipe_settings
+from bench.training_accuracy import TARGETS, add_recipe_options, load_training_data, recipe_from_args, recipe_settings
 
 VARIANTS = ("tensorflow", "tensorflow-xla", "torch", "jax", "numpy", "builtin")
 BACKEND_OF = {"tensorflow": "tensorflow", "tensorflow-xla": "tensorflow", "torch": "torch", "jax": "jax",
@@ -82,12 +82,13 @@ def build_run(variant: str, args, steps: int):
     time, then the test accuracy), seeded with ``--seed``."""
     from bench.training_accuracy import KerasRun, NumpyRun
 
+    recipe = recipe_from_args(args)
     if variant == "numpy":
-        return NumpyRun(args, args.seed, steps)
+        return NumpyRun(recipe, args.seed, steps)
     import keras
 
     keras.utils.set_random_seed(args.seed)
-    return KerasRun(args, args.seed, steps, builtin=variant == "builtin",
+    return KerasRun(recipe, args.seed, steps, builtin=variant == "builtin",
                     jit_compile=variant in ("tensorflow-xla", "jax"))
 
 

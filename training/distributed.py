@@ -398,10 +398,12 @@ def _train_epochs(args, role: Role, engine: DistributedEngine, data, steps, star
     """Every worker trains each epoch; the chief alone then records it as train.py's ``train_epochs``
     does: history first, then the checkpoint, then TensorBoard."""
     tensorboard = tf.summary.create_file_writer(str(args.run_dir / "tensorboard")) if role.chief else None
-    for epoch in range(start_epoch, args.epochs):
-        row = steps.train_one_epoch(args, engine, data, epoch)
-        if role.chief:
-            _record_epoch(args, engine, steps, rows, row, tensorboard)
+    # each epoch's data prepared in a background thread while the one before trains, as in train.py
+    with steps.EpochPrefetcher(*data.fit, args.seed, steps.Augmentation.from_args(args), args.epochs) as prefetcher:
+        for epoch in range(start_epoch, args.epochs):
+            row = steps.train_one_epoch(args, engine, data, epoch, prefetcher)
+            if role.chief:
+                _record_epoch(args, engine, steps, rows, row, tensorboard)
 
 
 def _record_epoch(args, engine: DistributedEngine, steps, rows: list[dict], row: dict, tensorboard) -> None:

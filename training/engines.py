@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+from threadpoolctl import threadpool_limits
 
 from model import numpy_optimizers
 from model.keras_network import build_model, compile_for_training, from_numpy
@@ -17,6 +18,9 @@ from model.numpy_network import NumpyNetwork
 from training import backends
 from training.atomic import save_keras_atomic
 from training.progress import EpochProgress
+
+
+BLAS_THREADS = 1  # the NumPy engine's; see NumpyEngine
 
 
 def make_reproducible(seed: int) -> None:
@@ -87,10 +91,20 @@ class KerasEngine:
 
 
 class NumpyEngine:
-    """``NumpyNetwork`` with a NumPy optimizer; exported by copying its weights into the Keras model."""
+    """``NumpyNetwork`` with a NumPy optimizer; exported by copying its weights into the Keras model.
+
+    It trains on one BLAS thread (``BLAS_THREADS``, for the whole process): the other core prepares the next epoch's augmented
+    data (``training.augment.EpochPrefetcher``). With OpenBLAS's default of one thread per core, its
+    threads spin waiting for a core that the augmentation or another process holds: measured on 2 cores
+    beside another training process, 2.6-6.2 s per epoch with 2 threads against 0.3-0.7 s with one (0.3 s
+    with 2 threads on an idle machine). One thread also makes the result independent of the core count.
+    """
 
     def __init__(self, args, steps_per_epoch: int):
         self.args = args
+        # for the rest of the process, set before the augmentation thread starts (OpenBLAS's thread count is
+        # global, and changing it while another thread is inside a BLAS call is not safe)
+        self.blas_limit = threadpool_limits(limits=BLAS_THREADS, user_api="blas")
         self.net = NumpyNetwork(args.sizes, args.activation, args.loss, args.seed)
         learning_rate = args.learning_rate
         if args.schedule == "cosine":

@@ -10,15 +10,20 @@ from model.keras_network import logits_model
 from training.data import NUM_CLASSES
 
 
-def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, loss_name: str) -> dict:
+def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, loss_name: str, return_probabilities: bool = False):
     """Test loss (from the logits, as in training), accuracy, per-class accuracy and confusion matrix of
-    the probabilities ``model`` on ``(x, y)``."""
+    the probabilities ``model`` on ``(x, y)``; with ``return_probabilities``, also the (n, 10)
+    probabilities, ``softmax(logits) = exp(z - max z) / sum exp(z - max z)`` per row (float32)."""
     logits = logits_model(model).predict(x, batch_size=2048, verbose=0)
     loss = float(keras.ops.convert_to_numpy(get_loss(loss_name)(y, logits)))
     predicted = logits.argmax(axis=1)
     confusion = confusion_matrix(y, predicted, NUM_CLASSES)
-    return {"loss": loss, "accuracy": float((predicted == y).mean()), "images": int(len(y)),
-            "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
+    result = {"loss": loss, "accuracy": float((predicted == y).mean()), "images": int(len(y)),
+              "per_class_accuracy": per_class_accuracy(confusion), "confusion_matrix": confusion.tolist()}
+    if not return_probabilities:
+        return result
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return result, (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:

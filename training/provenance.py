@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from training import backends
+from training.arguments import STRENGTHS
 from training.mnist_files import mnist_checksums
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +52,7 @@ def dataset_info(args, n_train: int, n_val: int, n_test: int) -> dict:
 def hyperparameters(args) -> dict:
     """The arguments that shape training (for the export's metadata)."""
     return {"learning_rate": args.learning_rate, "schedule": args.schedule, "epochs": args.epochs,
-            "batch_size": args.batch_size, "augment_shift": args.augment_shift,
+            "batch_size": args.batch_size, "augment": args.augment,
+            **{key: getattr(args, key) for key in STRENGTHS},
             "validation_fraction": args.validation_fraction, "seed": args.seed, "loss": args.loss,
             "engine": args.engine, "backend": args.backend}

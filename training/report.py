@@ -1,4 +1,5 @@
-"""What a training run leaves behind for people: history.csv and two matplotlib figures.
+"""What a training run leaves behind for people: history.csv and four matplotlib figures (training
+curves, confusion matrix, misclassified test images, one digit under the run's augmentation).
 
 Every file is written to a temporary path beside its destination and renamed into place, so a run
 killed at any moment leaves either the previous complete file or the new one.
@@ -14,7 +15,9 @@ import numpy as np
 
 from training.atomic import write_bytes_atomic
 
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
+                   "data_seconds", "data_wait_seconds")
+MISCLASSIFIED_SHOWN = 48  # misclassified.png: the 48 most confident mistakes, 8 per row
 
 
 # --------------------------------------------------------------------- history ----
@@ -29,11 +32,13 @@ def write_history_csv(path, rows: list[dict]) -> None:
 
 
 def read_history_csv(path) -> list[dict]:
-    """The rows ``write_history_csv`` wrote (``epoch`` an int, the rest floats); [] if there is no file."""
+    """The rows ``write_history_csv`` wrote (``epoch`` an int, the rest floats, an empty cell NaN: a
+    column added after the row was written); [] if there is no file."""
     if not Path(path).exists():
         return []
     with open(path, newline="") as f:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: (int(v) if k == "epoch" else float(v) if v else float("nan")) for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
 # ----------------------------------------------------------------------- plots ----
@@ -94,5 +99,50 @@ def plot_confusion_matrix(confusion: np.ndarray, path, title: str = "") -> None:
     ax.set_ylabel("true digit")
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="log(1 + count)")
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_misclassified(x: np.ndarray, y: np.ndarray, probabilities: np.ndarray, path, title: str = "",
+                       limit: int = MISCLASSIFIED_SHOWN) -> None:
+    """The images the model gets wrong (``argmax probabilities != y``), worst first: by decreasing
+    confidence ``max_k p_k`` in the wrong prediction, at most ``limit`` of them, 8 per row, each titled
+    ``label -> prediction (confidence)``."""
+    plt = _pyplot()
+    predicted = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    wrong = np.flatnonzero(predicted != y)
+    shown = wrong[np.argsort(-confidence[wrong], kind="stable")][:limit]
+    columns = 8
+    rows = max(1, -(-len(shown) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.35 * columns, 1.55 * rows + 0.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, index in zip(axes.ravel(), shown):
+        ax.imshow(x[index].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(f"{y[index]} \u2192 {predicted[index]} ({confidence[index]:.0%})", fontsize=8,
+                     color="tab:red")
+    if not len(shown):
+        axes[0, 0].text(0, 0.5, "no test image misclassified", fontsize=10)
+    fig.suptitle(f"{title}\n{len(wrong)} of {len(y)} test images misclassified"
+                 + (f"; the {len(shown)} most confident mistakes" if len(wrong) > len(shown) else "")
+                 + ": label \u2192 prediction (confidence)", fontsize=9)
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_augmentation(image: np.ndarray, variants: np.ndarray, path, title: str = "") -> None:
+    """One digit as it is, then ``variants`` (k, 784): what the run's augmentation makes of it, 6 per row."""
+    plt = _pyplot()
+    images = [image, *variants]
+    columns = 6
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.4 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for number, (ax, picture) in enumerate(zip(axes.ravel(), images)):
+        ax.imshow(np.asarray(picture).reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title("original" if number == 0 else f"#{number}", fontsize=8)
+    fig.suptitle(title, fontsize=9)
     _save_figure(fig, path)
     plt.close(fig)

@@ -38,11 +38,11 @@ def assert_refused(result, message: str, run_dir):
 
 
 @pytest.mark.parametrize("args,config,message", [
-    (["--strategy", "mirrored", "--replicas", "3"], None,
+    (["--strategy", "mirrored", "--replicas", "3", "--batch-size", "128"], None,
      "--batch-size 128 does not split evenly over 3 replicas (--batch-size is the global batch; use a multiple of 3"),
     (["--strategy", "mirrored", "--batch-size", "100", "--replicas", "8"], None,
      "--batch-size 100 does not split evenly over 8 replicas"),
-    (["--strategy", "multi-worker"], THREE, "--batch-size 128 does not split evenly over 3 replicas"),
+    (["--strategy", "multi-worker"], THREE, "--batch-size 256 does not split evenly over 3 replicas"),
     (["--strategy", "mirrored", "--jit"], None, "--jit is not supported with --strategy mirrored"),
     (["--strategy", "multi-worker", "--jit"], TWO, "--jit is not supported with --strategy multi-worker"),
     (["--strategy", "mirrored", "--engine", "numpy"], None, "--engine numpy cannot be distributed"),

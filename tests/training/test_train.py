@@ -20,7 +20,8 @@ from training.data import load_digits_28
 from training.train import latest_checkpoint
 
 TRAIN = [sys.executable, str(REPO / "training" / "train.py")]
-RUN_FILES = ("args.json", "history.csv", "metrics.json", "training_curves.png", "confusion_matrix.png")
+RUN_FILES = ("args.json", "history.csv", "metrics.json", "training_curves.png", "confusion_matrix.png",
+             "misclassified.png", "augmentation.png")
 
 # Loads an export the way a stranger would: plain TensorFlow, from another folder, no project imports.
 LOAD_EXPORT = r"""
@@ -59,7 +60,9 @@ def check_run(run_dir: Path, export_base: Path, epochs: int, x_test, y_test, tmp
     with open(run_dir / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == list(range(1, epochs + 1))
-    assert set(rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
+    assert set(rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
+                            "data_seconds", "data_wait_seconds"}
+    assert all(0 <= float(r["data_wait_seconds"]) and 0 < float(r["data_seconds"]) for r in rows)
     assert all(0 <= float(r["val_accuracy"]) <= 1 for r in rows)
     learning_rates = [float(r["learning_rate"]) for r in rows]  # cosine decay: down to 0 at the last step
     assert learning_rates[0] > 0 and learning_rates == sorted(learning_rates, reverse=True)
@@ -146,7 +149,11 @@ def test_same_seed_same_weights(tmp_path):
 
 
 def test_a_run_killed_mid_training_and_resumed_ends_like_an_uninterrupted_one(tmp_path, mnist):
-    common = ["--limit-train", 12000, "--epochs", 3, "--batch-size", 32, "--data-dir", mnist_dir(), "--no-export"]
+    # elastic composed with the affine distortion, prepared in the background thread: the data of every
+    # epoch is still a pure function of (seed, epoch), so the resumed run ends with the same weights
+    common = ["--limit-train", 12000, "--epochs", 3, "--batch-size", 32, "--data-dir", mnist_dir(), "--no-export",
+              "--augment", "elastic", "--rotation", 10, "--scale", 0.1, "--shear", 10, "--translate", 1,
+              "--elastic-alpha", 25]
     reference = run_train(*common, "--run-dir", tmp_path / "whole")
     assert reference.returncode == 0, reference.stderr[-3000:]
 
@@ -167,6 +174,7 @@ def test_a_run_killed_mid_training_and_resumed_ends_like_an_uninterrupted_one(tm
     resumed = run_train("--resume", "--run-dir", killed_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming {killed_dir} after epoch {completed} of 3" in resumed.stdout
+    assert "augmentation elastic (rotation 10, scale 0.1, shear 10, translate 1, alpha 25, sigma 5)" in resumed.stdout
     assert "SavedModel" not in resumed.stdout, "the resumed run must keep the run's --no-export"
     with open(killed_dir / "history.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
@@ -233,6 +241,22 @@ def test_the_latest_checkpoint_is_the_highest_epoch_number_not_the_last_name(tmp
     (["--learning-rate", "inf"], "--learning-rate must be a positive number, got inf"),
     (["--validation-fraction", "1.5"], "--validation-fraction must be in [0, 1), got 1.5"),
     (["--resume"], "--resume needs --run-dir pointing at an earlier run"),
+    (["--elastic-sigma", "-1"], "--elastic-sigma must be in (0, 28] pixels, got -1"),
+    (["--elastic-sigma", "0"], "--elastic-sigma must be in (0, 28] pixels, got 0"),
+    (["--elastic-alpha", "-5"], "--elastic-alpha must be 0 or more, got -5"),
+    (["--rotation", "181"], "--rotation must be in [0, 180], got 181"),
+    (["--augment", "affine", "--rotation", "nan"], "--rotation must be in [0, 180], got nan"),
+    (["--augment", "affine", "--scale", "1"], "--scale must be in [0, 1), got 1"),
+    (["--shear", "-10"], "--shear must be in [0, 60], got -10"),
+    (["--translate", "15"], "--translate must be in [0, 14], got 15"),
+    (["--augment-shift", "-1"], "--augment-shift must be 0 or more, got -1"),
+    (["--augment", "shift", "--rotation", "10"], "--rotation applies to --augment affine or elastic, not to "
+                                                 "--augment shift"),
+    (["--augment", "affine", "--elastic-alpha", "30"], "--elastic-alpha applies to --augment elastic, not to "
+                                                       "--augment affine"),
+    (["--augment", "elastic", "--augment-shift", "2"], "--augment-shift applies to --augment shift, not to "
+                                                       "--augment elastic"),
+    (["--augment", "blur"], "argument --augment: invalid choice: 'blur'"),
 ])
 def test_bad_arguments_exit_2_with_one_clear_line(args, message, tmp_path):
     started = time.monotonic()
@@ -289,3 +313,40 @@ def test_every_option_is_restored_on_resume_or_given_each_time():
     options = {action.dest for action in build_parser()._actions if action.dest != "help"}
     assert options == set(RESUMABLE) | given_each_time
     assert not set(RESUMABLE) & given_each_time
+
+
+@pytest.mark.parametrize("argv,expected", [
+    ([], {"augment": "elastic", "augment_shift": 0, "rotation": 0.0, "elastic_alpha": 34.0, "elastic_sigma": 5.0}),
+    (["--augment-shift", "3"], {"augment": "shift", "augment_shift": 3, "rotation": 0.0, "elastic_alpha": 0.0}),
+    (["--augment-shift", "0"], {"augment": "none", "augment_shift": 0, "elastic_sigma": 0.0}),
+    (["--augment", "affine", "--shear", "5"], {"augment": "affine", "rotation": 10.0, "scale": 0.1, "shear": 5.0,
+                                               "translate": 2.0, "elastic_alpha": 0.0}),
+    (["--augment", "elastic", "--rotation", "10", "--elastic-alpha", "25"],
+     {"augment": "elastic", "rotation": 10.0, "scale": 0.0, "elastic_alpha": 25.0, "elastic_sigma": 5.0}),
+])
+def test_augment_and_its_strengths_take_the_defaults_of_the_kind(argv, expected, tmp_path, monkeypatch):
+    from training.arguments import parse_args
+
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # parse_args sets it; restored after the test
+    args = parse_args(argv + ["--run-dir", str(tmp_path / "run")])
+    assert {key: getattr(args, key) for key in expected} == expected
+    assert (args.epochs, args.batch_size, args.learning_rate) == (60, 256, 0.003)
+
+
+def test_a_run_saved_before_augment_existed_resumes_with_its_whole_pixel_shifts(tmp_path, monkeypatch):
+    """Its args.json has augment_shift only: it resumes as --augment shift (or none for 0) with that
+    shift, whose draws are unchanged (tests/training/test_augment.py), so it ends as it would have."""
+    from training.arguments import parse_args
+
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    saved = {"sizes": [784, 128, 64, 10], "activation": "relu", "loss": "cross_entropy", "optimizer": "adam",
+             "learning_rate": 0.002, "schedule": "cosine", "epochs": 30, "batch_size": 128, "augment_shift": 2,
+             "validation_fraction": 0.1, "seed": 0, "dataset": "mnist", "limit_train": None, "engine": "keras",
+             "jit": False, "export_dir": "exports/mnist", "no_export": False, "backend": "tensorflow"}
+    for shift, kind in ((2, "shift"), (0, "none")):
+        run_dir = tmp_path / kind
+        run_dir.mkdir()
+        (run_dir / "args.json").write_text(json.dumps({**saved, "augment_shift": shift}))
+        args = parse_args(["--resume", "--run-dir", str(run_dir)])
+        assert (args.augment, args.augment_shift, args.elastic_alpha, args.rotation) == (kind, shift, 0.0, 0.0)
+        assert (args.epochs, args.batch_size, args.learning_rate) == (30, 128, 0.002)
