@@ -761,6 +761,15 @@ def render_report(results: dict, levels: list[Level], markdown: bool, about: str
     return "\n\n".join(tables + [f"Servers:\n{servers}"] + ([about] if about else []))
 
 
+def report_from_json(data: dict) -> str:
+    """The Markdown report of a saved ``--json`` file (``python -m bench.run_all --render-only`` puts it
+    into docs/benchmarks.md)."""
+    settings = data["settings"]
+    levels = [Level(int(name.split(" img c=")[0]), int(name.split(" img c=")[1])) for name in settings["levels"]]
+    args = argparse.Namespace(repeats=settings["repeats"], warmup=settings["warmup"], seconds=settings["seconds"])
+    return render_report(data["results"], levels, True, describe_run(data["machine"], args, data["elapsed_seconds"]))
+
+
 def describe_run(machine: dict, args, elapsed: float) -> str:
     """One paragraph: machine, commit, load average, settings, duration."""
     return (f"{machine['cpu']}, {machine['usable_cores']} cores, {machine['memory']}, {machine['os']}, "

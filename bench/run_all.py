@@ -530,7 +530,28 @@ def render(results: dict, output: Path, plots: Path) -> None:
     for name in ("train", "accuracy", "numpy", "keras", "backends", "serving", "distributed"):
         if name in stages:
             lines += sections[name](stages[name]) + [""]
+    lines += section_peers(plots / PEERS_JSON, output)
     write_bytes_atomic(output, "\n".join(lines).encode())
+
+
+PEERS_JSON = "peers.json"  # python -m bench.peers --json docs/benchmarks/peers.json (not run by run_all: ~20 min)
+
+
+def section_peers(path: Path, output: Path) -> list[str]:
+    """The serving frameworks side by side (bench/peers.py), from its last saved run, if there is one."""
+    if not path.is_file():
+        return []
+    from bench.peers import report_from_json
+
+    data = json.loads(path.read_text())
+    link = os.path.relpath(path, output.parent)
+    return ["## Serving against the Python serving frameworks", "",
+            "`python -m bench.peers --json docs/benchmarks/peers.json --markdown` (not part of `run_all`: it "
+            "builds a virtual environment per framework and takes about 20 minutes), run on its own on "
+            f"{data['when']}; raw figures: [`{link}`]({link}). Every server loads the same SavedModel and passes "
+            "a correctness gate first; the servers take turns in every repeat; wrk -t1 with keep-alive "
+            "connections; CPU per request and PSS over each server's whole process tree.", "",
+            report_from_json(data), ""]
 
 
 def header_lines(results: dict, raw_link: str) -> list[str]:
