@@ -1,7 +1,9 @@
 """Request bodies -> validated ``(n, 784)`` float32 pixel batches, with messages a person can act on.
 
 Every problem raises :class:`RequestError` (a message and an HTTP status); the app turns it into
-``{"error": message}``. The happy path is one ``json.loads`` and one ``np.asarray`` of the whole
+``{"error": message}``. The usual body, ``{"instances": [[784 numbers], ...]}``, skips the parsing
+here (``service/json_rows.py`` reads it straight into NumPy) and only meets :func:`checked_pixels`.
+For every other body the happy path is one ``orjson.loads`` and one ``np.asarray`` of the whole
 batch; only when that fails do we walk the instances one by one to say which one is wrong and how.
 """
 

@@ -16,8 +16,9 @@ from flask import Blueprint, request
 
 from . import images
 from .errors import RequestError
-from .inputs import (check_batch_size, is_json_content_type, parse_json, require_object, to_pixel_batch,
-                     to_pixels)
+from .inputs import (check_batch_size, checked_pixels, is_json_content_type, parse_json, require_object,
+                     to_pixel_batch, to_pixels)
+from .json_rows import instance_rows
 from .web import (body_has_bools, check_streamed_body_limit, json_response, read_body,
                   record_predictions, state)
 
@@ -65,6 +66,10 @@ def _multipart_image(max_pixels: int) -> np.ndarray:
 
 
 def _json_instances(body: bytes, config) -> np.ndarray:
+    rows = instance_rows(body)  # the usual body, straight into NumPy; None: the general path below
+    if rows is not None:
+        check_batch_size(len(rows), config.max_batch)
+        return checked_pixels(rows, "instance")
     payload = require_object(parse_json(body), EXPECTED)
     if "instances" not in payload:
         raise RequestError(f"missing key 'instances'; expected {EXPECTED} or "

@@ -19,7 +19,9 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from .contract import SIGNATURE_NAME
 from .errors import RequestError
-from .inputs import check_batch_size, is_json_content_type, parse_json, require_object, to_pixel_batch
+from .inputs import (check_batch_size, checked_pixels, is_json_content_type, parse_json, require_object,
+                     to_pixel_batch)
+from .json_rows import instance_rows
 from .predictor import ModelVersion
 from .metrics import set_route
 from .web import (body_has_bools, json_response, read_body, record_predictions, state,
@@ -119,6 +121,20 @@ def predict_response(version: int | None):
         raise RequestError(f"unsupported Content-Type {request.mimetype!r}; send the request as JSON "
                            "(application/json)", status=415)
     body = read_body()
+    rows = instance_rows(body)  # the usual row-format body, straight into NumPy (service/json_rows.py)
+    if rows is not None:
+        model = _model(version)
+        check_batch_size(len(rows), service.config.max_batch)
+        pixels, answer_key = checked_pixels(rows, "instance"), "predictions"
+    else:
+        model, pixels, answer_key = _parsed_request(body, version, service.config.max_batch)
+    probabilities = model.predict(pixels)
+    record_predictions(probabilities)
+    return json_response({answer_key: probabilities})
+
+
+def _parsed_request(body: bytes, version: int | None, max_batch: int):
+    """Any valid request body, parsed in full: ``(model, pixels, "predictions" or "outputs")``."""
     payload = require_object(parse_json(body), '{"instances": [...]} or {"inputs": ...}')
     signature = payload.get("signature_name", SIGNATURE_NAME)
     if signature not in (SIGNATURE_NAME, ""):
@@ -136,11 +152,9 @@ def predict_response(version: int | None):
     elif columns and isinstance(data, dict):
         data = _named_input(data, model.input_name, "'inputs'")
     if isinstance(data, list):
-        check_batch_size(len(data), service.config.max_batch)
+        check_batch_size(len(data), max_batch)
     pixels = to_pixel_batch(data, allow_square=False, has_bools=body_has_bools(body))
-    probabilities = model.predict(pixels)
-    record_predictions(probabilities)
-    return json_response({"predictions" if rows else "outputs": probabilities})
+    return model, pixels, "predictions" if rows else "outputs"
 
 
 def _named_input(item: dict, input_name: str, where: str):
