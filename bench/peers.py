@@ -8,7 +8,8 @@ Servers (``--servers``, default all, in this order):
 
 - ``ours``: ``gunicorn -c service/gunicorn.conf.py "service.app:create_app()"`` from this repository with
   MODEL_DIR set to the export base, everything else as service/gunicorn.conf.py and service/config.py say
-  (2 gthread workers x 2 threads, TF_NUM_THREADS=1); our ``POST /predict``.
+  (2 workers of service/worker.py, TF_NUM_THREADS=1); our ``POST /predict``. ``ours-gthread`` and
+  ``ours-nginx`` are the slow-client options of docs/deployment.md (gthread workers; nginx in front).
 - ``baseline``: the tutorial pattern of bench/serving.py (Flask's own server, Keras ``model.predict``).
 - ``kserve``: KServe 0.21 Python ModelServer, 2 workers, v1 protocol (bench/peer_servers/kserve_server.py).
 - ``litserve``: LitServe 0.2.19, 2 CPU inference workers (bench/peer_servers/litserve_server.py).
