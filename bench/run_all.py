@@ -4,6 +4,7 @@
     python -m bench.run_all --quick         # a smoke version (about 1 minute): tiny sizes, same report
     python -m bench.run_all --only serving,numpy --output /tmp/b.md
     python -m bench.run_all --render-only   # rewrite docs/benchmarks.md from docs/benchmarks/results.json
+    python -m bench.run_all --only serving --merge   # rerun one stage; keep the others' figures
 
 Each benchmark runs as a subprocess with ``--json`` (``python -m bench.numpy_training``, ``bench.keras_mirror``,
 ``bench.backends``, ``bench.training_accuracy``, ``bench.serving``, ``bench.distributed``), plus ``python training/train.py --no-export`` with its
@@ -345,8 +346,9 @@ def section_serving(stage: dict, plot_link: str | None) -> list[str]:
     lines += ["", f"Every figure: median (min-max) over {st['repeats']} repeat(s); each repeat sends up to "
               f"{st['requests']} requests per single-instance scenario (a quarter for batches), at most "
               f"{st['max_seconds']:.0f} s, from separate client processes with one keep-alive connection each. "
-              f"Service: gunicorn, {st['workers']} {st['worker_class']} workers x {st['threads']} threads "
-              "(service/gunicorn.conf.py), TF_NUM_THREADS=1. Baseline: "
+              f"Service: gunicorn, {st['workers']} {st['worker_class']} workers (service/gunicorn.conf.py), "
+              "requests run on each worker's event loop, TF_NUM_THREADS=1; batching: the same with "
+              f"ENABLE_BATCHING=1, requests in {st['threads']} threads per worker. Baseline: "
               f"Flask's own threaded server, Keras `model.predict` per request. Model: {data['model']}; "
               f"single-instance body {data['body_bytes']} bytes (a real MNIST test digit as JSON floats). Both "
               "servers stay up and take turns, scenario by scenario, in alternating order."]
@@ -436,6 +438,9 @@ def parse_args(argv=None):
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--plots-dir", type=Path, default=None,
                         help="plots and results.json (default: a 'benchmarks' folder beside --output)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other stages of the plots folder's results.json and replace only the "
+                             "--only stages (the document marks them as rerun)")
     parser.add_argument("--render-only", action="store_true",
                         help="measure nothing: rewrite the document from the plots folder's results.json")
     args = parser.parse_args(argv)
@@ -444,6 +449,8 @@ def parse_args(argv=None):
         parser.error(f"unknown stages {sorted(set(args.only) - set(STAGES))}; choose from {','.join(STAGES)}")
     args.output = args.output.resolve()
     args.plots_dir = (args.plots_dir or args.output.parent / "benchmarks").resolve()
+    if (args.merge or args.render_only) and not (args.plots_dir / "results.json").is_file():
+        parser.error(f"{args.plots_dir / 'results.json'} does not exist: run without --merge/--render-only first")
     return args
 
 
@@ -462,10 +469,23 @@ def main(argv=None) -> int:
     results = {"machine": info, "quick": args.quick, "seconds": total, "only": args.only,
                "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "load_average": [load_before, os.getloadavg()], "stages": stages}
+    if args.merge:
+        results = merged(json.loads((plots / "results.json").read_text()), results)
     (plots / "results.json").write_text(json.dumps(results, indent=1, default=str))
     render(results, args.output, plots)
     print(f"wrote {args.output} and {plots}/ in {total / 60:.1f} minutes")
     return 1 if any(stage["error"] for stage in stages.values()) else 0
+
+
+def merged(previous: dict, rerun: dict) -> dict:
+    """``previous`` (a saved results.json) with the stages of ``rerun`` in place of its own, each marked
+    with when, at which commit and under which load it was rerun (the document says so)."""
+    load_before, load_after = rerun["load_average"]
+    for name, stage in rerun["stages"].items():
+        stage["rerun"] = (f"{rerun['finished_utc']}, commit {rerun['machine']['commit']}, load average "
+                          f"{load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end")
+        previous["stages"][name] = stage
+    return previous
 
 
 def run_stages(only: list[str], quick: bool, plots: Path) -> dict:
@@ -529,7 +549,11 @@ def render(results: dict, output: Path, plots: Path) -> None:
     lines.append("")
     for name in ("train", "accuracy", "numpy", "keras", "backends", "serving", "distributed"):
         if name in stages:
-            lines += sections[name](stages[name]) + [""]
+            section = sections[name](stages[name])
+            if stages[name].get("rerun"):
+                section[1:1] = ["", f"Rerun on its own (`--only {name} --merge`): {stages[name]['rerun']}; "
+                                    "the other sections come from the run described at the top."]
+            lines += section + [""]
     lines += section_peers(plots / PEERS_JSON, output)
     write_bytes_atomic(output, "\n".join(lines).encode())
 
