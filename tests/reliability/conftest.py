@@ -91,10 +91,12 @@ def describe_server(config: dict) -> str:
     """How the shared server runs, for the report: from gunicorn's settings and the service's config."""
     from service.config import load_config
 
-    tf_threads = load_config().tf_num_threads
-    return (f"gunicorn with {WORKERS} {config.get('worker_class', '?')} workers x {config.get('threads', '?')} "
-            f"threads (keep-alive {config.get('keepalive', '?')} s; service/gunicorn.conf.py), "
-            f"TF_NUM_THREADS={tf_threads}, hot reload polled every {POLL_SECONDS:g} s")
+    service = load_config()
+    requests_run = (f"in {config.get('threads', '?')} threads each (ENABLE_BATCHING=1)" if service.enable_batching
+                    else "on each worker's event loop")
+    return (f"gunicorn with {WORKERS} {config.get('worker_class', '?')} workers, requests run {requests_run} "
+            f"(keep-alive {config.get('keepalive', '?')} s; service/gunicorn.conf.py), "
+            f"TF_NUM_THREADS={service.tf_num_threads}, hot reload polled every {POLL_SECONDS:g} s")
 
 
 def describe_model(version: Path) -> str:
