@@ -15,8 +15,8 @@
   importing initialises no runtime and starts no thread, and the imported code is then shared, copy on
   write, by all workers instead of held once per worker (``gc.freeze()`` keeps the collector from
   writing to those pages). Measured with 2 workers (``python -m bench.peers --servers ours``): total
-  PSS 732 -> 601 MiB at start; a killed worker's replacement is ready in 0.3 s instead of 2.4 s
-  (tests/reliability, docs/reliability.md).
+  PSS 732 -> 601 MiB at start, 606 MiB after load (without ``gc.freeze()``: 711 MiB after load); a
+  killed worker's replacement is ready in 0.3 s instead of 2.4 s (tests/reliability, docs/reliability.md).
 - ``service`` is importable because gunicorn puts its working directory (``chdir``, by default the one
   it was started in: the repository root, or ``/app`` in the image) first on ``sys.path`` before it
   reads this file.
