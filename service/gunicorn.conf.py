@@ -13,8 +13,10 @@
   hang on its first prediction.
 - The master does *import* the service's code, TensorFlow included, before it forks (``on_starting``):
   importing initialises no runtime and starts no thread, and the imported code is then shared, copy on
-  write, by all workers instead of held once per worker (``gc.freeze()`` keeps the collector from
-  writing to those pages). Measured with 2 workers (``python -m bench.peers --servers ours``): total
+  write, by all workers instead of held once per worker. ``gc.freeze()`` then puts those objects out
+  of the collector's reach: collections no longer write to the shared pages, and a full collection no
+  longer walks TensorFlow's ~263,000 objects (about 100 ms, a stall of every request in flight on that
+  worker; after the freeze, under 1 ms). Measured with 2 workers (``python -m bench.peers --servers ours``): total
   PSS 732 -> 601 MiB at start, 606 MiB after load (without ``gc.freeze()``: 711 MiB after load); a
   killed worker's replacement is ready in 0.3 s instead of 2.4 s (tests/reliability, docs/reliability.md).
 - ``service`` is importable because gunicorn puts its working directory (``chdir``, by default the one
