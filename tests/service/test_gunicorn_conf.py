@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import subprocess
@@ -46,3 +47,23 @@ def test_a_bad_value_stops_gunicorn_with_one_clear_line(variable, value, message
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), done.stderr
     assert "Traceback" not in done.stderr
+
+
+IMPORT_BEFORE_FORK = """
+import gc, json, logging, runpy, sys, threading
+hooks = runpy.run_path("service/gunicorn.conf.py")
+server = type("Server", (), {"log": logging.getLogger("master")})()
+hooks["_import_before_fork"](server)
+print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "keras": "keras" in sys.modules,
+                  "threads": threading.active_count(), "frozen": gc.get_freeze_count()}))
+"""
+
+
+def test_the_master_imports_tensorflow_runs_nothing_and_freezes_what_it_imported():
+    done = subprocess.run([sys.executable, "-c", IMPORT_BEFORE_FORK], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = json.loads(done.stdout.strip().splitlines()[-1])
+    assert state["tensorflow"] and not state["keras"]  # imported for the workers to share; Keras kept out
+    assert state["threads"] == 1  # no TensorFlow runtime (its thread pools): forked workers would hang
+    assert state["frozen"] > 100_000  # TensorFlow's objects out of the collector's reach (gc.freeze)
