@@ -4,6 +4,9 @@ gives, and every other body is left to the general path (None)."""
 from __future__ import annotations
 
 import json
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import orjson
@@ -77,6 +80,24 @@ def test_any_other_body_is_left_to_the_general_path(body):
 def test_a_failed_parse_leaves_the_next_request_a_working_parser():
     assert instance_rows(body_with("123456789012345678901234567890")) is None  # simdjson's RuntimeError
     assert instance_rows(body_with("1"))[0, -1] == 1.0
+
+
+def test_threads_parse_at_the_same_time_each_with_its_own_parser():
+    bodies = [orjson.dumps({"instances": random_rows(rows, seed=rows).tolist()}) for rows in range(1, 9)]
+    expected = [general_path(body) for body in bodies]
+    start = threading.Barrier(len(bodies))
+
+    def parse_repeatedly(index: int) -> bool:
+        start.wait()
+        return all(np.array_equal(instance_rows(bodies[index]), expected[index]) for _ in range(200))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as Python lets them: mid-parse too
+    try:
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            assert all(pool.map(parse_repeatedly, range(len(bodies))))
+    finally:
+        sys.setswitchinterval(interval)
 
 
 # ---- through the routes: the fast path and the general path answer alike ---------------------------
