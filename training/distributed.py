@@ -53,10 +53,10 @@ import keras
 import tensorflow as tf
 
 from model.keras_network import build_model, compile_for_training, from_numpy, to_numpy
-from model.keras_optimizers import get as get_keras_optimizer
 from training.arguments import RESUMABLE, fail
 from training.atomic import save_keras_atomic, write_json_atomic
 from training.cluster import TF_CONFIG, Cluster, parse_tf_config
+from training.engines import keras_optimizer
 from training.mnist_files import DataError
 
 EVAL_ROWS_PER_REPLICA = 1024  # validation batch per replica (sums, so it does not change the figures)
@@ -127,10 +127,7 @@ def new_trainer(args, steps_per_epoch: int, **optimizer_kwargs) -> keras.Model:
     """The logits model compiled with our loss and optimizer, as ``KerasEngine`` makes it (same
     initial weights, same cosine schedule over ``epochs * steps_per_epoch`` steps). Call it inside
     ``strategy.scope()``. ``optimizer_kwargs`` go to the optimizer; clipping ones are refused."""
-    learning_rate = args.learning_rate
-    if args.schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=args.epochs * steps_per_epoch)
-    optimizer = get_keras_optimizer(args.optimizer, learning_rate=learning_rate, **optimizer_kwargs)
+    optimizer = keras_optimizer(args, steps_per_epoch, **optimizer_kwargs)
     refuse_clipping(optimizer)
     return compile_for_training(build_model(args.sizes, args.activation, args.seed), optimizer, loss=args.loss)
 
@@ -342,7 +339,7 @@ def _train_and_report(args, role: Role, data, steps) -> int:
         if not args.resume:
             write_json_atomic(args.run_dir / "args.json", vars(args))
     description = describe(args, role, len(data.fit[1]))
-    _print_start(args, data, description, start_epoch)
+    _print_start(args, data, steps, description, start_epoch)
     _train_epochs(args, role, engine, data, steps, start_epoch, rows)
     if not role.chief:
         print(f"{role.name}: trained to epoch {args.epochs}; the chief ({role.cluster.name(0)}) writes the run "
@@ -352,18 +349,10 @@ def _train_and_report(args, role: Role, data, steps) -> int:
 
 
 def _resume_point(args, role: Role, steps) -> tuple[int, Path | None, list[dict]]:
-    """``(epochs done, checkpoint, history rows)``: ``(0, None, [])`` for a new run; with ``--resume``,
-    every worker's the chief's last complete checkpoint, from the shared run folder (the rows: the
-    chief's only, up to that checkpoint)."""
-    from training.report import read_history_csv
-
-    if not args.resume:
-        return 0, None, []
-    start_epoch, checkpoint = steps.latest_checkpoint(args.run_dir / "checkpoints")
-    rows = []
-    if role.chief:
-        rows = [row for row in read_history_csv(args.run_dir / "history.csv") if row["epoch"] <= start_epoch]
-    return start_epoch, checkpoint, rows
+    """train.py's ``resume_point``, for every worker from the shared run folder: the chief's last
+    complete checkpoint; the history rows for the chief only (it alone writes history.csv)."""
+    start_epoch, checkpoint, rows = steps.resume_point(args)
+    return start_epoch, checkpoint, rows if role.chief else []
 
 
 def _start_engine(args, role: Role, data, steps, start_epoch: int, checkpoint: Path | None) -> DistributedEngine:
@@ -382,41 +371,23 @@ def _start_engine(args, role: Role, data, steps, start_epoch: int, checkpoint: P
     return engine
 
 
-def _print_start(args, data, description: dict, start_epoch: int) -> None:
+def _print_start(args, data, steps, description: dict, start_epoch: int) -> None:
     """What is trained, on what, and how it is distributed."""
     if args.resume:
         print(f"Resuming {args.run_dir} after epoch {start_epoch} of {args.epochs}")
-    fit_count, validation_count, test_count = data.sizes()
-    print(f"Training {args.engine} {'-'.join(map(str, args.sizes))} {args.activation} on {args.dataset}: "
-          f"{fit_count} train / {validation_count} validation / {test_count} test images, {args.optimizer} "
-          f"lr {args.learning_rate:g} ({args.schedule}), batch {args.batch_size}, {args.epochs} epochs")
+    steps.print_plan(args, data)
     print(description["text"], flush=True)
 
 
 def _train_epochs(args, role: Role, engine: DistributedEngine, data, steps, start_epoch: int,
                   rows: list[dict]) -> None:
-    """Every worker trains each epoch; the chief alone then records it as train.py's ``train_epochs``
-    does: history first, then the checkpoint, then TensorBoard."""
+    """Every worker trains each epoch; the chief alone then records it as train.py does."""
     tensorboard = tf.summary.create_file_writer(str(args.run_dir / "tensorboard")) if role.chief else None
-    # each epoch's data prepared in a background thread while the one before trains, as in train.py
-    with steps.EpochPrefetcher(*data.fit, args.seed, steps.Augmentation.from_args(args), args.epochs) as prefetcher:
+    with steps.epoch_prefetcher(args, data) as prefetcher:
         for epoch in range(start_epoch, args.epochs):
             row = steps.train_one_epoch(args, engine, data, epoch, prefetcher)
             if role.chief:
-                _record_epoch(args, engine, steps, rows, row, tensorboard)
-
-
-def _record_epoch(args, engine: DistributedEngine, steps, rows: list[dict], row: dict, tensorboard) -> None:
-    """The chief's writes after an epoch: its row in history.csv, its checkpoint, its scalars."""
-    from training.report import write_history_csv
-
-    rows.append(row)
-    write_history_csv(args.run_dir / "history.csv", rows)
-    engine.save_checkpoint(steps.checkpoint_path(args.run_dir / "checkpoints", row["epoch"]))
-    with tensorboard.as_default(step=row["epoch"]):
-        for key in steps.SCALARS:
-            tf.summary.scalar(key, row[key])
-    tensorboard.flush()
+                steps.record_epoch(args, engine, rows, row, tensorboard)
 
 
 def _evaluate_and_export(args, model, data, steps, rows: list[dict], description: dict) -> int:

@@ -37,6 +37,15 @@ def make_engine(args, steps_per_epoch: int, checkpoint: Path | None = None):
     return NumpyEngine(args, steps_per_epoch)
 
 
+def keras_optimizer(args, steps_per_epoch: int, **optimizer_kwargs):
+    """Our Keras optimizer of ``args`` at ``--learning-rate``, with cosine decay over all
+    ``epochs * steps_per_epoch`` steps if asked (``optimizer_kwargs`` go to the optimizer)."""
+    learning_rate = args.learning_rate
+    if args.schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=args.epochs * steps_per_epoch)
+    return get_keras_optimizer(args.optimizer, learning_rate=learning_rate, **optimizer_kwargs)
+
+
 class KerasEngine:
     """``ScratchDense`` layers trained through their logits with our Keras optimizer.
 
@@ -56,16 +65,10 @@ class KerasEngine:
 
     @staticmethod
     def _new_trainer(args, steps_per_epoch: int) -> keras.Model:
-        """A freshly initialised logits model compiled with the loss and optimizer of ``args``
-        (cosine decay over all ``epochs * steps_per_epoch`` steps if asked)."""
-        learning_rate = args.learning_rate
-        if args.schedule == "cosine":
-            learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate,
-                                                                   decay_steps=args.epochs * steps_per_epoch)
-        optimizer = get_keras_optimizer(args.optimizer, learning_rate=learning_rate)
+        """A freshly initialised logits model compiled with the loss and optimizer of ``args``."""
         jit_compile = backends.jit_compile(keras.backend.backend(), args.jit)  # always XLA on JAX
-        return compile_for_training(build_model(args.sizes, args.activation, args.seed), optimizer,
-                                    loss=args.loss, jit_compile=jit_compile)
+        return compile_for_training(build_model(args.sizes, args.activation, args.seed),
+                                    keras_optimizer(args, steps_per_epoch), loss=args.loss, jit_compile=jit_compile)
 
     def train_epoch(self, x, y, validation, epoch: int) -> dict:
         """One pass over ``(x, y)`` in order (the caller shuffles), with Keras's progress bar."""

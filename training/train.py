@@ -42,7 +42,7 @@ import numpy as np
 
 from training.arguments import fail, parse_args
 from training.atomic import write_json_atomic
-from training.augment import Augmentation, EpochPrefetcher, epoch_data, examples
+from training.augment import Augmentation, EpochPrefetcher, examples
 from training.data import load_dataset, train_validation_split
 from training.mnist_files import DataError
 from training.report import (plot_augmentation, plot_confusion_matrix, plot_misclassified, plot_training_curves,
@@ -119,23 +119,35 @@ def start_or_resume(args, data: Data):
     from training.engines import make_engine, make_reproducible
 
     make_reproducible(args.seed)
-    checkpoints = args.run_dir / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    start_epoch, checkpoint, rows = 0, None, []
+    (args.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    start_epoch, checkpoint, rows = resume_point(args)
     if args.resume:
-        start_epoch, checkpoint = latest_checkpoint(checkpoints)
-        rows = [row for row in read_history_csv(args.run_dir / "history.csv") if row["epoch"] <= start_epoch]
         print(f"Resuming {args.run_dir} after epoch {start_epoch} of {args.epochs}")
     else:
         write_json_atomic(args.run_dir / "args.json", vars(args))
     engine = make_engine(args, steps_per_epoch(args, data), checkpoint)
+    print_plan(args, data)
+    return engine, start_epoch, rows
+
+
+def resume_point(args) -> tuple[int, Path | None, list[dict]]:
+    """``(epochs done, checkpoint, history rows)``: ``(0, None, [])`` for a new run; with ``--resume``,
+    the run's latest checkpoint and its history rows up to that epoch."""
+    if not args.resume:
+        return 0, None, []
+    start_epoch, checkpoint = latest_checkpoint(args.run_dir / "checkpoints")
+    rows = [row for row in read_history_csv(args.run_dir / "history.csv") if row["epoch"] <= start_epoch]
+    return start_epoch, checkpoint, rows
+
+
+def print_plan(args, data: Data) -> None:
+    """One line: the network, the data, the optimizer and the augmentation of this run."""
     n_fit, n_val, n_test = data.sizes()
     print(f"Training {args.engine} {'-'.join(map(str, args.sizes))} {args.activation} on {args.dataset} "
           f"(Keras backend {args.backend}): "
           f"{n_fit} train / {n_val} validation / {n_test} test images, {args.optimizer} "
           f"lr {args.learning_rate:g} ({args.schedule}), batch {args.batch_size}, {args.epochs} epochs, "
           f"augmentation {Augmentation.from_args(args).describe()}")
-    return engine, start_epoch, rows
 
 
 def steps_per_epoch(args, data: Data) -> int:
@@ -160,44 +172,50 @@ def latest_checkpoint(folder: Path) -> tuple[int, Path | None]:
 # 3. Train epochs
 # =============================================================================
 def train_epochs(args, engine, data: Data, start_epoch: int, rows: list[dict]) -> None:
-    """Train from ``start_epoch`` to ``--epochs``, each epoch's data prepared in a background thread
-    while the epoch before trains (``training.augment.EpochPrefetcher``: the same data as in line, a pure
-    function of ``(seed, epoch)``). After each epoch, in this order: its row is appended to ``rows`` and
-    history.csv, its checkpoint saved, its scalars logged to TensorBoard. (History first: a run killed
-    between the two writes resumes before that epoch and drops the extra row.)"""
+    """Train from ``start_epoch`` to ``--epochs`` (each epoch's data from ``epoch_prefetcher``), recording
+    each epoch as it ends (``record_epoch``)."""
     # TensorFlow: imported after the arguments are checked (see the note at the imports)
     import tensorflow as tf
 
     tensorboard = tf.summary.create_file_writer(str(args.run_dir / "tensorboard"))
-    with EpochPrefetcher(*data.fit, args.seed, Augmentation.from_args(args), args.epochs) as prefetcher:
+    with epoch_prefetcher(args, data) as prefetcher:
         for epoch in range(start_epoch, args.epochs):
-            rows.append(train_one_epoch(args, engine, data, epoch, prefetcher))
-            write_history_csv(args.run_dir / "history.csv", rows)
-            engine.save_checkpoint(checkpoint_path(args.run_dir / "checkpoints", epoch + 1))
-            with tensorboard.as_default(step=epoch + 1):
-                for key in SCALARS:
-                    tf.summary.scalar(key, rows[-1][key])
-            tensorboard.flush()
+            record_epoch(args, engine, rows, train_one_epoch(args, engine, data, epoch, prefetcher), tensorboard)
 
 
-def train_one_epoch(args, engine, data: Data, epoch: int, prefetcher: EpochPrefetcher | None = None) -> dict:
+def epoch_prefetcher(args, data: Data) -> EpochPrefetcher:
+    """Each epoch's data prepared in a background thread while the epoch before trains
+    (``training.augment.EpochPrefetcher``: the same data as in line, a pure function of ``(seed, epoch)``)."""
+    return EpochPrefetcher(*data.fit, args.seed, Augmentation.from_args(args), args.epochs)
+
+
+def record_epoch(args, engine, rows: list[dict], row: dict, tensorboard) -> None:
+    """After an epoch, in this order: ``row`` appended to ``rows`` and history.csv, the checkpoint saved,
+    the scalars logged to ``tensorboard``. (History first: a run killed between the two writes resumes
+    before that epoch and drops the extra row.)"""
+    import tensorflow as tf
+
+    rows.append(row)
+    write_history_csv(args.run_dir / "history.csv", rows)
+    engine.save_checkpoint(checkpoint_path(args.run_dir / "checkpoints", row["epoch"]))
+    with tensorboard.as_default(step=row["epoch"]):
+        for key in SCALARS:
+            tf.summary.scalar(key, row[key])
+    tensorboard.flush()
+
+
+def train_one_epoch(args, engine, data: Data, epoch: int, prefetcher: EpochPrefetcher) -> dict:
     """Train epoch ``epoch`` (0-based) on its shuffled, augmented data (``training.augment.epoch_data``,
-    from ``prefetcher`` if given, else computed here); return its history row (NaN validation figures
-    when there is no validation set). ``seconds``: the training; ``data_seconds``: computing the data;
-    ``data_wait_seconds``: how long training waited for it (all of ``data_seconds`` without a prefetcher)."""
-    if prefetcher is None:
-        started = time.perf_counter()
-        x_epoch, y_epoch = epoch_data(*data.fit, epoch, args.seed, Augmentation.from_args(args))
-        data_seconds = waited = time.perf_counter() - started
-    else:
-        prepared = prefetcher.get(epoch)
-        x_epoch, y_epoch, data_seconds, waited = prepared.x, prepared.y, prepared.seconds, prepared.waited
+    prepared by ``prefetcher``); return its history row (NaN validation figures when there is no
+    validation set). ``seconds``: the training; ``data_seconds``: computing the data;
+    ``data_wait_seconds``: how long training waited for it."""
+    prepared = prefetcher.get(epoch)
     started = time.perf_counter()
-    logs = engine.train_epoch(x_epoch, y_epoch, data.validation, epoch)
+    logs = engine.train_epoch(prepared.x, prepared.y, data.validation, epoch)
     return {"epoch": epoch + 1, "loss": logs["loss"], "accuracy": logs["accuracy"],
             "val_loss": logs.get("val_loss", float("nan")), "val_accuracy": logs.get("val_accuracy", float("nan")),
             "learning_rate": engine.learning_rate(), "seconds": time.perf_counter() - started,
-            "data_seconds": data_seconds, "data_wait_seconds": waited}
+            "data_seconds": prepared.seconds, "data_wait_seconds": prepared.waited}
 
 
 # =============================================================================
