@@ -1,7 +1,8 @@
 """Helpers shared by the test folders and the benchmarks (``bench/`` imports them too), each written once.
 
 - where things are: ``REPO``, ``mnist_dir()`` (the real MNIST files), ``cpu_model()``, ``git_commit()``;
-- ``markdown_table()``, for the reports the reliability suite and the benchmarks write;
+- ``markdown_table()``, for the reports the reliability suite and the benchmarks write; ``EndOfRunReport``,
+  the observed-differences sections printed at the end of a test run;
 - local ports and waiting: ``free_port()``, ``wait_for()`` (a condition, with a timeout),
   ``http_status()`` (what a URL answers, if anything);
 - servers: ``ServerProcess`` (any server command, its output in a log file, stopped with SIGTERM and
@@ -75,6 +76,25 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> list[str]:
     """The lines of a Markdown table."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
             *["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]]
+
+
+class EndOfRunReport:
+    """Lines that tests record (``add``), printed under ``title`` at the end of the pytest run
+    (``print_to``, from a conftest's ``pytest_terminal_summary``): the largest differences they
+    observed, so that the tolerances are visibly justified and drift shows before it fails."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def print_to(self, terminalreporter) -> None:
+        if self.lines:
+            terminalreporter.section(self.title)
+            for line in self.lines:
+                terminalreporter.write_line(line)
 
 
 # ---- ports and waiting ----------------------------------------------------------------------------

@@ -14,7 +14,6 @@ and the tests here assert what it observed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,7 +23,7 @@ import pytest
 
 from tests.model import conftest as model_conftest
 from tests.support import REPO, mnist_dir
-from training.backends import PACKAGES, REQUIREMENTS
+from training import backends
 
 mirror_report = model_conftest.mirror_report  # the same fixture, appending to the same report
 
@@ -42,12 +41,12 @@ def require_backend(name: str) -> None:
     """Skip (fail in CI) unless the backend's package is installed; skip without real MNIST (as tests/conftest.py)."""
     if mnist_dir() is None or not mnist_dir().is_dir():
         pytest.skip("real MNIST not found: set MNIST_DATA_DIR to a folder with the four IDX .gz files")
-    package = PACKAGES[name]
-    if importlib.util.find_spec(package) is None:
-        message = f"the {name} backend needs {package!r}: pip install -r {REQUIREMENTS}"
+    try:
+        backends.check(name)
+    except backends.BackendError as exc:
         if os.environ.get("CI"):
-            pytest.fail(f"{message} (CI installs it: .ci/setup.d/30-backends.sh)")
-        pytest.skip(message)
+            pytest.fail(f"{exc} (CI installs it: .ci/setup.d/30-backends.sh)")
+        pytest.skip(str(exc))
 
 
 def child_env(**extra) -> dict:

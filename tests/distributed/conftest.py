@@ -3,16 +3,15 @@ the end of the run (so that the tolerances are visibly justified, and drift show
 
 import pytest
 
-_REPORT: list[str] = []
+from tests.support import EndOfRunReport
+
+REPORT = EndOfRunReport("tf.distribute: observed differences and timings")
 
 
 @pytest.fixture(scope="session")
 def distributed_report():
-    return _REPORT.append
+    return REPORT.add
 
 
 def pytest_terminal_summary(terminalreporter):
-    if _REPORT:
-        terminalreporter.section("tf.distribute: observed differences and timings")
-        for line in _REPORT:
-            terminalreporter.write_line(line)
+    REPORT.print_to(terminalreporter)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.support import EndOfRunReport
+
 BATCH = 128
 NEAR_ZERO = 1e-5
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu")
@@ -26,19 +28,16 @@ KINKED = ("relu", "leaky_relu")  # activations with a kink at zero: batches near
 # name -> learning rate, for the training-step and free-running checks (NumPy and Keras optimizer names)
 STEP_OPTIMIZERS = {"sgd": 0.1, "momentum": 0.05, "adagrad": 0.05, "rmsprop": 1e-3, "adam": 1e-3}
 
-_REPORT: list[str] = []
+REPORT = EndOfRunReport("Keras mirror: observed differences")
 
 
 @pytest.fixture(scope="session")
 def mirror_report():
-    return _REPORT.append
+    return REPORT.add
 
 
 def pytest_terminal_summary(terminalreporter):
-    if _REPORT:
-        terminalreporter.section("Keras mirror: observed differences")
-        for line in _REPORT:
-            terminalreporter.write_line(line)
+    REPORT.print_to(terminalreporter)
 
 
 def max_abs_diff(a, b) -> float:
