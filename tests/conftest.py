@@ -8,6 +8,10 @@ import pytest
 from tests.support import REPO, mnist_dir  # noqa: F401 - REPO: imported from here by tests/training
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("MNIST_DATA_DIR"):
+    # The README's `export MNIST_DATA_DIR=../shared/data/mnist` is relative to where pytest starts; tests run
+    # code and child processes in other working directories (tmp_path), so every test sees it absolute.
+    os.environ["MNIST_DATA_DIR"] = str(mnist_dir())
 
 
 @pytest.fixture(scope="session")

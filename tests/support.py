@@ -42,7 +42,7 @@ def mnist_dir() -> Path | None:
     """The folder with the four MNIST IDX files: $MNIST_DATA_DIR, else ../shared/data/mnist."""
     configured = os.environ.get("MNIST_DATA_DIR")
     if configured:
-        return Path(configured)
+        return Path(os.path.abspath(configured))  # relative: to the working directory pytest started in
     return SHARED_MNIST if SHARED_MNIST.is_dir() else None
 
 
