@@ -29,9 +29,11 @@ def server(tmp_path_factory, export_base):
 
 
 def exchange(port: int, data: bytes, wait: float = 10.0) -> tuple[float, bytes]:
-    """Send ``data`` on a new connection and read until the server closes it: (seconds, response)."""
+    """Send ``data`` on a new connection and read until the server closes it: (seconds since before the
+    connection was opened, response). The clock starts before connecting: the server's deadline starts when
+    it accepts the connection, which a busy machine may do before this process gets to run again."""
+    started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
-        started = time.monotonic()
         sock.sendall(data)
         response = b""
         while chunk := sock.recv(65536):
