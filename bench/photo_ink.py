@@ -26,7 +26,7 @@ PAD = 4  # MNIST pixels of margin kept around the ink box: room for thick stroke
 EDGE_PX = 1.0  # width of a stroke's soft edge in photo pixels (the camera blur comes on top)
 THIN_SCALE = 4  # strokes are shaped at 4x MNIST's resolution, then scaled to the photo
 SMOOTH_MNIST_PX = 0.5  # Gaussian smoothing of the scaled-up digit, in MNIST pixels
-SPUR_PX = 6  # centre-line branches shorter than this (at 4x) are thinning artefacts: pruned
+SPUR_PX = 10  # centre-line branches shorter than this (at 4x) are thinning artefacts: pruned
 
 
 # ---- scaling ----------------------------------------------------------------------------------------------
@@ -127,10 +127,11 @@ def pen_strokes(digit: np.ndarray, height: float, width: float) -> np.ndarray:
     """Strokes ``width`` photo pixels wide along the digit's centre line, the ink box ``height`` tall.
 
     alpha = clip(width/2 - d + 1/2), d = distance (photo pixels) to the centre line: the distance is taken
-    at 4x MNIST resolution and scaled up (bilinear), so it costs the same for a 40 or a 600 pixel digit.
+    at 4x MNIST resolution, smoothed (else the centre line's pixel steps show as a staircase on the
+    stroke's edge) and scaled up (bilinear), so it costs the same for a 40 or a 600 pixel digit.
     """
     line = centre_line(digit)
-    distance = ndimage.distance_transform_edt(~line).astype(np.float32)
+    distance = ndimage.gaussian_filter(ndimage.distance_transform_edt(~line).astype(np.float32), 1.5)
     scale = scale_of(digit, height) / THIN_SCALE
     big = resize(distance, round(line.shape[1] * scale), round(line.shape[0] * scale), Image.Resampling.BILINEAR)
     big *= scale

@@ -48,6 +48,8 @@ class Look:
     specks: int = 0
     table_seed: int | None = None  # a dark table beyond the sheet's edge, its geometry drawn from this seed
     usable: tuple[int, int, int, int] = (0, 0, 0, 0)  # x, y, w, h where the digit may go (set by look_for)
+    texture: float = 0.01  # paper texture, standard deviation of the reflectance
+    blotch: float = 0.03  # unevenness of the light at the scale of a third of the frame
     fmt: str = "JPEG"
     size_bytes: tuple[int, int] | None = None  # encode to weigh this much (the 12-megapixel photo)
 
@@ -128,6 +130,19 @@ def _photo_12mp(look, rng):
                    size_bytes=PHONE_JPEG_BYTES)
 
 
+def _scan(look, rng):
+    return replace(look, fmt="PNG", exposure=rng.uniform(0.95, 1.0), gradient=rng.uniform(0.0, 0.03),
+                   vignette=0.0, blur=rng.uniform(0.3, 0.6), noise=rng.uniform(0.002, 0.006), blotch=0.005,
+                   texture=0.005)
+
+
+def _canvas(look, rng):
+    """service/static/index.html: a 280x280 canvas filled white, strokes ``lineWidth = 20`` in black."""
+    return replace(look, frame=(280, 280), usable=(0, 0, 280, 280), height=rng.uniform(60, 240), fmt="PNG",
+                   stroke="pen", width_ratio=0.0, width_px=20.0, ink=(0.0, 0.0, 0.0), paper=(1.0, 1.0, 1.0),
+                   exposure=1.0, gradient=0.0, vignette=0.0, blur=0.0, noise=0.0, blotch=0.0, texture=0.0)
+
+
 def _sign(rng):
     return 1.0 if rng.random() < 0.5 else -1.0
 
@@ -162,6 +177,8 @@ CHANGES: dict[str, tuple[str, Callable[[Look, np.random.Generator], Look]]] = {
     "chalk": ("white chalk on a dark green or black board", _chalk),
     "table_edge": ("the sheet's edge and a dark table on 1-3 sides of the frame", _table_edge),
     "photo_12mp": ("a full 12-megapixel phone photo (4000x3000 JPEG of 4-6 MB)", _photo_12mp),
+    "scan": ("a flatbed scan saved as PNG: even light, little blur and noise", _scan),
+    "canvas": ("the draw page: a 280x280 PNG, black 20 px strokes on white, any size and place", _canvas),
 }
 CONDITIONS = tuple(CHANGES)
 CONDITION_NOTES = {name: note for name, (note, _) in CHANGES.items()}

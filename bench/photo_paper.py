@@ -53,10 +53,11 @@ def paper_texture(shape: tuple[int, int], strength: float, rng: np.random.Genera
     return 1.0 + strength * smooth_noise(shape, cell, rng)
 
 
-def illumination(shape: tuple[int, int], gradient: float, vignette: float, rng: np.random.Generator) -> np.ndarray:
+def illumination(shape: tuple[int, int], gradient: float, vignette: float, blotch: float,
+                 rng: np.random.Generator) -> np.ndarray:
     """The light falling on the sheet, 1 at its brightest: a linear fall-off of depth ``gradient`` along a
     random direction, times vignetting ``1 - vignette r^2`` (r = distance from a point near the centre,
-    1 at the farthest corner), times a gentle blotchiness (3 %)."""
+    1 at the farthest corner), times a gentle unevenness (``blotch`` standard deviation)."""
     rows, cols = shape
     along = projection(shape, rng.uniform(0, 360))
     light = 1.0 - gradient * (along - along.min()) / max(float(np.ptp(along)), 1.0)
@@ -64,7 +65,7 @@ def illumination(shape: tuple[int, int], gradient: float, vignette: float, rng: 
     cx, cy = cols * rng.uniform(0.35, 0.65), rows * rng.uniform(0.35, 0.65)
     radius2 = ((x - cx) ** 2 + (y - cy) ** 2) / max(cx, cols - cx, 1) ** 2 / 2
     light = light * (1.0 - vignette * radius2 / max(float(radius2.max()), 1e-6))
-    light = light * (1.0 + 0.03 * smooth_noise(shape, max(shape) / 3.0, rng))
+    light = light * (1.0 + blotch * smooth_noise(shape, max(shape) / 3.0, rng))
     return (light / light.max()).astype(np.float32)
 
 

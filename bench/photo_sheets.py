@@ -211,7 +211,7 @@ def paste_max(layer: np.ndarray, patch: np.ndarray, left: int, top: int) -> None
 
 def sheet_colour(look: Look, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """Paper (or board) colour x texture: rows x cols x 3 float32. A board also carries chalk dust."""
-    texture = paper.paper_texture(shape, 0.04 if look.chalk else 0.01, rng)
+    texture = paper.paper_texture(shape, 0.04 if look.chalk else look.texture, rng)
     scene = texture[..., None] * np.asarray(look.paper, np.float32)
     if look.chalk:
         scene += 0.03 * np.clip(paper.smooth_noise(shape, max(shape) / 6, rng), 0, None)[..., None]
@@ -254,7 +254,7 @@ def marks(look: Look, shape: tuple[int, int], boxes: list[Box], rng: np.random.G
 
 def light(look: Look, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """Exposure x illumination (gradient, vignetting) x shadow: rows x cols float32."""
-    field = paper.illumination(shape, look.gradient, look.vignette, rng) * np.float32(look.exposure)
+    field = paper.illumination(shape, look.gradient, look.vignette, look.blotch, rng) * np.float32(look.exposure)
     if look.shadow:
         field *= paper.hard_shadow(shape, look.shadow, rng)
     return field
