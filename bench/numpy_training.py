@@ -34,11 +34,10 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench.support import blas_libraries, summary, write_json
+from bench.support import blas_libraries, cpu_model, summary, write_json
 from model import numpy_optimizers
 from model.numpy_activations import relu, softmax
 from model.numpy_network import NumpyNetwork
-from tests.support import cpu_model
 
 SIZES = (784, 128, 64, 10)
 EPOCH_FLOPS_PER_IMAGE = 6 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))

@@ -33,7 +33,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.support import REPO, free_port
+from bench.localhost import free_port
+from bench.support import REPO
 
 # a path passed to open/openat/execve; a call that failed says so on its line ("= -1 ENOENT"). A call
 # interrupted by another process's line ("<unfinished ...>") counts as opened: when in doubt, keep.
