@@ -47,7 +47,7 @@ def render(results: dict, output: Path, plots: Path) -> None:
     write_bytes_atomic(output, "\n".join(lines).encode())
 
 
-PEERS_JSON = "peers.json"  # python -m bench.peers --json docs/benchmarks/peers.json (not run by run_all: ~20 min)
+PEERS_JSON = "peers.json"  # python -m bench.peers --json docs/benchmarks/peers.json (not run by run_all: too long)
 
 
 def section_peers(path: Path, output: Path) -> list[str]:
@@ -58,8 +58,8 @@ def section_peers(path: Path, output: Path) -> list[str]:
     link = os.path.relpath(path, output.parent)
     return ["## Serving against the Python serving frameworks", "",
             "`python -m bench.peers --json docs/benchmarks/peers.json --markdown` (not part of `run_all`: it "
-            "builds a virtual environment per framework and takes about 20 minutes), run on its own on "
-            f"{data['when']}; raw figures: [`{link}`]({link}). Every server loads the same SavedModel and passes "
+            f"builds a virtual environment per framework; this run took {data['elapsed_seconds'] / 60:.0f} minutes), "
+            f"run on its own on {data['when']}; raw figures: [`{link}`]({link}). Every server loads the same SavedModel and passes "
             "a correctness gate first; the servers take turns in every repeat; wrk -t1 with keep-alive "
             "connections; CPU per request and PSS over each server's whole process tree.", "",
             report_from_json(data), ""]
@@ -74,8 +74,8 @@ def header_lines(results: dict, raw_link: str) -> list[str]:
         "",
         "Written by `python -m bench.run_all`" + (" **--quick** (smoke sizes: not meaningful figures)"
                                                   if results["quick"] else "")
-        + "; do not edit by hand. Rerun it to reproduce (about 25 minutes on 2 cores; real MNIST from "
-        "`MNIST_DATA_DIR`).",
+        + "; do not edit by hand. Rerun it to reproduce (real MNIST from `MNIST_DATA_DIR`; how long it takes: "
+        "the run's line below).",
         "",
         f"- Run: {results.get('finished_utc', 'unknown')}, commit {info['commit']}, "
         f"{results['seconds'] / 60:.1f} minutes in all.",
