@@ -58,8 +58,8 @@ def section_peers(path: Path, output: Path) -> list[str]:
     link = os.path.relpath(path, output.parent)
     return ["## Serving against the Python serving frameworks", "",
             "`python -m bench.peers --json docs/benchmarks/peers.json --markdown` (not part of `run_all`: it "
-            f"builds a virtual environment per framework; this run took {data['elapsed_seconds'] / 60:.0f} minutes), "
-            f"run on its own on {data['when']}; raw figures: [`{link}`]({link}). Every server loads the same SavedModel and passes "
+            "builds a virtual environment per framework; this run took "
+            f"{data['elapsed_seconds'] / 60:.0f} minutes), run on its own on {data['when']}; raw figures: [`{link}`]({link}). Every server loads the same SavedModel and passes "
             "a correctness gate first; the servers take turns in every repeat; wrk -t1 with keep-alive "
             "connections; CPU per request and PSS over each server's whole process tree.", "",
             report_from_json(data), ""]

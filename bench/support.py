@@ -16,6 +16,8 @@ import statistics
 import subprocess
 from pathlib import Path
 
+import psutil
+
 from service.contract import list_versions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,15 +70,9 @@ def git_commit(mark_dirty: bool = False) -> str:
     return commit
 
 
-def memory() -> str | None:
-    """Total memory from /proc/meminfo, e.g. "24 GiB"."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
-    except OSError:
-        pass
-    return None
+def memory() -> str:
+    """Total memory, e.g. "24 GiB"."""
+    return f"{psutil.virtual_memory().total / 2**30:.0f} GiB"
 
 
 def versions() -> dict[str, str]:
