@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.support import REPO, mnist_dir  # noqa: F401 - REPO: imported from here by tests/training
+from bench.support import REPO, mnist_dir  # noqa: F401 - REPO: imported from here by tests/training
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if os.environ.get("MNIST_DATA_DIR"):

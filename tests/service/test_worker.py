@@ -11,7 +11,8 @@ import time
 import pytest
 import requests
 
-from tests.support import established_connections, running_gunicorn, wait_for
+from bench.localhost import wait_for
+from tests.support import established_connections, running_gunicorn
 
 KEEPALIVE_SECONDS = 1
 BODY_TIMEOUT_SECONDS = 1.5
