@@ -17,7 +17,7 @@ where one is expected, is a ``RequestError`` with status 422 saying what was fou
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -38,12 +38,12 @@ OWNED_MARGIN = 2  # working pixels around a digit's marks that still belong to i
 @dataclass
 class Reading:
     """One digit read from a photo: ``pixels`` (784,) float32 as the model sees it, ``box`` ``[x, y, w, h]`` in
-    the photo's pixels, ``touching``: it looked like several digits that touch and was split (or is one wide
-    digit)."""
+    the photo's pixels; ``parts``: if the mark is much wider than tall (``TOUCHING_ASPECT``), the digits it
+    holds if it is several that touch, cut apart (the caller weighs both readings), else empty."""
 
     pixels: np.ndarray
     box: list[int]
-    touching: bool = False
+    parts: list["Reading"] = field(default_factory=list)
 
 
 def read(data: bytes, max_pixels: int = 4096 * 4096) -> list[Reading]:
@@ -54,9 +54,10 @@ def read(data: bytes, max_pixels: int = 4096 * 4096) -> list[Reading]:
         raise RequestError(nothing_found(found), status=UNPROCESSABLE)
     readings = []
     for digit in found.digits:
-        parts = split_touching(digit, ink.ink, found.labels)
-        for part, box in parts:
-            readings.append(Reading(part.reshape(-1), _photo_box(box, scale), touching=len(parts) > 1))
+        parts = [Reading(pixels.reshape(-1), _photo_box(box, scale))
+                 for pixels, box in split_touching(digit, ink.ink, found.labels)]
+        readings.append(Reading(digit_pixels(digit, ink.ink, found.labels).reshape(-1),
+                                _photo_box(digit.box, scale), parts))
     return readings
 
 
@@ -71,7 +72,7 @@ def to_mnist(data: bytes, max_pixels: int = 4096 * 4096) -> np.ndarray:
 def _digits_on(rgb: np.ndarray):
     """The ink map and the digits found on it."""
     ink = ink_map(rgb)
-    return ink, find_digits(ink.mask)
+    return ink, find_digits(ink.mask, ink.ink)
 
 
 def digit_pixels(digit: Digit, ink: np.ndarray, labels: np.ndarray, columns: slice | None = None) -> np.ndarray:
@@ -92,11 +93,11 @@ def digit_pixels(digit: Digit, ink: np.ndarray, labels: np.ndarray, columns: sli
 
 
 def split_touching(digit: Digit, ink: np.ndarray, labels: np.ndarray) -> list[tuple[np.ndarray, tuple]]:
-    """``[(28x28 image, box)]``: the digit, or, if it is ``TOUCHING_ASPECT`` times wider than tall, the digits
-    it likely holds, cut at the columns of least ink near equal shares of its width."""
+    """``[(28x28 image, box)]`` of the digits a mark ``TOUCHING_ASPECT`` times wider than tall likely holds,
+    cut at the columns of least ink near equal shares of its width; ``[]`` for a mark of a digit's shape."""
     top, left, bottom, right = digit.box
     if digit.width < TOUCHING_ASPECT * digit.height:
-        return [(digit_pixels(digit, ink, labels), digit.box)]
+        return []
     count = max(2, int(round(digit.width / (DIGIT_ASPECT * digit.height))))
     own = np.isin(labels[top:bottom, left:right], digit.labels)
     column_ink = (ink[top:bottom, left:right] * own).sum(axis=0)
@@ -122,6 +123,8 @@ def nothing_found(found: Found) -> str:
         seen.append(f"{found.lines} straight line{'s' * (found.lines > 1)} (ruled or squared paper)")
     if found.edges:
         seen.append("the edge of the sheet or of a shadow")
+    if found.faint:
+        seen.append("faint marks (uneven light, a crease)")
     if found.specks or found.small:
         count = found.specks + found.small
         seen.append(f"{count} speck{'s' * (count > 1)} or dot{'s' * (count > 1)} too small to be a digit")

@@ -9,6 +9,8 @@
      ``EDGE_CONTACT`` of a side, or cross the whole frame;
    - *specks*: dirt, dots, noise: below ``MIN_HEIGHT_SHARE`` of the short side, or solid blobs whose
      stroke width is ``BLOB_STROKE`` of their extent or more (a stroke is much thinner than it is long);
+   - *faint* marks, with less than ``FAINT`` of the strongest stroke's ink: what is left of the light's
+     unevenness (a dim corner), a crease, a faint ruled line, never the pen's strokes, which are alike;
    - the rest are strokes.
 3. **Digits** (``group``): strokes whose columns overlap belong to one digit (a 5's flag, a 4 written in two
    strokes, a pencil stroke broken by the paper's grain); groups much smaller than the tallest
@@ -32,21 +34,28 @@ SPAN_SHARE = 0.96  # a mark this wide or tall (of the frame) is a line or an edg
 MIN_HEIGHT_SHARE = 0.025  # digits are at least this share of the short side tall ...
 MIN_HEIGHT_PX = 7  # ... and this many working pixels
 BLOB_STROKE = 0.36  # stroke width / extent of a solid blob (a disk: 0.5) rather than a stroke (a digit: ~0.15)
+FAINT = 0.4  # a stroke with less than this share of the strongest stroke's mean ink is the light's, not a pen's
 MIN_RELATIVE_HEIGHT = 0.45  # a group this much shorter than the tallest is not a digit of the number
+STRAIGHT = 0.08  # a mark whose pixels spread across its axis less than this share of along it is straight
+LINE_TILT = 50.0  # degrees from vertical beyond which a straight mark is a line, not a 1 (MNIST's lean less)
+GROUP_GAP = 0.25  # strokes of one digit are at most this share of its height apart, one above the other
 EIGHT = np.ones((3, 3), bool)
 
 
 @dataclass
 class Mark:
     """One connected mark: ``label`` in the label image, its box ``(top, left, bottom, right)`` (exclusive),
-    ``area`` in pixels, ``stroke`` its stroke width (2 area / boundary length), ``contact`` the longest run
-    of its pixels on one side of the frame, as a share of that side."""
+    ``area`` in pixels, ``stroke`` its stroke width (2 area / boundary length), ``contact`` the share of one
+    side of the frame its pixels lie on (the largest), ``ink`` its mean ink."""
 
     label: int
     box: tuple[int, int, int, int]
     area: int
     stroke: float
     contact: float
+    ink: float = 1.0  # mean ink over its pixels
+    straightness: float = 1.0  # spread across its main axis / spread along it (0: a straight line)
+    tilt: float = 0.0  # angle of its main axis from vertical, degrees (0-90)
     kind: str = "stroke"
 
     @property
@@ -86,6 +95,7 @@ class Found:
     edges: int = 0
     specks: int = 0
     small: int = 0
+    faint: int = 0
 
 
 # ---- 1. lines ------------------------------------------------------------------------------------------------
@@ -148,7 +158,7 @@ def _widest_run(flags: np.ndarray) -> int:
 
 
 # ---- 2. components -----------------------------------------------------------------------------------------
-def measure(mask: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
+def measure(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
     """The label image of the mask's 8-connected components and a ``Mark`` for each."""
     labels, count = ndimage.label(mask, structure=EIGHT)
     if count == 0:
@@ -156,14 +166,37 @@ def measure(mask: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
     areas = np.bincount(labels.ravel(), minlength=count + 1)
     boundary = mask & ~ndimage.binary_erosion(mask, structure=EIGHT, border_value=0)
     edges = np.bincount(labels[boundary], minlength=count + 1)
+    inks = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1) / np.maximum(areas, 1)
+    straightness, tilt = _shape_axes(labels, count, areas)
     contact = _border_contact(labels, count)
     marks = []
     for label, box in enumerate(ndimage.find_objects(labels), 1):
         if box is None:
             continue
         marks.append(Mark(label, (box[0].start, box[1].start, box[0].stop, box[1].stop), int(areas[label]),
-                          2.0 * areas[label] / max(edges[label], 1), contact[label]))
+                          2.0 * areas[label] / max(edges[label], 1), contact[label], float(inks[label]),
+                          float(straightness[label]), float(tilt[label])))
     return labels, marks
+
+
+def _shape_axes(labels: np.ndarray, count: int, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per label, from the covariance of its pixels' coordinates: ``sqrt(minor / major)`` eigenvalue (how far
+    from a straight line) and the major axis's angle from vertical in degrees."""
+    ys, xs = np.nonzero(labels)
+    which = labels[ys, xs]
+    n = np.maximum(areas, 1).astype(np.float64)
+
+    def mean(values):
+        return np.bincount(which, weights=values, minlength=count + 1) / n
+
+    my, mx = mean(ys.astype(np.float64)), mean(xs.astype(np.float64))
+    dy, dx = ys - my[which], xs - mx[which]
+    syy, sxx, sxy = mean(dy * dy), mean(dx * dx), mean(dx * dy)
+    half_trace, root = (syy + sxx) / 2, np.sqrt(((syy - sxx) / 2) ** 2 + sxy ** 2)
+    major, minor = half_trace + root, np.maximum(half_trace - root, 0)
+    straightness = np.sqrt(minor / np.maximum(major, 1e-9))
+    tilt = np.degrees(np.abs(np.arctan2(2 * sxy, syy - sxx) / 2))  # 0: along the rows' axis (vertical)
+    return straightness, tilt
 
 
 def _border_contact(labels: np.ndarray, count: int) -> np.ndarray:
@@ -176,14 +209,20 @@ def _border_contact(labels: np.ndarray, count: int) -> np.ndarray:
 
 
 def classify(marks: list[Mark], shape: tuple[int, int]) -> None:
-    """Set each mark's ``kind``: "edge", "speck" or "stroke" (see the module docstring)."""
+    """Set each mark's ``kind``: "edge", "speck", "faint" or "stroke" (see the module docstring)."""
     rows, cols = shape
     min_height = max(MIN_HEIGHT_PX, MIN_HEIGHT_SHARE * min(shape))
     for mark in marks:
         if mark.contact >= EDGE_CONTACT or mark.width >= SPAN_SHARE * cols or mark.height >= SPAN_SHARE * rows:
             mark.kind = "edge"
+        elif mark.straightness < STRAIGHT and mark.tilt > LINE_TILT:
+            mark.kind = "line"  # a straight mark far from upright: a shadow's or the sheet's edge, a line; a 1 stands up
         elif max(mark.height, mark.width) < min_height or mark.stroke >= BLOB_STROKE * max(mark.height, mark.width):
             mark.kind = "speck"
+    strongest = max((mark.ink for mark in marks if mark.kind == "stroke"), default=0.0)
+    for mark in marks:
+        if mark.kind == "stroke" and mark.ink < FAINT * strongest:
+            mark.kind = "faint"
 
 
 # ---- 3. digits ---------------------------------------------------------------------------------------------
@@ -204,7 +243,7 @@ def group(strokes: list[Mark]) -> list[Digit]:
         merged = False
         for i, a in enumerate(digits):
             for b in digits[i + 1:]:
-                if _overlap(a.box, b.box) >= 0.5:
+                if _overlap(a.box, b.box) >= 0.5 and _vertical_gap(a.box, b.box) <= GROUP_GAP * max(a.height, b.height):
                     a.marks += b.marks
                     a.box = _union(a.box, b.box)
                     digits.remove(b)
@@ -218,8 +257,12 @@ def group(strokes: list[Mark]) -> list[Digit]:
 
 
 def _belongs(mark: Mark, digit: Digit) -> bool:
-    vertical_gap = max(digit.box[0] - mark.box[2], mark.box[0] - digit.box[2], 0)
-    return _overlap(mark.box, digit.box) >= 0.5 and vertical_gap <= 0.5 * max(digit.height, mark.height)
+    return (_overlap(mark.box, digit.box) >= 0.5
+            and _vertical_gap(mark.box, digit.box) <= GROUP_GAP * max(digit.height, mark.height))
+
+
+def _vertical_gap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    return max(a[0] - b[2], b[0] - a[2], 0)
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -232,13 +275,15 @@ def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
-def find_digits(mask: np.ndarray) -> Found:
-    """Lines removed, marks sorted out, strokes grouped into digits: what the mask holds."""
+def find_digits(mask: np.ndarray, ink: np.ndarray) -> Found:
+    """Lines removed, marks sorted out, strokes grouped into digits: what the mask of the ink map holds."""
     mask, lines = remove_lines(mask)
-    labels, marks = measure(mask)
+    labels, marks = measure(mask, ink)
     classify(marks, mask.shape)
     digits = group([mark for mark in marks if mark.kind == "stroke"])
     tallest = max((digit.height for digit in digits), default=0)
     kept = [digit for digit in digits if digit.height >= MIN_RELATIVE_HEIGHT * tallest]
-    return Found(kept, labels, lines=lines, edges=sum(m.kind == "edge" for m in marks),
-                 specks=sum(m.kind == "speck" for m in marks), small=len(digits) - len(kept))
+    return Found(kept, labels, lines=lines + sum(m.kind == "line" for m in marks),
+                 edges=sum(m.kind == "edge" for m in marks),
+                 specks=sum(m.kind == "speck" for m in marks), small=len(digits) - len(kept),
+                 faint=sum(m.kind == "faint" for m in marks))
