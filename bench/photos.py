@@ -103,7 +103,7 @@ def summarise(outcomes: list[tuple[bool, int, float, int]], extra: dict | None =
     statuses = Counter(status for _, status, _, _ in outcomes)
     cpu_ms = np.array([cpu for _, _, cpu, _ in outcomes]) * 1000
     count = len(outcomes)
-    return {"count": count, "success": sum(ok for ok, _, _, _ in outcomes) / count,
+    return {"count": count, "success": sum(bool(ok) for ok, _, _, _ in outcomes) / count,
             "refused": statuses.get(422, 0) / count,
             "failed": sum(n for s, n in statuses.items() if s not in (200, 422)) / count,
             "statuses": {str(s): n for s, n in sorted(statuses.items())},
@@ -166,11 +166,13 @@ def with_goal(row: dict, clean_accuracy: float) -> dict:
     if row["group"] == "digit":
         row["ratio"] = row["success"] / clean_accuracy if clean_accuracy else None
         row["goal"] = f">= {GOALS['digit']:.0%} of clean"
-        row["meets_goal"] = row["ratio"] is not None and row["ratio"] >= GOALS["digit"]
+        row["meets_goal"] = bool(row["ratio"] is not None and row["ratio"] >= GOALS["digit"])
     elif row["name"] == "numbers_4" and row.get("available"):
-        row["goal"], row["meets_goal"] = f">= {GOALS['numbers_4']:.0%} exact", row["success"] >= GOALS["numbers_4"]
+        row["goal"] = f">= {GOALS['numbers_4']:.0%} exact"
+        row["meets_goal"] = bool(row["success"] >= GOALS["numbers_4"])
     elif row["group"] == "no_digit":
-        row["goal"], row["meets_goal"] = f">= {GOALS['no_digit']:.0%} answered 422", row["success"] >= GOALS["no_digit"]
+        row["goal"] = f">= {GOALS['no_digit']:.0%} answered 422"
+        row["meets_goal"] = bool(row["success"] >= GOALS["no_digit"])
     return row
 
 
@@ -225,6 +227,11 @@ def _cpu(row: dict) -> str:
     return f"{row['cpu_ms']['median']:.1f} ({row['cpu_ms']['p90']:.1f})" if "cpu_ms" in row else "n/a"
 
 
+def _answers(row: dict) -> str:
+    """"200: 141, 422: 9": how many answers of each HTTP status."""
+    return ", ".join(f"{status}: {count}" for status, count in row.get("statuses", {}).items())
+
+
 def _goal(row: dict) -> str:
     return {True: "met", False: "**not met**"}.get(row.get("meets_goal"), "")
 
@@ -237,22 +244,26 @@ def report_from_json(source: str | os.PathLike | dict) -> str:
     clean = next(row for row in rows if row["group"] == "clean")
     digits = [[row["name"], row["note"], row["count"], _percent(row["success"]),
                "1" if row["group"] == "clean" else f"{row['ratio']:.3f}", _percent(row["refused"]),
-               _percent(row["failed"]), _cpu(row), _goal(row)]
+               _percent(row["failed"]), _answers(row), _cpu(row), _goal(row)]
               for row in rows if row["group"] in ("clean", "digit")]
-    numbers = [[row["name"], row["note"], "route not available", "", "", "", ""] if row.get("available") is False
+    numbers = [[row["name"], row["note"], "route not available", "", "", _answers(row), "", ""]
+               if row.get("available") is False
                else [row["name"], row["note"], row["count"], _percent(row["success"]), _percent(row["flagged"]),
-                     _cpu(row), _goal(row)]
+                     _answers(row), _cpu(row), _goal(row)]
                for row in rows if row["group"] == "number"]
-    others = [[row["name"], row["note"], row["count"], _percent(row["success"]), _percent(row["failed"]),
-               _cpu(row), _goal(row)] for row in rows if row["group"] == "no_digit"]
+    others = [[row["name"], row["note"], row["count"], _percent(row["success"]), _answers(row), _cpu(row),
+               _goal(row)] for row in rows if row["group"] == "no_digit"]
     parts = [_table(["photo", "what it models", "photos", "read right", "vs clean", "refused (422)",
-                     "failed", "CPU ms per photo, median (p90)", "goal: >= 97 % of clean"], digits)]
+                     "failed", "answers (HTTP status: count)", "CPU ms per photo, median (p90)",
+                     "goal: >= 97 % of clean"], digits)]
     if numbers:
         parts.append(_table(["sheet", "what it holds", "sheets", "read exactly (touching: or flagged)",
-                             "flagged touching", "CPU ms per sheet, median (p90)", "goal"], numbers))
+                             "flagged touching", "answers (HTTP status: count)", "CPU ms per sheet, median (p90)",
+                             "goal"], numbers))
     if others:
-        parts.append(_table(["sheet without a digit", "what it holds", "sheets", "answered 422", "failed",
-                             "CPU ms per sheet, median (p90)", "goal: >= 95 % 422"], others))
+        parts.append(_table(["sheet without a digit", "what it holds", "sheets", "answered 422",
+                             "answers (HTTP status: count)", "CPU ms per sheet, median (p90)",
+                             "goal: >= 95 % 422"], others))
     machine = data.get("machine", {})
     about = (f"Seed {data['seed']}, {clean['count']} digits per row (MNIST test digits 0-{clean['count'] - 1}); "
              f"model version {data['service']['model_version']}; {machine.get('cpu', '?')}, "
