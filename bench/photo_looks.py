@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from bench.photo_paper import sheet_region
+
 FRAMES = ((640, 480), (800, 600), (1024, 768), (1280, 960), (1600, 1200))  # phone/scanner/canvas sizes
 LARGE_FRAMES = FRAMES[3:]
 SMALL_FRAMES = FRAMES[:3]
@@ -117,8 +119,6 @@ def _chalk(look, rng):
 
 
 def _table_edge(look, rng):
-    from bench.photo_paper import sheet_region
-
     seed = int(rng.integers(2 ** 31))
     _, inside = sheet_region((look.frame[1], look.frame[0]), np.random.default_rng(seed))
     height = min(look.height, 0.6 * min(inside[2], inside[3]))

@@ -86,12 +86,16 @@ def number_sheet(digits: np.ndarray, labels, rng: np.random.Generator, touching:
     look = look_for(condition, rng)
     rows, cols = look.frame[1], look.frame[0]
     height = min(look.height, 0.8 * cols / (0.95 * len(digits)), 0.5 * rows)
-    look = replace(look, height=height)
     grain_rng = np.random.default_rng(rng.integers(2 ** 63))
-    patches = [digit_patch(d, look, height * rng.uniform(0.9, 1.1), look.angle + rng.uniform(-4, 4), grain_rng)
-               for d in digits]
-    offsets = line_up(patches, height, touching, rng)
-    group = union_box([ink.box_of(p) for p in patches], offsets)
+    for _attempt in range(4):  # a line wider than the frame (rare: wide digits, wide gaps) is written smaller
+        look = replace(look, height=height)
+        patches = [digit_patch(d, look, height * rng.uniform(0.9, 1.1), look.angle + rng.uniform(-4, 4), grain_rng)
+                   for d in digits]
+        offsets = line_up(patches, height, touching, rng)
+        group = union_box([ink.box_of(p) for p in patches], offsets)
+        if group[2] <= 0.92 * look.usable[2]:
+            break
+        height *= 0.85 * look.usable[2] / group[2]
     gx, gy = place(look, group, rng)
     places = [(gx + dx, gy + dy) for dx, dy in offsets]
     truth = "".join(str(int(label)) for label in labels)

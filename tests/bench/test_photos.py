@@ -254,3 +254,12 @@ def test_a_blank_sheet_has_no_dark_pixel_but_the_same_sheet_with_a_digit_has(dig
     local = ndimage.gaussian_filter(blank, 25)
     assert (blank < local - 0.15).sum() == 0
     assert (written < ndimage.gaussian_filter(written, 25) - 0.15).sum() > 100
+
+
+def test_a_line_too_wide_for_the_frame_is_written_smaller():
+    wide = np.zeros((28, 28), np.float32)
+    wide[10:18, 2:26] = 1.0  # three times wider than tall: six of them overflow at the usual height
+    for seed in SEEDS:
+        sheet = sheets.number_sheet(np.stack([wide] * 6), [1] * 6, np.random.default_rng(seed))
+        width, height = sheet.look.frame
+        assert all(0 <= x and x + w <= width and 0 <= y and y + h <= height for x, y, w, h in sheet.boxes)
