@@ -206,6 +206,13 @@ def row_line(row: dict) -> str:
             f"CPU {row['cpu_ms']['median']:.1f} ms (p90 {row['cpu_ms']['p90']:.1f}){goal}")
 
 
+def service_settings(client) -> dict:
+    """The settings that shape the figures: body and image limits, TensorFlow's threads."""
+    config = client.application.extensions["mnist"].config
+    return {"max_body_bytes": config.max_body_bytes, "max_image_pixels": config.max_image_pixels,
+            "tf_num_threads": config.tf_num_threads}
+
+
 def model_version(model_dir: Path) -> int | None:
     from service.contract import list_versions
 
@@ -314,8 +321,8 @@ def main(argv=None) -> int:
     rows = run(client, args.rows, x_test, y_test, args.seed, args.count, progress=lambda line: print(line, flush=True))
     data = {"benchmark": "photos", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seed": args.seed, "count": args.count, "machine": machine(),
-            "service": {"model_dir": str(args.model_dir), "model_version": version,
-                        "max_body_bytes": args.max_body_bytes, "route_single": "/predict", "route_numbers": "/read"},
+            "service": {"model_dir": str(args.model_dir), "model_version": version, **service_settings(client),
+                        "route_single": "/predict", "route_numbers": "/read"},
             "goals": GOALS, "elapsed_seconds": round(time.perf_counter() - started, 1), "rows": rows}
     if args.json:
         write_json_atomic(args.json, data)

@@ -223,7 +223,7 @@ def test_every_condition_renders_and_an_unknown_one_is_refused_by_name(digits):
 
 # ---- numbers and sheets without a digit -----------------------------------------------------------------
 def components(sheet) -> int:
-    return ndimage.label(sheet.ink > 0.5, structure=np.ones((3, 3)))[1]
+    return components_of(sheet.ink)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -263,3 +263,19 @@ def test_a_line_too_wide_for_the_frame_is_written_smaller():
         sheet = sheets.number_sheet(np.stack([wide] * 6), [1] * 6, np.random.default_rng(seed))
         width, height = sheet.look.frame
         assert all(0 <= x and x + w <= width and 0 <= y and y + h <= height for x, y, w, h in sheet.boxes)
+
+
+@pytest.mark.parametrize("height", [40, 200, 600])
+@pytest.mark.parametrize("width", [1.5, 4.0, 60.0])
+def test_pen_strokes_keep_the_digit_whole_at_any_width_and_size(digits, height, width):
+    from bench.photo_ink import box_of, pen_strokes
+
+    for digit in digits:
+        alpha = pen_strokes(digit, height, width)
+        _, _, _, ink_height = box_of(alpha)
+        assert 0.8 * height <= ink_height <= height + width + 2
+        assert components_of(alpha) == 1  # the one stroke stays one stroke
+
+
+def components_of(alpha: np.ndarray) -> int:
+    return ndimage.label(alpha > 0.5, structure=np.ones((3, 3)))[1]
