@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from bench import photos
 from tests.bench.test_photos import hand_digits
@@ -27,6 +28,7 @@ class FakeService:
     def __init__(self, json_digit=1, image_answers=((200, 1),), read_answer=(404, {"error": "not found"})):
         self.json_digit, self.image_answers, self.read_answer = json_digit, list(image_answers), read_answer
         self.sent: list[tuple[str, str, int]] = []
+        self.images = 0
 
     def post(self, route: str, data: bytes, content_type: str) -> Answer:
         self.sent.append((route, content_type, len(data)))
@@ -35,7 +37,8 @@ class FakeService:
         if content_type == "application/json":
             count = len(json.loads(data)["instances"])
             return Answer(200, {"predictions": [{"digit": self.json_digit}] * count})
-        status, digit = self.image_answers[(len(self.sent) - 1) % len(self.image_answers)]
+        status, digit = self.image_answers[self.images % len(self.image_answers)]
+        self.images += 1
         return Answer(status, {"predictions": [{"digit": digit}]} if status == 200 else {"error": "no"})
 
 
@@ -53,8 +56,10 @@ def test_a_photo_row_counts_right_refused_and_failed_answers_against_the_clean_r
     rows = photos.run(service, ["plain"], x, y, seed=0, count=4)
     clean, plain = rows
     assert clean["success"] == 0.5 and clean["count"] == 4
-    assert [route for route, _, _ in service.sent] == ["/predict"] * 8
-    assert {kind for _, kind, _ in service.sent[4:]} == {"image/jpeg"}
+    assert [route for route, _, _ in service.sent] == ["/predict"] * 12
+    # each photo, then its true ink as numbers (the ceiling: read "1" too, so right for the two 1s)
+    assert [kind for _, kind, _ in service.sent[4:]] == ["image/jpeg", "application/json"] * 4
+    assert plain["ceiling"] == 0.5
     assert plain["success"] == 0.25 and plain["refused"] == 0.25 and plain["failed"] == 0.25
     assert plain["statuses"] == {"200": 2, "422": 1, "500": 1}
     assert plain["ratio"] == 0.5 and plain["meets_goal"] is False
@@ -97,10 +102,23 @@ def test_the_markdown_report_has_a_line_per_row_with_its_goal(tmp_path, data):
     assert report == photos.report_from_json(report_data(rows))
     lines = report.splitlines()
     plain = next(line for line in lines if line.startswith("| plain |"))
-    assert "| 4 | 100.0% | 2.000 | 0.0% | 0.0% | 200: 4 |" in plain and plain.endswith("| met |")
+    assert "| 4 | 100.0% | 2.000 | 50.0% | 0.0% | 0.0% | 200: 4 |" in plain and plain.endswith("| met |")
     blank = next(line for line in lines if line.startswith("| no_digit_blank |"))
     assert "| 0.0% | 200: 4 |" in blank and blank.endswith("| **not met** |")
     assert "Seed 0, 4 digits per row" in lines[-1] and "--count 4" in lines[-1]
+
+
+def test_the_ceiling_is_the_true_ink_normalised_as_mnist_was():
+    one, zero, seven = hand_digits()
+    sheet = photos.digit_sheet(seven, "plain", np.random.default_rng(2))
+    field = photos.ink_as_mnist(sheet.ink).reshape(28, 28)
+    rows, cols = np.flatnonzero(field.max(axis=1) > 0.05), np.flatnonzero(field.max(axis=0) > 0.05)
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 in (20, 21)  # the 20x20 box (+ a faint edge)
+    assert ndimage.center_of_mass(field) == pytest.approx((14, 14), abs=0.6)
+    same_digit = photos.ink_as_mnist(seven)  # the 28x28 original normalised the same way
+    assert np.corrcoef(field.ravel(), same_digit)[0, 1] > 0.95
+    for other in (one, zero):
+        assert np.corrcoef(field.ravel(), photos.ink_as_mnist(other))[0, 1] < 0.5
 
 
 def test_every_photo_has_its_own_generator_and_bad_arguments_are_refused(capsys):
