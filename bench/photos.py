@@ -4,6 +4,7 @@ sends them, next to the same digits sent as 784 numbers.
     python -m bench.photos                                    # every row, 150 photos each
     python -m bench.photos --count 50 --rows plain,small,numbers_4 --markdown
     python -m bench.photos --json docs/benchmarks/photos.json --markdown
+    python -m bench.photos --rows small,no_digit_specks --save-misses /tmp/misses   # the photos to look at
 
 The service is built in this process (``service.app.create_app`` with ``--model-dir``, no model polling,
 ``--max-body-bytes``) and called through Flask's test client: the same routes, decoding and preprocessing
@@ -126,7 +127,7 @@ def clean_row(client, x: np.ndarray, y: np.ndarray) -> dict:
             **summarise(outcomes)}
 
 
-def digit_row(client, condition: str, x: np.ndarray, y: np.ndarray, seed: int) -> dict:
+def digit_row(client, condition: str, x: np.ndarray, y: np.ndarray, seed: int, keep=None) -> dict:
     """Photos to /predict; and each photo's true ink (``ink_as_mnist``) as 784 numbers: the ceiling."""
     outcomes, ceiling = [], 0
     for index, (pixels, label) in enumerate(zip(x, y)):
@@ -134,6 +135,8 @@ def digit_row(client, condition: str, x: np.ndarray, y: np.ndarray, seed: int) -
         data = encode(sheet)
         status, answer, cpu = post(client, "/predict", data, image_type(data))
         outcomes.append((status == 200 and predicted_digit(answer) == label, status, cpu, len(data)))
+        if keep and not outcomes[-1][0]:
+            keep(condition, index, str(label), status, answer, data)
         ceiling += predicted_digit(post(client, "/predict", numbers_body(ink_as_mnist(sheet.ink)),
                                         "application/json")[1]) == label
     return {"name": condition, "group": "digit", "note": CONDITION_NOTES[condition],
@@ -164,7 +167,7 @@ def ink_as_mnist(ink: np.ndarray) -> np.ndarray:
     return field.reshape(-1)
 
 
-def number_row(client, row: str, x: np.ndarray, y: np.ndarray, seed: int, count: int) -> dict:
+def number_row(client, row: str, x: np.ndarray, y: np.ndarray, seed: int, count: int, keep=None) -> dict:
     outcomes, flagged = [], 0
     for index in range(count):
         rng = photo_rng(seed, row, index)
@@ -180,16 +183,20 @@ def number_row(client, row: str, x: np.ndarray, y: np.ndarray, seed: int, count:
         flagged += flag
         success = exact or flag if row == "touching" else exact
         outcomes.append((success, status, cpu, len(data)))
+        if keep and not success:
+            keep(row, index, truth, status, answer, data)
     return {"name": row, "group": "number", "note": NUMBER_ROWS[row], "available": True,
             **summarise(outcomes, {"flagged": flagged / count})}
 
 
-def non_digit_row(client, row: str, seed: int, count: int) -> dict:
+def non_digit_row(client, row: str, seed: int, count: int, keep=None) -> dict:
     outcomes = []
     for index in range(count):
         data = render_non_digit(NON_DIGIT_ROWS[row], photo_rng(seed, row, index))
-        status, _, cpu = post(client, "/predict", data, image_type(data))
+        status, answer, cpu = post(client, "/predict", data, image_type(data))
         outcomes.append((status == 422, status, cpu, len(data)))
+        if keep and status != 422:
+            keep(row, index, "none", status, answer, data)
     return {"name": row, "group": "no_digit", "note": f"{NON_DIGIT_ROWS[row]} sheet, {NO_DIGIT}",
             **summarise(outcomes)}
 
@@ -211,23 +218,38 @@ def with_goal(row: dict, clean_accuracy: float) -> dict:
 
 # ---- the run ------------------------------------------------------------------------------------------
 def run(client, rows: list[str], x: np.ndarray, y: np.ndarray, seed: int, count: int,
-        progress: Callable[[str], None] = lambda line: None) -> list[dict]:
-    """The clean row, then each of ``rows``, with goals; ``progress`` hears one line per row."""
+        progress: Callable[[str], None] = lambda line: None, keep=None) -> list[dict]:
+    """The clean row, then each of ``rows``, with goals; ``progress`` hears one line per row; ``keep``
+    (see ``keeper``), if given, gets every photo that missed."""
     clean = clean_row(client, x[:count], y[:count])
     progress(row_line(clean))
     results = [clean]
     for name in rows:
         started = time.perf_counter()
         if name in CONDITIONS:
-            row = digit_row(client, name, x[:count], y[:count], seed)
+            row = digit_row(client, name, x[:count], y[:count], seed, keep)
         elif name in NUMBER_ROWS:
-            row = number_row(client, name, x, y, seed, count)
+            row = number_row(client, name, x, y, seed, count, keep)
         else:
-            row = non_digit_row(client, name, seed, count)
+            row = non_digit_row(client, name, seed, count, keep)
         row["seconds"] = round(time.perf_counter() - started, 1)
         results.append(with_goal(row, clean["success"]))
         progress(row_line(row))
     return results
+
+
+def keeper(folder: Path):
+    """A ``keep`` that writes each missed photo to ``folder`` as ROW-INDEX-truth-TRUTH-got-ANSWER.jpg (or
+    .png), ANSWER the digit(s) read or the HTTP status: the photos to look at when a row falls short."""
+    from training.atomic import write_bytes_atomic
+
+    def keep(row: str, index: int, truth: str, status: int, answer: dict | None, data: bytes) -> None:
+        got = (answer or {}).get("number") if status == 200 and "number" in (answer or {}) else None
+        got = got if got is not None else predicted_digit(answer) if status == 200 else f"http{status}"
+        suffix = "png" if image_type(data) == "image/png" else "jpg"
+        write_bytes_atomic(folder / f"{row}-{index:04d}-truth-{truth}-got-{got}.{suffix}", data)
+
+    return keep
 
 
 def row_line(row: dict) -> str:
@@ -329,6 +351,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY,
                         help=f"the service's MAX_BODY_BYTES (default {DEFAULT_MAX_BODY}: the 4-6 MB photos fit)")
     parser.add_argument("--json", type=Path, help="write every figure here (e.g. docs/benchmarks/photos.json)")
+    parser.add_argument("--save-misses", type=Path, metavar="DIR",
+                        help="write every photo that was not read right to DIR, its truth and answer in its name")
     parser.add_argument("--markdown", action="store_true", help="print the Markdown tables at the end")
     args = parser.parse_args(argv)
     rows = [name.strip() for name in args.rows.split(",") if name.strip()]
@@ -354,7 +378,8 @@ def main(argv=None) -> int:
     _, (x_test, y_test) = load_mnist()
     client = build_client(args.model_dir, args.max_body_bytes)
     started = time.perf_counter()
-    rows = run(client, args.rows, x_test, y_test, args.seed, args.count, progress=lambda line: print(line, flush=True))
+    rows = run(client, args.rows, x_test, y_test, args.seed, args.count, progress=lambda line: print(line, flush=True),
+               keep=keeper(args.save_misses) if args.save_misses else None)
     data = {"benchmark": "photos", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seed": args.seed, "count": args.count, "machine": machine(),
             "service": {"model_dir": str(args.model_dir), "model_version": version, **service_settings(client),

@@ -130,3 +130,16 @@ def test_every_photo_has_its_own_generator_and_bad_arguments_are_refused(capsys)
     with pytest.raises(SystemExit):
         photos.parse_args(["--rows", "plain,fog"])
     assert "unknown row(s) fog" in capsys.readouterr().err
+
+
+def test_missed_photos_are_kept_with_their_truth_and_answer_in_the_name(tmp_path, data):
+    x, y = data
+    service = FakeService(image_answers=[(200, 1), (200, 1), (422, None), (200, 3)])
+    photos.run(service, ["plain", "no_digit_blank"], x, y, seed=0, count=4, keep=photos.keeper(tmp_path))
+    names = sorted(path.name for path in tmp_path.iterdir())
+    # plain: digits 0 and 1 are 1s, read right; digit 2 (a 0) got a 422, digit 3 (a 7) was read as 3;
+    # the four blank sheets got 200 (digit 1), 200 (1), 422 (right), 200 (3)
+    assert names == ["no_digit_blank-0000-truth-none-got-1.jpg", "no_digit_blank-0001-truth-none-got-1.jpg",
+                     "no_digit_blank-0003-truth-none-got-3.jpg", "plain-0002-truth-0-got-http422.jpg",
+                     "plain-0003-truth-7-got-3.jpg"]
+    assert (tmp_path / names[-1]).read_bytes()[:3] == b"\xff\xd8\xff"
