@@ -61,7 +61,7 @@ def report_from_json(source: str | os.PathLike | dict) -> str:
     others = [[row["name"], row["note"], row["count"], _percent(row["success"]), _answers(row), _cpu(row),
                _goal(row)] for row in rows if row["group"] == "no_digit"]
     parts = [_table(["photo", "what it models", "photos", "read right", "vs clean",
-                     "ceiling: the true ink as 784 numbers", "refused (422)",
+                     "the true ink as numbers", "refused (422)",
                      "failed", "answers (HTTP status: count)", "CPU ms per photo, median (p90)",
                      "goal: >= 97 % of clean"], digits)]
     if numbers:

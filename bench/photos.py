@@ -13,7 +13,7 @@ as over HTTP, without gunicorn and sockets. Rows (``--rows``, default all, in th
 - one digit per photo, one row per condition of ``CONDITIONS`` (bench/photo_looks.py), to ``POST /predict``
   (the image as the body): the share read right, its ratio to the same digits sent as numbers
   (``{"instances": [[784 numbers]]}``, the ``clean`` row), the share refused (422) and failed otherwise,
-  and the ceiling: each photo's true ink (before light, noise and JPEG) normalised as MNIST was and sent
+  and the "ceiling": each photo's true ink (before light, noise and JPEG) normalised as MNIST was and sent
   as numbers, which only the strokes' own changes (thin, thick, turned) keep below the clean row;
 - number sheets to ``POST /read``: ``numbers`` (2-6 digits, in turn), ``numbers_4`` (4 digits): the share
   read exactly; ``touching`` (2-6 digits whose neighbours touch): the share read exactly or flagged (the
@@ -152,9 +152,10 @@ def ink_as_mnist(ink: np.ndarray) -> np.ndarray:
     """A photo's true ink (the generator's coverage layer: before light, noise and JPEG) normalised as MNIST
     was: its box scaled to fit 20x20 (Lanczos), placed in 28x28 with the centre of mass at (14, 14).
 
-    What a perfect preprocessing would hand the model, so the row's ceiling: below the clean accuracy
-    only where the strokes themselves changed (thin, thick, rotated). Written here rather than taken from
-    service/images.py so that the ceiling does not move when the service's preprocessing does.
+    What a preprocessing that finds the ink exactly would hand the model (the row's "ceiling" figure):
+    below the clean accuracy only where the strokes themselves changed (thin, thick, turned), which a
+    preprocessing that also normalises stroke width or slant can still beat. Written here rather than
+    taken from service/images.py so that the figure does not move when the service's preprocessing does.
     """
     rows, cols = np.flatnonzero((ink > 0.05).any(axis=1)), np.flatnonzero((ink > 0.05).any(axis=0))
     crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
