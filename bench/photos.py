@@ -254,6 +254,12 @@ def keeper(folder: Path):
     return keep
 
 
+def shown_path(path: Path) -> str:
+    """The path relative to the repository if it lies inside it (the JSON is committed), else as given."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
+
+
 def service_settings(client) -> dict:
     """The settings that shape the figures: body and image limits, TensorFlow's threads."""
     config = client.application.extensions["mnist"].config
@@ -312,7 +318,7 @@ def main(argv=None) -> int:
                keep=keeper(args.save_misses) if args.save_misses else None)
     data = {"benchmark": "photos", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "seed": args.seed, "count": args.count, "machine": machine(),
-            "service": {"model_dir": str(args.model_dir), "model_version": version, **service_settings(client),
+            "service": {"model_dir": shown_path(args.model_dir), "model_version": version, **service_settings(client),
                         "route_single": "/predict", "route_numbers": "/read"},
             "goals": GOALS, "elapsed_seconds": round(time.perf_counter() - started, 1), "rows": rows}
     if args.json:
