@@ -9,8 +9,8 @@ Three stroke shapes (``bench/photos.py`` measures each as its own row):
   little, as pens do.
 - ``"pen"`` with a ``width`` in photo pixels: strokes of that width along the digit's centre line
   (a thin ballpoint, a thick marker). The centre line is the morphological thinning (hit-or-miss with the
-  eight classic structuring elements, Gonzalez & Woods) of the digit at 4x; the distance to it, scaled up,
-  gives strokes of any width with the digit's topology.
+  eight classic structuring elements, Gonzalez & Woods) of the digit at 4x, pruned of short spurs and
+  redrawn at photo scale; the distance to it gives strokes of any width with the digit's topology.
 
 Sizes are of the *ink box* (the box of the digit's strokes, not of the 28x28 field): ``height`` photo pixels.
 """
@@ -18,7 +18,7 @@ Sizes are of the *ink box* (the box of the digit's strokes, not of the 28x28 fie
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 INK_LEVEL = 0.1  # MNIST grey level that counts as ink when finding the digit's box
@@ -26,6 +26,7 @@ PAD = 4  # MNIST pixels of margin kept around the ink box: room for thick stroke
 EDGE_PX = 1.0  # width of a stroke's soft edge in photo pixels (the camera blur comes on top)
 THIN_SCALE = 4  # strokes are shaped at 4x MNIST's resolution, then scaled to the photo
 SMOOTH_MNIST_PX = 0.5  # Gaussian smoothing of the scaled-up digit, in MNIST pixels
+LINE_SMOOTHING = 5  # the centre line's pixels are drawn at their mean position over 5x5 (at 4x)
 SPUR_PX = 10  # centre-line branches shorter than this (at 4x) are thinning artefacts: pruned
 
 
@@ -123,19 +124,42 @@ def centre_line(digit: np.ndarray) -> np.ndarray:
     return line if line.any() else mask
 
 
+def drawn_line(line: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:
+    """The centre line redrawn at photo resolution (``shape``): a one-pixel segment between every two
+    neighbouring line pixels (8-connected), so it stays connected. Each pixel is drawn at the mean
+    position of the line pixels in its 5x5 neighbourhood, scaled by ``scale``: the 4x grid's
+    staircase, blown up to photo scale, would otherwise show as a zigzag."""
+    image = Image.new("1", (shape[1], shape[0]), 0)
+    draw = ImageDraw.Draw(image)
+    rows, cols = np.indices(line.shape)
+    weight = ndimage.uniform_filter(line.astype(np.float32), LINE_SMOOTHING)
+    mean_row = ndimage.uniform_filter(line * rows.astype(np.float32), LINE_SMOOTHING) / np.maximum(weight, 1e-6)
+    mean_col = ndimage.uniform_filter(line * cols.astype(np.float32), LINE_SMOOTHING) / np.maximum(weight, 1e-6)
+    on = set(zip(*(index.tolist() for index in np.nonzero(line))))
+
+    def centre(row: int, col: int) -> tuple[float, float]:
+        return (mean_col[row, col] + 0.5) * scale - 0.5, (mean_row[row, col] + 0.5) * scale - 0.5
+
+    for row, col in on:
+        draw.point(centre(row, col), fill=1)
+        for step_row, step_col in ((0, 1), (1, 0), (1, 1), (1, -1)):
+            if (row + step_row, col + step_col) in on:
+                draw.line([centre(row, col), centre(row + step_row, col + step_col)], fill=1, width=1)
+    return np.array(image, dtype=bool)
+
+
 def pen_strokes(digit: np.ndarray, height: float, width: float) -> np.ndarray:
     """Strokes ``width`` photo pixels wide along the digit's centre line, the ink box ``height`` tall.
 
-    alpha = clip(width/2 - d + 1/2), d = distance (photo pixels) to the centre line: the distance is taken
-    at 4x MNIST resolution, smoothed (else the centre line's pixel steps show as a staircase on the
-    stroke's edge) and scaled up (bilinear), so it costs the same for a 40 or a 600 pixel digit.
+    alpha = clip(width/2 - d + 1/2), d = distance (photo pixels) to the centre line drawn at photo
+    resolution. (Scaling up a distance taken at 4x instead breaks thin strokes: between two diagonal
+    line pixels it reads half a 4x pixel, several photo pixels, where the line runs.)
     """
     line = centre_line(digit)
-    distance = ndimage.gaussian_filter(ndimage.distance_transform_edt(~line).astype(np.float32), 1.5)
     scale = scale_of(digit, height) / THIN_SCALE
-    big = resize(distance, round(line.shape[1] * scale), round(line.shape[0] * scale), Image.Resampling.BILINEAR)
-    big *= scale
-    return np.clip(width / 2.0 - big + 0.5, 0.0, 1.0)
+    shape = (round(line.shape[0] * scale), round(line.shape[1] * scale))
+    distance = ndimage.distance_transform_edt(~drawn_line(line, scale, shape)).astype(np.float32)
+    return np.clip(width / 2.0 - distance + 0.5, 0.0, 1.0)
 
 
 # ---- after the shape ---------------------------------------------------------------------------------------

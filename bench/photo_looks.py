@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from bench.photo_paper import sheet_region
+
 FRAMES = ((640, 480), (800, 600), (1024, 768), (1280, 960), (1600, 1200))  # phone/scanner/canvas sizes
 LARGE_FRAMES = FRAMES[3:]
 SMALL_FRAMES = FRAMES[:3]
@@ -49,7 +51,7 @@ class Look:
     table_seed: int | None = None  # a dark table beyond the sheet's edge, its geometry drawn from this seed
     usable: tuple[int, int, int, int] = (0, 0, 0, 0)  # x, y, w, h where the digit may go (set by look_for)
     texture: float = 0.01  # paper texture, standard deviation of the reflectance
-    blotch: float = 0.03  # unevenness of the light at the scale of a third of the frame
+    blotch: float = 0.02  # unevenness of the light at the scale of a third of the frame
     fmt: str = "JPEG"
     size_bytes: tuple[int, int] | None = None  # encode to weigh this much (the 12-megapixel photo)
 
@@ -72,22 +74,24 @@ def dark_ink(rng: np.random.Generator) -> tuple[float, float, float]:
 
 def plain_look(rng: np.random.Generator) -> Look:
     """A phone photo of a digit in dark pen on white paper: frame 640x480 to 1600x1200, digit 12-60 % of
-    the frame's short side (40-600 px), even-ish light, slight blur, light noise, JPEG quality 70-90."""
+    the frame's short side (40-600 px), slight blur, light noise (0.4-1.5 %: a phone denoises), JPEG
+    quality 70-90, and even light: at most 8 % of fall-off across the frame and 8 % of vignetting, what
+    is left after a phone's lens-shading correction under a lamp (the ``uneven_light`` row has more)."""
     frame = frame_from(FRAMES, rng)
     short = min(frame)
     white_balance = np.array([1.0, rng.uniform(0.95, 1.0), rng.uniform(0.85, 1.02)])
     paper = tuple(float(v) for v in rng.uniform(0.86, 0.95) * white_balance)
     return Look(frame=frame, height=log_uniform(rng, max(40, 0.12 * short), min(600, 0.6 * short)),
                 ink=dark_ink(rng), paper=paper, exposure=rng.uniform(0.75, 1.0),
-                gradient=rng.uniform(0.0, 0.15), vignette=rng.uniform(0.0, 0.15),
-                blur=rng.uniform(0.5, 1.2) * max(1.0, short / 1200), noise=rng.uniform(0.006, 0.02),
+                gradient=rng.uniform(0.0, 0.08), vignette=rng.uniform(0.0, 0.08),
+                blur=rng.uniform(0.5, 1.2) * max(1.0, short / 1200), noise=rng.uniform(0.004, 0.015),
                 quality=int(rng.integers(70, 91)), threshold=rng.uniform(0.3, 0.5),
                 usable=(0, 0, *frame))
 
 
 # ---- the conditions: each changes the plain photo in one respect ------------------------------------------
 def _uneven_light(look, rng):
-    return replace(look, gradient=rng.uniform(0.4, 0.65), vignette=rng.uniform(0.2, 0.45))
+    return replace(look, gradient=rng.uniform(0.25, 0.6), vignette=rng.uniform(0.15, 0.4))
 
 
 def _small(look, rng):
@@ -115,8 +119,6 @@ def _chalk(look, rng):
 
 
 def _table_edge(look, rng):
-    from bench.photo_paper import sheet_region
-
     seed = int(rng.integers(2 ** 31))
     _, inside = sheet_region((look.frame[1], look.frame[0]), np.random.default_rng(seed))
     height = min(look.height, 0.6 * min(inside[2], inside[3]))
@@ -149,7 +151,7 @@ def _sign(rng):
 
 CHANGES: dict[str, tuple[str, Callable[[Look, np.random.Generator], Look]]] = {
     "plain": ("phone photo, dark pen on white paper, even-ish light", lambda look, rng: look),
-    "uneven_light": ("light falling off 40-65 % across the sheet, vignetting 20-45 %", _uneven_light),
+    "uneven_light": ("light falling off 25-60 % across the sheet, vignetting 15-40 %", _uneven_light),
     "shadow": ("a hard shadow (hand, phone) over 25-60 % of the frame, 35-65 % of the light",
                lambda look, rng: replace(look, shadow=rng.uniform(0.35, 0.65))),
     "specks": ("3-12 specks of dirt, 0.4-1.5 % of the frame wide, beside the digit",

@@ -107,7 +107,7 @@ def test_plain_is_a_phone_jpeg_with_the_digit_40_to_600_pixels_tall_and_even_lig
     assert Image.open(io.BytesIO(data)).size == sheet.look.frame
     assert 640 * 480 <= grey.size <= 1600 * 1200
     assert len(sheet.boxes) == 1 and 40 <= sheet.boxes[0][3] <= 620
-    assert light_ratio(sheet, grey) > 0.7
+    assert light_ratio(sheet, grey) > 0.8
     assert dark_marks(sheet, grey) < 1e-4
     assert ink_contrast(sheet, grey) > 0.45
 
@@ -117,7 +117,7 @@ def test_plain_is_a_phone_jpeg_with_the_digit_40_to_600_pixels_tall_and_even_lig
 def test_uneven_light_and_shadow_darken_part_of_the_sheet(digits, condition, seed):
     plain, _, plain_grey = sheet_and_grey(digits[seed], "plain", seed)
     sheet, _, grey = sheet_and_grey(digits[seed], condition, seed)
-    assert light_ratio(sheet, grey) < 0.6 < 0.7 < light_ratio(plain, plain_grey)
+    assert light_ratio(sheet, grey) < 0.7 < 0.8 < light_ratio(plain, plain_grey)
     assert sheet.boxes == plain.boxes  # paired: the same digit at the same place
 
 
@@ -223,7 +223,7 @@ def test_every_condition_renders_and_an_unknown_one_is_refused_by_name(digits):
 
 # ---- numbers and sheets without a digit -----------------------------------------------------------------
 def components(sheet) -> int:
-    return ndimage.label(sheet.ink > 0.5, structure=np.ones((3, 3)))[1]
+    return components_of(sheet.ink)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -254,3 +254,28 @@ def test_a_blank_sheet_has_no_dark_pixel_but_the_same_sheet_with_a_digit_has(dig
     local = ndimage.gaussian_filter(blank, 25)
     assert (blank < local - 0.15).sum() == 0
     assert (written < ndimage.gaussian_filter(written, 25) - 0.15).sum() > 100
+
+
+def test_a_line_too_wide_for_the_frame_is_written_smaller():
+    wide = np.zeros((28, 28), np.float32)
+    wide[10:18, 2:26] = 1.0  # three times wider than tall: six of them overflow at the usual height
+    for seed in SEEDS:
+        sheet = sheets.number_sheet(np.stack([wide] * 6), [1] * 6, np.random.default_rng(seed))
+        width, height = sheet.look.frame
+        assert all(0 <= x and x + w <= width and 0 <= y and y + h <= height for x, y, w, h in sheet.boxes)
+
+
+@pytest.mark.parametrize("height", [40, 200, 600])
+@pytest.mark.parametrize("width", [1.5, 4.0, 60.0])
+def test_pen_strokes_keep_the_digit_whole_at_any_width_and_size(digits, height, width):
+    from bench.photo_ink import box_of, pen_strokes
+
+    for digit in digits:
+        alpha = pen_strokes(digit, height, width)
+        _, _, _, ink_height = box_of(alpha)
+        assert 0.8 * height <= ink_height <= height + width + 2
+        assert components_of(alpha) == 1  # the one stroke stays one stroke
+
+
+def components_of(alpha: np.ndarray) -> int:
+    return ndimage.label(alpha > 0.5, structure=np.ones((3, 3)))[1]
