@@ -5,8 +5,9 @@
    transform restricted to ``LINE_ANGLES``), removed, and the strokes they crossed bridged again
    (``remove_lines``).
 2. **Components** (8-connected) are then measured (``Mark``) and sorted out (``classify``):
-   - *edges*: the sheet's edge, a table, a shadow's border: marks that follow the frame's border for
-     ``EDGE_CONTACT`` of a side, or cross the whole frame;
+   - *edges*: the sheet's edge, a table, a shadow: solid marks that follow the frame's border for
+     ``EDGE_CONTACT`` of a side, or marks that cross the whole frame (a digit may touch the border too, but
+     its strokes fill a small part of its box);
    - *specks*: dirt, dots, noise: below ``MIN_HEIGHT_SHARE`` of the short side, or solid blobs whose
      stroke width is ``BLOB_STROKE`` of their extent or more (a stroke is much thinner than it is long);
    - *faint* marks, with less than ``FAINT`` of the strongest stroke's ink: what is left of the light's
@@ -29,7 +30,8 @@ LINE_SPAN = 0.5  # a line's pixels cover at least this share of the frame's colu
 LINE_BIN = 0.2  # ... piling at least this share of the columns into each bin of its thickness
 LINE_THICKNESS = 0.012  # ... at most this share of the short side thick
 LINE_SAMPLE = 40_000  # mask pixels used to find the lines' angle
-EDGE_CONTACT = 0.2  # a mark along the border for this share of a side is the sheet's or a shadow's edge
+EDGE_CONTACT = 0.2  # a solid mark along the border for this share of a side is a table, the sheet's edge, a
+EDGE_FILL = 0.5  # shadow ... (solid: filling this share of its box; a digit's strokes fill much less of theirs)
 SPAN_SHARE = 0.96  # a mark this wide or tall (of the frame) is a line or an edge, not a digit
 MIN_HEIGHT_SHARE = 0.025  # digits are at least this share of the short side tall ...
 MIN_HEIGHT_PX = 7  # ... and this many working pixels
@@ -213,7 +215,9 @@ def classify(marks: list[Mark], shape: tuple[int, int]) -> None:
     rows, cols = shape
     min_height = max(MIN_HEIGHT_PX, MIN_HEIGHT_SHARE * min(shape))
     for mark in marks:
-        if mark.contact >= EDGE_CONTACT or mark.width >= SPAN_SHARE * cols or mark.height >= SPAN_SHARE * rows:
+        fill = mark.area / max(mark.width * mark.height, 1)
+        if (mark.contact >= EDGE_CONTACT and fill >= EDGE_FILL) or mark.width >= SPAN_SHARE * cols \
+                or mark.height >= SPAN_SHARE * rows:
             mark.kind = "edge"
         elif mark.straightness < STRAIGHT and mark.tilt > LINE_TILT:
             mark.kind = "line"  # a straight mark far from upright: a shadow's or the sheet's edge, a line; a 1 stands up
