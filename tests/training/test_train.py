@@ -17,7 +17,7 @@ from service.contract import list_versions, next_version
 from tests.conftest import REPO, mnist_dir
 from training.arguments import RESUMABLE, build_parser
 from training.data import load_digits_28
-from training.train import latest_checkpoint
+from training.checkpoints import latest_checkpoint
 
 TRAIN = [sys.executable, str(REPO / "training" / "train.py")]
 RUN_FILES = ("args.json", "history.csv", "metrics.json", "training_curves.png", "confusion_matrix.png",
