@@ -15,7 +15,7 @@ the validation split (the README's Training section has what they reach). The te
 at the end; nothing is selected on it.
 
 Every run is one sequence, ``main`` -> ``run``, nanoGPT-style: load data -> start or resume -> epochs ->
-evaluate and report -> export -> metrics.json and summary, whatever the engine and strategy. Its two
+evaluate and report -> calibrate -> export -> metrics.json and summary, whatever the engine and strategy. Its two
 flags: the engine (``make_engine``), and ``role.chief`` (``training/distributed.py``'s ``Role``):
 always true but for the workers of a multi-worker run other than the chief, which train and write
 nothing. On the TensorFlow backend the Keras engine is ``DistributedEngine`` under every strategy,
@@ -84,8 +84,8 @@ def main(argv=None) -> int:
 
 
 def run(args, role, data: "Data") -> int:
-    """Start or resume, train the epochs; then, on the chief, evaluate and report, export (unless
-    ``--no-export``), write metrics.json and print the summary. The exit status: 2 if the engine is
+    """Start or resume, train the epochs; then, on the chief, evaluate and report, calibrate, export
+    (unless ``--no-export``), write metrics.json and print the summary. The exit status: 2 if the engine is
     refused (nothing written), 1 if the export failed its check."""
     from training.distributed import ClippingRefused, SetupError, describe
 
@@ -103,8 +103,9 @@ def run(args, role, data: "Data") -> int:
     metrics = evaluate_and_report(args, model, data, rows)
     if description is not None:
         metrics["distributed"] = {key: value for key, value in description.items() if key != "text"}
+    served = calibrate(model, data, metrics)
     if not args.no_export:
-        exported = export(args, model, data, metrics)
+        exported = export(args, served, data, metrics)
         if exported is None:
             return 1  # the reloaded export failed its check (said on stderr): nothing was exported
         metrics["export"] = exported
@@ -296,14 +297,27 @@ def total(rows: list[dict], key: str) -> float:
 
 
 # =============================================================================
-# 5. Export
+# 5. Calibrate (temperature scaling on the validation split: training/calibration.py)
+# =============================================================================
+def calibrate(model, data: Data, metrics: dict):
+    """Fit the temperature ``T`` on the validation split (1 without one), record it and the test set's
+    calibration error before and after in ``metrics["calibration"]``, and return the model to export:
+    ``model`` with ``softmax(logits / T)`` as its probabilities (the same classes)."""
+    from training.calibration import calibrated_model, calibrate as fit_and_measure
+
+    metrics["calibration"] = fit_and_measure(model, data.validation, data.test)
+    return calibrated_model(model, metrics["calibration"]["temperature"])
+
+
+# =============================================================================
+# 6. Export
 # =============================================================================
 def export(args, model, data: Data, metrics: dict) -> dict | None:
-    """Export ``model`` as the next version under ``--export-dir``, once the reloaded SavedModel is
-    checked to predict what ``model`` predicts on the test images. Returns ``{"path", "version"}``, or
-    None after printing why if that check failed (then nothing is exported). On torch and JAX a
-    TensorFlow subprocess writes it (``training/export_keras.py``), checked against this backend's
-    probabilities."""
+    """Export ``model`` (the calibrated one) as the next version under ``--export-dir``, once the
+    reloaded SavedModel is checked to predict what ``model`` predicts on the test images. Returns
+    ``{"path", "version"}``, or None after printing why if that check failed (then nothing is exported).
+    On torch and JAX a TensorFlow subprocess writes it (``training/export_keras.py``), checked against
+    this backend's probabilities."""
     from training.provenance import hyperparameters
 
     test = metrics["test"]
@@ -311,7 +325,8 @@ def export(args, model, data: Data, metrics: dict) -> dict | None:
                 "hyperparameters": hyperparameters(args), "dataset": metrics["dataset"],
                 "test_accuracy": test["accuracy"], "test_loss": test["loss"],
                 "per_class_accuracy": test["per_class_accuracy"], "versions": metrics["versions"],
-                "git_commit": metrics["git_commit"], "run_dir": str(args.run_dir), "backend": metrics["backend"]}
+                "git_commit": metrics["git_commit"], "run_dir": str(args.run_dir), "backend": metrics["backend"],
+                "calibration": metrics["calibration"]}
     if args.backend == "tensorflow":
         # TensorFlow: imported after the arguments are checked (see the note at the imports)
         from training.export import ExportVerificationError as ExportFailed, export_model, verify_export
@@ -332,10 +347,13 @@ def export(args, model, data: Data, metrics: dict) -> dict | None:
 
 
 # =============================================================================
-# 6. Summary
+# 7. Summary
 # =============================================================================
 def print_summary(args, metrics: dict) -> None:
-    """The run's results in a few lines: test accuracy and loss, per class, time, where the files are."""
+    """The run's results in a few lines: test accuracy and loss, per class, time, calibration, where the
+    files are."""
+    from training.calibration import summary_line
+
     test = metrics["test"]
     print(f"\nTest accuracy {test['accuracy']:.2%}   test loss {test['loss']:.4f}   "
           f"({test['images']} images, {args.dataset})")
@@ -344,6 +362,7 @@ def print_summary(args, metrics: dict) -> None:
     print(f"Training time {metrics['training_seconds']:.1f} s for {metrics['epochs_completed']} epochs "
           f"(Keras backend {metrics['backend']['name']} {metrics['backend']['version']}); augmentation "
           f"{metrics['data_seconds']:.1f} s in a background thread, {metrics['data_wait_seconds']:.1f} s of it waited for")
+    print(summary_line(metrics["calibration"]))
     print(f"Run files      {args.run_dir}/ (history.csv, metrics.json, training_curves.png, confusion_matrix.png, "
           f"misclassified.png, augmentation.png, tensorboard/, checkpoints/)")
     if "export" in metrics:
