@@ -95,11 +95,12 @@ class KerasEngine:
 class NumpyEngine:
     """``NumpyNetwork`` with a NumPy optimizer; exported by copying its weights into the Keras model.
 
-    It trains on one BLAS thread (``BLAS_THREADS``, for the whole process): the other core prepares the next epoch's augmented
-    data (``training.augment.EpochPrefetcher``). With OpenBLAS's default of one thread per core, its
-    threads spin waiting for a core that the augmentation or another process holds: measured on 2 cores
-    beside another training process, 2.6-6.2 s per epoch with 2 threads against 0.3-0.7 s with one (0.3 s
-    with 2 threads on an idle machine). One thread also makes the result independent of the core count.
+    It trains on one BLAS thread (``BLAS_THREADS``, for the whole process): the other core prepares the
+    next epoch's augmented data (``training.augment.EpochPrefetcher``). With OpenBLAS's default of one
+    thread per core, its threads spin waiting for a core that the augmentation or another process
+    holds, and an epoch takes several times longer; with one thread it does not (``python -m
+    bench.numpy_training --threads 1`` and ``--threads 2`` beside another busy process show it). One
+    thread also makes the result independent of the core count.
     """
 
     def __init__(self, args, steps_per_epoch: int):
