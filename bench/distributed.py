@@ -7,9 +7,9 @@ per step, and what that predicts for N real machines.
     python -m bench.distributed --json results.json
 
 Every setting trains the 784-128-64-10 network with our Adam through ``training.distributed.DistributedEngine``
-(the loop of ``train.py --strategy``; "1 process" runs it under TensorFlow's default strategy, and
-``fit`` is timed too, as ``train.py`` without a strategy runs it), batch 128 global, one untimed warm-up
-epoch (tracing) and then ``--epochs`` timed ones. The all-reduce is timed alone: the step's collective
+(the loop of ``train.py`` under every strategy; "1 process" runs it under TensorFlow's default
+strategy, and ``fit`` is timed too, as ``train.py`` ran one device before), batch 128 global, one
+untimed warm-up epoch (tracing) and then ``--epochs`` timed ones. The all-reduce is timed alone: the step's collective
 (a SUM of tensors shaped like the gradients, 109,386 float32 = 427 KiB) in a ``tf.function``, as our
 optimizer's ``apply_gradients`` issues it. The settings run one after the other, each in fresh
 processes; every process uses ``--threads`` TensorFlow intra-op threads (default 1: 2 workers on 2 cores
@@ -135,7 +135,7 @@ def loop_epochs(strategy, images, labels, batch: int, epochs: int) -> tuple[list
 
 
 def fit_epochs(images, labels, epochs: int) -> tuple[list[float], list[float]]:
-    """``timed_epochs`` of ``model.fit`` (as ``train.py`` without a strategy trains)."""
+    """``timed_epochs`` of ``model.fit`` (as ``train.py`` trained one device before; bench/training_loop.py)."""
     model = new_trainer()
     return timed_epochs(lambda epoch: model.fit(images, labels, batch_size=BATCH, epochs=1, shuffle=False,
                                                 verbose=0), epochs)
@@ -258,8 +258,9 @@ def rows(data: dict) -> list[list[str]]:
         return result["loop"][str(BATCH)]
 
     single, mirrored, multi = results["single"], results["mirrored"], results["multi-worker"]
-    entries = [("1 process, `fit` (train.py without --strategy)", single["fit"], single["fit_cpu"], None),
-               ("1 process, our loop (default strategy)", loop_of(single), single["loop_cpu"][str(BATCH)], single),
+    entries = [("1 process, `fit` (train.py's one device before)", single["fit"], single["fit_cpu"], None),
+               ("1 process, our loop (default strategy: train.py without --strategy)", loop_of(single),
+                single["loop_cpu"][str(BATCH)], single),
                ("mirrored, 2 logical CPU devices, 1 process", loop_of(mirrored), mirrored["loop_cpu"][str(BATCH)],
                 mirrored),
                ("multi-worker, 2 processes on 127.0.0.1 (worker 0)", loop_of(multi), multi["loop_cpu"][str(BATCH)],

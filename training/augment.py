@@ -40,26 +40,21 @@ engines see the same images, and the result is the same in whichever thread it i
 ``shift`` mode draws exactly as it always did (shuffle, then the row offsets, then the column offsets),
 so runs saved before ``--augment`` existed resume bit for bit.
 
-Why it is fast, and prepared in a background thread (measurements in the issue 14 research,
-54,000 images, 2 cores):
+Why it is built this way (``python -m bench.augmentation`` times each choice against its alternative,
+side by side; the figures go to the generated benchmark report, not here):
 
-- Vectorised over the stack, in chunks of 512 images (1.6 MB arrays that stay in cache: 1,024 or more
-  is 2x slower). The Gaussian smoothing as ``G u G^T`` matmuls costs 0.26 s per epoch against 1.9 s for
-  ``scipy.ndimage.gaussian_filter`` (same values to 5e-8); the bilinear sampling as four gathers from a
-  zero-bordered copy costs 0.49 s against 0.91 s for ``scipy.ndimage.map_coordinates``. A whole epoch:
-  0.7-0.8 s for elastic (affine 0.5 s, the old integer shifts 0.97 s), alone on a quiet machine.
-- That is as long as a training epoch at batch 256 (Keras 0.6-1.3 s, NumPy 0.3 s), so it would double
-  the epoch if done in line. It is plain NumPy (BLAS and fancy indexing), which releases the GIL, so
-  ``EpochPrefetcher`` computes epoch ``e + 1`` in one background thread while epoch ``e`` trains.
-  Measured per epoch (median of 5): NumPy engine 1.10 s with the thread against 1.49 s in line; Keras
-  1.33 s against 1.73 s. A spawned process was worse (1.49 s and 1.52 s: augmenting there is slower
-  and the 170 MB result must be copied back). On 2 cores the two compete for memory bandwidth, so the
-  augmentation runs 1.3-1.5x slower than alone: the overlap hides the training, and the epoch's
-  wall time is then about that of the augmentation.
-- In ``train.py``'s default runs (2 shared cores, medians per epoch over 60 epochs; ``history.csv`` has
-  ``data_seconds`` and ``data_wait_seconds``): Keras engine, training 1.1 s while the thread augments in
-  1.15 s, training then waits 0.12 s for it (8 s in a run, instead of 69 s in line); NumPy engine (one
-  BLAS thread, ``training/engines.py``), training 0.31 s, augmentation 0.87 s, waited 0.53 s.
+- Vectorised over the stack, in chunks of ``CHUNK`` images whose arrays stay in the CPU's cache
+  (larger chunks spill out of it).
+- The Gaussian smoothing as ``G u G^T``: two small matrix products per chunk instead of
+  ``scipy.ndimage.gaussian_filter``'s convolution (the same values to float32 rounding); the bilinear
+  sampling as four gathers from a zero-bordered copy instead of ``scipy.ndimage.map_coordinates``.
+- Even so, an epoch's distortions take about as long as a training epoch, so done in line they would
+  about double it. They are plain NumPy (BLAS and fancy indexing), which releases the GIL, so
+  ``EpochPrefetcher`` computes epoch ``e + 1`` in one background thread while epoch ``e`` trains: the
+  overlap hides most of it. (A spawned process would have to copy each epoch's data back.) On 2 cores
+  the two compete for memory bandwidth, so the augmentation runs slower than alone; ``history.csv``
+  records per epoch how long it took (``data_seconds``) and how long training waited for it
+  (``data_wait_seconds``).
 """
 
 from __future__ import annotations
@@ -77,7 +72,7 @@ KINDS = ("none", "shift", "affine", "elastic")
 PIXELS = IMAGE_SIDE * IMAGE_SIDE
 PAD = IMAGE_SIDE + 2  # each image with a 1-pixel zero border
 CENTRE = (IMAGE_SIDE - 1) / 2
-CHUNK = 512  # images per chunk: 512 x 784 float32 (1.6 MB) stays in cache; 1,024 or more is 2x slower
+CHUNK = 512  # images per chunk: 512 x 784 float32 (1.6 MB) stays in cache (bench/augmentation.py)
 
 
 @dataclass(frozen=True)

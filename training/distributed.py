@@ -1,11 +1,18 @@
-"""``train.py --strategy mirrored|multi-worker``: the steps of ``train.py`` over a ``tf.distribute`` strategy.
+"""The TensorFlow training loop of ``train.py`` under every ``tf.distribute`` strategy: TensorFlow's
+default strategy (one device, ``--strategy none``), ``MirroredStrategy`` (``--strategy mirrored``) and
+``MultiWorkerMirroredStrategy`` (``--strategy multi-worker``).
 
-One training loop serves both strategies (``DistributedEngine``), because ``model.fit`` cannot:
+One training loop serves every strategy (``DistributedEngine``), because ``model.fit`` cannot:
 
 - ``fit`` works under ``MirroredStrategy`` but fails under ``MultiWorkerMirroredStrategy`` in Keras
   3.15.1 (keras-team/keras#20585: a ValueError converting the ``PerReplica`` batch; pinned by
   tests/distributed), and under ``MirroredStrategy`` it gets an uneven last batch slightly wrong:
   each replica averages its own rows, so 19 + 18 rows are weighted 1/38 and 1/36 instead of 1/37.
+- On one device the loop gives ``fit``'s weights bit for bit (tests/distributed/test_equivalence.py)
+  and an epoch takes less time than ``fit``'s (``bench/training_loop.py``, side by side): ``fit``
+  sets up its data adapter, callbacks and evaluation again at every call, and ``train.py`` calls it
+  once per epoch. So one device needs no second loop on TensorFlow; ``fit`` stays only where there is
+  no ``tf.distribute`` (the torch and JAX backends, ``training/engines.py``).
 - Our step gives every replica the whole global batch (the same on every worker: the data of an
   epoch is a pure function of ``(seed, epoch)``, ``training/augment.py``) and each replica takes its
   contiguous share: rows ``[i*B/R, (i+1)*B/R)`` of a full batch of B over R replicas, an even split
@@ -21,48 +28,34 @@ One training loop serves both strategies (``DistributedEngine``), because ``mode
   trains on is plain to see (and tested).
 - The optimizer is created and built inside ``strategy.scope()`` before the first step
   (keras-team/keras#23085); its ``apply_gradients`` all-reduces (sums) the gradients and then runs
-  our ``update_step`` on each device's copy. Gradient clipping is refused (``refuse_clipping``):
-  Keras would clip each replica's partial gradient before that sum.
+  our ``update_step`` on each device's copy. Gradient clipping over several replicas is refused
+  (``refuse_clipping``): Keras would clip each replica's partial gradient before that sum.
 - Training and validation loss and accuracy are summed per replica in sync-on-read variables and
   all-reduced once per epoch, not once per step.
 
-Multi-worker: only the chief (``training/cluster.py``) writes the run folder (args.json, history.csv,
-checkpoints, TensorBoard, plots, metrics.json) and the export; the other workers write nothing and exit
-0. ``--resume`` makes every worker load the chief's last complete checkpoint from the run folder, which
-must therefore be on storage all workers see (a shared volume); the workers then check with one
-all-reduce that they agree on the epoch and the arguments. Collectives time out after
-``--comm-timeout`` seconds: a lost worker makes the others exit with status 1 and a line naming it
-(found by asking each peer, as TensorFlow's own health check does), never hang. Nothing half-written
-is left: every file is written atomically and the export only after training.
+Multi-worker: only the chief (``training/cluster.py``) writes the run folder and the export
+(``Role.chief``, which ``train.py`` checks); ``training/workers.py`` has what only a cluster needs
+(the workers' agreement at the start, naming a lost worker).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
-import socket
-import sys
-import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from model.keras_network import build_model, compile_for_training, from_numpy, to_numpy
-from training.arguments import RESUMABLE, fail
-from training.atomic import save_keras_atomic, write_json_atomic
+from model.keras_network import from_numpy, to_numpy
+from training import engines
+from training.atomic import save_keras_atomic
 from training.cluster import TF_CONFIG, Cluster, parse_tf_config
-from training.engines import keras_optimizer
-from training.mnist_files import DataError
+from training.progress import EpochProgress
 
 EVAL_ROWS_PER_REPLICA = 1024  # validation batch per replica (sums, so it does not change the figures)
 CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")
-PROBE_TIMEOUT_S = 3.0  # asking a peer whether it is alive, after a collective failed
-LINGER_S = PROBE_TIMEOUT_S + 1  # a worker that saw a collective fail stays up this long before exiting
 
 
 class ClippingRefused(ValueError):
@@ -74,8 +67,42 @@ class SetupError(ValueError):
 
 
 # =============================================================================
-# The strategy
+# Who this process is, and its strategy
 # =============================================================================
+@dataclass
+class Role:
+    """This process in the run: its strategy (None where there is no ``tf.distribute``: the torch and
+    JAX backends, the NumPy engine), its cluster (multi-worker only), and whether it writes the run."""
+    strategy: object | None
+    cluster: Cluster | None = None
+    devices: list[str] = field(default_factory=list)
+
+    @property
+    def chief(self) -> bool:
+        """Whether this process writes the run folder and the export: always, but in a cluster."""
+        return self.cluster is None or self.cluster.is_chief
+
+    @property
+    def name(self) -> str:
+        return "this process" if self.cluster is None else self.cluster.name(self.cluster.rank)
+
+
+def start_role(args) -> Role:
+    """This process's ``Role``: ``--strategy none`` is TensorFlow's default strategy when the Keras
+    engine trains on TensorFlow (else no strategy); mirrored and multi-worker are made here, before
+    anything initialises TensorFlow. SetupError if they cannot be, or the batch does not split."""
+    if args.strategy == "none":
+        on_tensorflow = args.engine == "keras" and args.backend == "tensorflow"
+        return Role(tf.distribute.get_strategy() if on_tensorflow else None)
+    cluster = parse_tf_config(os.environ.get(TF_CONFIG)) if args.strategy == "multi-worker" else None
+    role = Role(make_strategy(args, cluster), cluster)
+    role.devices = list(role.strategy.extended.worker_devices)
+    replicas = role.strategy.num_replicas_in_sync
+    if args.batch_size % replicas:  # multi-worker with several GPUs per worker: known only now
+        raise SetupError(f"--batch-size {args.batch_size} does not split evenly over {replicas} replicas")
+    return role
+
+
 def make_strategy(args, cluster: Cluster | None = None):
     """``MirroredStrategy`` over ``args.replicas`` devices (the first GPUs, else logical CPU devices,
     configured here: this must run before TensorFlow initialises), or ``MultiWorkerMirroredStrategy``
@@ -124,12 +151,23 @@ def refuse_clipping(optimizer) -> None:
 
 
 def new_trainer(args, steps_per_epoch: int, **optimizer_kwargs) -> keras.Model:
-    """The logits model compiled with our loss and optimizer, as ``KerasEngine`` makes it (same
-    initial weights, same cosine schedule over ``epochs * steps_per_epoch`` steps). Call it inside
-    ``strategy.scope()``. ``optimizer_kwargs`` go to the optimizer; clipping ones are refused."""
-    optimizer = keras_optimizer(args, steps_per_epoch, **optimizer_kwargs)
-    refuse_clipping(optimizer)
-    return compile_for_training(build_model(args.sizes, args.activation, args.seed), optimizer, loss=args.loss)
+    """``engines.new_trainer``: the logits model compiled with our loss and optimizer, as ``KerasEngine``
+    makes it (same initial weights, same cosine schedule over ``epochs * steps_per_epoch`` steps). Call
+    it inside ``strategy.scope()``. ``optimizer_kwargs`` go to the optimizer; clipping ones are refused."""
+    trainer = engines.new_trainer(args, steps_per_epoch, **optimizer_kwargs)
+    refuse_clipping(trainer.optimizer)
+    return trainer
+
+
+def make_engine(args, strategy, steps_per_epoch: int, checkpoint: Path | None = None) -> "DistributedEngine":
+    """``DistributedEngine`` over ``strategy`` on a new trainer, or on ``checkpoint``'s (a ``.keras``
+    file of any engine and strategy); ``--jit`` compiles its steps with XLA."""
+    def make_trainer():
+        if checkpoint is not None:
+            return keras.saving.load_model(checkpoint)
+        return new_trainer(args, steps_per_epoch)
+
+    return DistributedEngine(strategy, make_trainer, args.batch_size, args.epochs, jit_compile=args.jit)
 
 
 def _sums_variable():
@@ -139,7 +177,7 @@ def _sums_variable():
 
 
 # =============================================================================
-# The engine: one step for both strategies
+# The engine: one step for every strategy
 # =============================================================================
 class DistributedEngine:
     """The engine interface of ``training/engines.py`` (``train_epoch``, ``learning_rate``,
@@ -147,11 +185,14 @@ class DistributedEngine:
 
     ``make_trainer()`` is called inside ``strategy.scope()`` and returns a compiled logits model
     (``new_trainer``, a loaded checkpoint, or in tests ``compile_for_training(from_numpy(...))``).
-    ``batch_size`` is the global batch. After each epoch, ``replica_rows`` holds, per step, the rows
-    each of this process's replicas trained on.
+    ``batch_size`` is the global batch. ``jit_compile`` compiles the steps with XLA (``--jit``; Keras's
+    ``fit`` ignores it while TensorFlow's op determinism is on, which ``train.py`` always turns on).
+    After each epoch, ``replica_rows`` holds, per step, the rows each of this process's replicas
+    trained on.
     """
 
-    def __init__(self, strategy, make_trainer, batch_size: int, epochs: int = 1, verbose: bool = True):
+    def __init__(self, strategy, make_trainer, batch_size: int, epochs: int = 1, verbose: bool = True,
+                 jit_compile: bool = False):
         self.strategy = strategy
         self.replicas = strategy.num_replicas_in_sync
         self.batch_size, self.epochs, self.verbose = batch_size, epochs, verbose
@@ -159,7 +200,8 @@ class DistributedEngine:
             raise SetupError(f"--batch-size {batch_size} does not split evenly over {self.replicas} replicas")
         with strategy.scope():
             self.trainer = make_trainer()
-            refuse_clipping(self.trainer.optimizer)
+            if self.replicas > 1:  # one replica's gradient is the batch's: clipping it is right
+                refuse_clipping(self.trainer.optimizer)
             # keras-team/keras#23085: the optimizer's variables are made here, mirrored, before the first step
             self.trainer.optimizer.build(self.trainer.trainable_variables)
             self._train_sums = _sums_variable()
@@ -169,8 +211,8 @@ class DistributedEngine:
         spec = [tf.TensorSpec((None, width), tf.float32), tf.TensorSpec((None,), tf.int64)]
         # One trace each, whatever the batch's length (a short last batch does not retrace: under
         # MultiWorkerMirroredStrategy every worker must launch the same collectives in the same order).
-        self._train_step = tf.function(self._distributed_train_step, input_signature=spec)
-        self._eval_step = tf.function(self._distributed_eval_step, input_signature=spec)
+        self._train_step = tf.function(self._distributed_train_step, input_signature=spec, jit_compile=jit_compile)
+        self._eval_step = tf.function(self._distributed_eval_step, input_signature=spec, jit_compile=jit_compile)
         self.replica_rows: list[list[int]] = []
 
     # ---- inside the step (replica context) -----------------------------------------------------
@@ -222,23 +264,23 @@ class DistributedEngine:
     def train_epoch(self, x, y, validation, epoch: int) -> dict:
         """One pass over ``(x, y)`` in order, in global batches of ``batch_size`` (the last one may be
         shorter), then the validation set; returns loss, accuracy and val_loss/val_accuracy."""
-        started = time.perf_counter()
         steps = math.ceil(len(y) / self.batch_size)
+        progress = EpochProgress(epoch, self.epochs, steps) if self.verbose else None
         self._train_sums.assign(tf.zeros(3))
         self.replica_rows = []
-        if self.verbose:
-            print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
+        if progress:
+            progress.on_epoch_begin(epoch)
         for step in range(steps):
             rows = slice(step * self.batch_size, (step + 1) * self.batch_size)
             shares = self._train_step(x[rows], y[rows])
             self.replica_rows.append([int(n) for n in self.strategy.experimental_local_results(shares)])
+            if progress:
+                progress.on_train_batch_end(step)
         logs = self._logs(self._train_sums, len(y), "")
         if len(validation[0]):
             logs.update(self.evaluate(*validation))
-        seconds = time.perf_counter() - started
-        if self.verbose:
-            figures = " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
-            print(f"{steps}/{steps} - {seconds:.0f}s - {1000 * seconds / steps:.0f}ms/step - {figures}", flush=True)
+        if progress:
+            progress.on_epoch_end(epoch, logs)
         return logs
 
     def evaluate(self, x, y) -> dict:
@@ -272,139 +314,8 @@ class DistributedEngine:
 
 
 # =============================================================================
-# The run: train.py's steps, the writes by the chief only
+# What the run does, for its output and metrics.json
 # =============================================================================
-@dataclass
-class Role:
-    """Who this process is: the strategy, the cluster (multi-worker), whether it writes the run."""
-    strategy: object
-    cluster: Cluster | None = None
-    devices: list[str] = field(default_factory=list)
-
-    @property
-    def chief(self) -> bool:
-        return self.cluster is None or self.cluster.is_chief
-
-    @property
-    def name(self) -> str:
-        return "this process" if self.cluster is None else self.cluster.name(self.cluster.rank)
-
-
-def run(args) -> int:
-    """``train.py``'s steps (load data -> start or resume -> train epochs -> evaluate and report ->
-    export) under ``--strategy``; the exit status. Called by ``train.main`` after the arguments are
-    checked (``training/cluster.py``)."""
-    from training import train as steps  # its steps; imported here, as train.py imports this module lazily
-
-    cluster = parse_tf_config(os.environ.get(TF_CONFIG)) if args.strategy == "multi-worker" else None
-    try:
-        role = Role(make_strategy(args, cluster), cluster)
-    except SetupError as exc:
-        return fail(str(exc), status=2)
-    replicas = role.strategy.num_replicas_in_sync
-    role.devices = list(role.strategy.extended.worker_devices)
-    if args.batch_size % replicas:  # multi-worker with several GPUs per worker: known only now
-        return fail(f"--batch-size {args.batch_size} does not split evenly over {replicas} replicas", status=2)
-    try:
-        data = steps.load_data(args)
-    except DataError as exc:
-        return fail(str(exc), status=2)
-    if cluster is None:
-        return _train_and_report(args, role, data, steps)
-    try:
-        return _train_and_report(args, role, data, steps)
-    except tf.errors.OpError as error:
-        # A collective failed: a worker died, hung or restarted. Name it, then leave at once (after a
-        # failed collective, TensorFlow's runtime may not shut down cleanly).
-        fail(lost_worker_message(role, error, _completed_epochs(args)), status=1)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        time.sleep(LINGER_S)  # still answering, so that peers asking who is lost do not count this one
-        os._exit(1)
-
-
-def _train_and_report(args, role: Role, data, steps) -> int:
-    """Train on every worker; then, on the chief only, evaluate, export and write metrics.json. ``steps``
-    is training/train.py, whose steps this follows."""
-    from training.engines import make_reproducible
-
-    make_reproducible(args.seed)
-    start_epoch, checkpoint, rows = _resume_point(args, role, steps)
-    try:
-        engine = _start_engine(args, role, data, steps, start_epoch, checkpoint)
-    except (ClippingRefused, SetupError) as exc:
-        return fail(f"{exc}{f' (checkpoint {checkpoint})' if checkpoint else ''}", status=2)
-    if role.chief:
-        (args.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        if not args.resume:
-            write_json_atomic(args.run_dir / "args.json", vars(args))
-    description = describe(args, role, len(data.fit[1]))
-    _print_start(args, data, steps, description, start_epoch)
-    _train_epochs(args, role, engine, data, steps, start_epoch, rows)
-    if not role.chief:
-        print(f"{role.name}: trained to epoch {args.epochs}; the chief ({role.cluster.name(0)}) writes the run "
-              "files and the export")
-        return 0
-    return _evaluate_and_export(args, engine.probabilities_model(), data, steps, rows, description)
-
-
-def _resume_point(args, role: Role, steps) -> tuple[int, Path | None, list[dict]]:
-    """train.py's ``resume_point``, for every worker from the shared run folder: the chief's last
-    complete checkpoint; the history rows for the chief only (it alone writes history.csv)."""
-    start_epoch, checkpoint, rows = steps.resume_point(args)
-    return start_epoch, checkpoint, rows if role.chief else []
-
-
-def _start_engine(args, role: Role, data, steps, start_epoch: int, checkpoint: Path | None) -> DistributedEngine:
-    """The engine on a new trainer or the checkpoint's; in a cluster, the workers' agreement checked
-    first. Raises ``ClippingRefused`` or ``SetupError``."""
-    steps_per_epoch = steps.steps_per_epoch(args, data)
-
-    def make_trainer():
-        if checkpoint is not None:
-            return keras.saving.load_model(checkpoint)
-        return new_trainer(args, steps_per_epoch)
-
-    engine = DistributedEngine(role.strategy, make_trainer, args.batch_size, args.epochs)
-    if role.cluster is not None:
-        check_agreement(role, args, data, start_epoch)
-    return engine
-
-
-def _print_start(args, data, steps, description: dict, start_epoch: int) -> None:
-    """What is trained, on what, and how it is distributed."""
-    if args.resume:
-        print(f"Resuming {args.run_dir} after epoch {start_epoch} of {args.epochs}")
-    steps.print_plan(args, data)
-    print(description["text"], flush=True)
-
-
-def _train_epochs(args, role: Role, engine: DistributedEngine, data, steps, start_epoch: int,
-                  rows: list[dict]) -> None:
-    """Every worker trains each epoch; the chief alone then records it as train.py does."""
-    tensorboard = tf.summary.create_file_writer(str(args.run_dir / "tensorboard")) if role.chief else None
-    with steps.epoch_prefetcher(args, data) as prefetcher:
-        for epoch in range(start_epoch, args.epochs):
-            row = steps.train_one_epoch(args, engine, data, epoch, prefetcher)
-            if role.chief:
-                steps.record_epoch(args, engine, rows, row, tensorboard)
-
-
-def _evaluate_and_export(args, model, data, steps, rows: list[dict], description: dict) -> int:
-    """The chief's end of the run: evaluation and report, the export (unless ``--no-export``), metrics.json
-    with the distribution described, the summary. 1 if the export failed."""
-    metrics = steps.evaluate_and_report(args, model, data, rows)
-    metrics["distributed"] = {key: value for key, value in description.items() if key != "text"}
-    if not args.no_export:
-        exported = steps.export(args, model, data, metrics)
-        if exported is None:
-            return 1
-        metrics["export"] = exported
-    write_json_atomic(args.run_dir / "metrics.json", metrics)
-    steps.print_summary(args, metrics)
-    return 0
-
-
 def describe(args, role: Role, fit_rows: int) -> dict:
     """What the run does, for its output and metrics.json: strategy, replicas, devices, workers, the
     rows per replica, and how the last (short) batch of an epoch is handled."""
@@ -427,79 +338,3 @@ def describe(args, role: Role, fit_rows: int) -> dict:
                  "of one process (nothing dropped).")
     info["text"] = text
     return info
-
-
-def fingerprint(args, data) -> int:
-    """A 32-bit digest of what must be equal on every worker: the arguments that shape training (those
-    a resumed run restores, less where the chief exports) and the labels."""
-    keys = sorted(set(RESUMABLE) - {"export_dir", "no_export"})
-    settings = json.dumps({key: getattr(args, key) for key in keys}, sort_keys=True, default=str)
-    return zlib.crc32(data.fit[1].tobytes(), zlib.crc32(data.validation[1].tobytes(), zlib.crc32(settings.encode())))
-
-
-def check_agreement(role: Role, args, data, start_epoch: int) -> None:
-    """One all-gather at the start: every worker must resume from the same epoch, with the same
-    arguments and data (else the run would hang, or train on a mix). SetupError names the problem."""
-    digest = fingerprint(args, data)
-    mine = tf.constant([[start_epoch, digest >> 16, digest & 0xFFFF]], tf.float32)  # exact in float32
-    values = role.strategy.experimental_distribute_values_from_function(lambda context: mine)
-    everyone = role.strategy.gather(values, axis=0).numpy()  # one row per replica, in replica order
-    if len({row[0] for row in everyone}) > 1:
-        raise SetupError(f"the workers would resume from different epochs ({sorted({int(r[0]) for r in everyone})}; "
-                         f"this is {role.name}, at {start_epoch}): --run-dir must be one folder shared by every "
-                         "worker, and every worker must be given --resume")
-    if len({tuple(row[1:]) for row in everyone}) > 1:
-        raise SetupError(f"the workers were not given the same arguments or data (this is {role.name}): start "
-                         "every worker with the same command line and data")
-
-
-# =============================================================================
-# A lost worker
-# =============================================================================
-def lost_worker_message(role: Role, error: Exception, completed_epochs: int) -> str:
-    """One line: which worker was lost (asking every peer), what failed, and how to go on."""
-    cluster = role.cluster
-    lost = [rank for rank in range(cluster.size) if rank != cluster.rank and not peer_alive(cluster, rank)]
-    summary = cause(error)
-    what = (f"lost {', '.join(cluster.name(rank) for rank in lost)}: "
-            f"{'it no longer answers' if len(lost) == 1 else 'they no longer answer'}" if lost else
-            "a collective operation failed but every other worker still answers (one may have restarted or hung)")
-    return (f"{role.name}: {what} ({type(error).__name__}: {summary}); stopping. The run folder keeps its last "
-            f"complete checkpoint (epoch {completed_epochs}): start every worker again with --resume")
-
-
-def cause(error: Exception) -> str:
-    """The informative part of a failed collective's error, on one line: e.g. "recvmsg:Connection
-    reset by peer" or "Collective has timed out during execution" (not "Graph execution error:")."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("Collective") or "timed out" in line:
-            return re.sub(r"^(Collective ops is aborted by: )+", "", re.sub(r"\{\{[^}]*\}\}\s*", "", line))[:200]
-    return re.sub(r"\{\{[^}]*\}\}\s*", "", lines[0])[:200] if lines else "no message"
-
-
-def peer_alive(cluster: Cluster, rank: int) -> bool:
-    """Whether task ``rank`` still answers: TensorFlow's collective health check (which also tells a
-    restarted task from the original), else a TCP connection to its address."""
-    from tensorflow.python.eager import context  # the call TensorFlow's own health check thread makes
-
-    try:
-        context.context().check_collective_ops_peer_health(cluster.device_name(rank),
-                                                           timeout_in_ms=int(PROBE_TIMEOUT_S * 1000))
-        return True
-    except (tf.errors.UnavailableError, tf.errors.FailedPreconditionError, tf.errors.DeadlineExceededError):
-        return False
-    except Exception:  # noqa: BLE001 - the check itself is unusable here: fall back to TCP
-        host, _, port = cluster.tasks[rank][2].rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S):
-                return True
-        except OSError:
-            return False
-
-
-def _completed_epochs(args) -> int:
-    """The epoch of the run's last complete checkpoint (0 if none)."""
-    from training.train import latest_checkpoint
-
-    return latest_checkpoint(args.run_dir / "checkpoints")[0]

@@ -1,41 +1,53 @@
-"""Downloading the MNIST files safely: mirrors tried in turn, checked before they get their name.
+"""Downloading the MNIST files: ``pooch.retrieve`` from each mirror in turn, checked before they get their name.
 
-A download goes to a hidden temporary file next to its destination and is renamed into place only
-once its size and SHA-256 are right, so an interrupted or corrupt download cannot poison the cache; a
-bad download is deleted and the next mirror is tried. A temporary file left by a download that was
-killed midway is deleted by the next download of that file (a live download holds a lock on its own).
-Connecting and each read time out (``timeout``, default 30 s), and a mirror that cannot be reached is
-not tried again for the remaining files.
+pooch does the transfer (``requests``; ``timeout`` bounds connecting and each read, default 30 s), the
+progress bar (tqdm, on stderr) and the move into place, which happens only once the file's SHA-256 is
+right: an interrupted or corrupt download cannot poison the cache. What pooch lacks is kept here,
+each because a test needs it:
+
+- mirrors tried in turn for each file, and a mirror that cannot be reached not tried again for the
+  remaining files (tests/training/test_download.py);
+- the size checked as the bytes arrive, and every failure said in one line with the URL, the file and
+  (for a wrong file) both checksums: a truncated file is reported as truncated, not only as a wrong
+  checksum (test_all_mirrors_bad_reports_every_url_and_leaves_no_files);
+- a download killed midway (SIGKILL, out of memory, power loss) cannot delete its temporary file, which
+  pooch would leave in the cache for good. So each download runs in a staging folder of its own beside
+  the destination, ``.NAME.XXXXXXXX.part/``, locked (``flock``) while its process lives: the kernel
+  drops the lock when the process dies, however it dies, and the next download of that file deletes
+  the staging folders no live download holds (tests/reliability/test_faults.py,
+  test_download_killed_midway_leaves_no_partial_file_for_long).
 
 Mirrors are the URL prefixes of ``DEFAULT_MIRRORS``, or those of the ``MNIST_MIRRORS`` environment
-variable (comma-separated; ``file:///some/folder/`` prefixes work too). Files go to the per-user
-cache, ``$XDG_CACHE_HOME/mnist-digits`` (default ``~/.cache/mnist-digits``), unless told otherwise.
+variable (comma-separated). Files go to the per-user cache, ``$XDG_CACHE_HOME/mnist-digits`` (default
+``~/.cache/mnist-digits``), unless told otherwise.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
-import http.client
 import logging
 import os
+import re
+import shutil
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, TextIO
+
+import pooch
+import requests
+from tqdm import tqdm
 
 from training.mnist_files import FIX_HINT, MNIST_SHA256, MNIST_SIZES, DataError, missing_files, verify_present
 
 try:
     import fcntl
-except ImportError:  # Windows: temporary files of killed downloads are then left in place
+except ImportError:  # Windows: staging folders of killed downloads are then left in place
     fcntl = None
 
 log = logging.getLogger(__name__)
+pooch.get_logger().setLevel(logging.WARNING)  # its "Downloading data from..." names the staging folder
 
 #: URL prefixes tried in turn; each must serve the four files under their canonical names.
 DEFAULT_MIRRORS: tuple[str, ...] = (
@@ -47,7 +59,7 @@ CACHE_SUBDIR = "mnist-digits"
 #: Seconds allowed for connecting and for each read of a download (not for the whole transfer).
 DEFAULT_TIMEOUT_S = 30.0
 _CHUNK_BYTES = 1 << 16
-_USER_AGENT = "mnist-digits/0.1 (python urllib)"
+_USER_AGENT = "mnist-digits/0.1 (pooch)"
 
 
 class DownloadError(DataError):
@@ -57,8 +69,6 @@ class DownloadError(DataError):
 # --------------------------------------------------------------------------------------------
 # Where from, where to
 # --------------------------------------------------------------------------------------------
-
-
 def mnist_cache_dir() -> Path:
     """The per-user download cache: ``$XDG_CACHE_HOME/mnist-digits`` or ``~/.cache/mnist-digits``.
 
@@ -81,39 +91,22 @@ def resolve_mirrors(mirrors: Iterable[str] | None = None) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Completing a folder
+# Completing a folder: the mirror loop
 # --------------------------------------------------------------------------------------------
-
-
-def download_mnist(
-    dest_dir: str | os.PathLike[str] | None = None,
-    *,
-    mirrors: Iterable[str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    progress: bool | None = None,
-) -> Path:
+def download_mnist(dest_dir: str | os.PathLike[str] | None = None, *, mirrors: Iterable[str] | None = None,
+                   timeout: float = DEFAULT_TIMEOUT_S, progress: bool | None = None) -> Path:
     """Download whichever of the four files ``dest_dir`` (default: the cache) lacks; return it.
 
-    Mirrors are tried in turn for each file (see ``resolve_mirrors``); a mirror that cannot be
-    reached is not tried again for the remaining files. ``timeout`` bounds the connection and
-    each read, in seconds. ``progress`` shows a bar on stderr; by default only when stderr is a
-    terminal. Files already present are verified, not downloaded again. Only files whose size
-    and SHA-256 are right ever get their final name. Raises DataError listing every URL tried
-    and why it failed if some file could not be obtained.
+    ``progress`` shows a bar on stderr; by default only when stderr is a terminal. Files already
+    present are verified, not downloaded again. See ``complete_folder``.
     """
     dest = Path(dest_dir) if dest_dir is not None else mnist_cache_dir()
     return complete_folder(dest, mirrors=mirrors, timeout=timeout, progress=progress)
 
 
-def complete_folder(
-    folder: Path,
-    searched: Sequence[str] = (),
-    *,
-    label: str = "the folder",
-    mirrors: Iterable[str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    progress: bool | None = None,
-) -> Path:
+def complete_folder(folder: Path, searched: Sequence[str] = (), *, label: str = "the folder",
+                    mirrors: Iterable[str] | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                    progress: bool | None = None) -> Path:
     """Verify the MNIST files ``folder`` holds, download the ones it lacks, and return ``folder``.
 
     A file present with the wrong sum raises DataError at once (it is never replaced). If some
@@ -130,10 +123,8 @@ def complete_folder(
     return folder
 
 
-def _download_files(
-    dest: Path, names: Sequence[str], mirrors: Sequence[str], timeout: float,
-    progress: bool | None,
-) -> list[str]:
+def _download_files(dest: Path, names: Sequence[str], mirrors: Sequence[str], timeout: float,
+                    progress: bool | None) -> list[str]:
     """Download each name into dest; return the description of every failed attempt."""
     if not names:
         return []
@@ -152,9 +143,8 @@ def _download_files(
     return failures if missing_files(dest) else []
 
 
-def _download_from_mirrors(
-    dest: Path, mirrors: Sequence[str], unreachable: dict[str, str], timeout: float, progress: bool,
-) -> list[str]:
+def _download_from_mirrors(dest: Path, mirrors: Sequence[str], unreachable: dict[str, str], timeout: float,
+                           progress: bool) -> list[str]:
     """Try each mirror in turn for ``dest``'s file until one works; return the failed attempts.
     Mirrors found unreachable are added to ``unreachable`` and skipped from then on."""
     failures = []
@@ -169,199 +159,133 @@ def _download_from_mirrors(
             return failures
         except DownloadError as exc:
             failures.append(f"{url}: {exc}")
-            if _is_unreachable(exc):
-                unreachable[mirror] = str(exc)
+            if isinstance(exc.__cause__, (requests.ConnectionError, requests.Timeout)):
+                unreachable[mirror] = str(exc)  # refused, unknown, or stopped answering: not asked again
                 log.info("MNIST mirror unreachable: %s: %s", url, exc)
             else:
                 log.warning("MNIST download failed: %s: %s", url, exc)
     return failures
 
 
-def _is_unreachable(exc: DownloadError) -> bool:
-    """Whether the attempt failed to reach the server at all (as opposed to an HTTP error or bad data)."""
-    cause = exc.__cause__
-    if isinstance(cause, urllib.error.HTTPError):
-        return False
-    if isinstance(cause, urllib.error.URLError):
-        return True
-    return isinstance(cause, (TimeoutError, ConnectionError))
-
-
 # --------------------------------------------------------------------------------------------
 # One file
 # --------------------------------------------------------------------------------------------
-
-
-def download_file(
-    url: str,
-    dest: str | os.PathLike[str],
-    expected_sha256: str,
-    *,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    expected_size: int | None = None,
-    progress: bool = False,
-) -> None:
-    """Download url to dest atomically: via a temporary file in dest's folder, renamed only
-    once the size and SHA-256 are right. On any failure the temporary file is deleted and
-    DownloadError, whose message is the reason, is raised (the destination is left untouched).
-    """
+def download_file(url: str, dest: str | os.PathLike[str], expected_sha256: str, *,
+                  timeout: float = DEFAULT_TIMEOUT_S, expected_size: int | None = None,
+                  progress: bool = False) -> None:
+    """Download ``url`` to ``dest`` with ``pooch.retrieve``, in a locked staging folder beside it, and
+    rename it into place only once its size and SHA-256 are right. On any failure the staging folder
+    is deleted and DownloadError, whose message is the reason, is raised (``dest`` is left untouched)."""
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned_parts(dest)
-        handle = _locked_part_file(dest)
+        _remove_abandoned_staging(dest)
+        staging, lock = _locked_staging_folder(dest)
     except OSError as exc:
         raise DownloadError(f"cannot write to the folder {dest.parent} ({exc})") from exc
-    tmp_path = Path(handle.name)
+    downloader = _CheckedDownloader(timeout, expected_sha256, expected_size, progress, dest.name)
     try:
-        with handle:  # renamed while still open: the lock holds until the file has its name
-            actual = _fetch(url, handle, timeout, expected_size, progress, dest.name)
-            handle.flush()
-            os.fsync(handle.fileno())
-            if actual != expected_sha256:
-                raise DownloadError(
-                    f"wrong SHA-256 checksum (expected {expected_sha256}, got {actual}); discarded"
-                )
-            os.replace(tmp_path, dest)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def _locked_part_file(dest: Path) -> IO[bytes]:
-    """A new hidden ``.NAME.*.part`` file next to dest, exclusively locked while this process lives
-    (the kernel drops the lock when it dies, however it dies), so another run can tell a download in
-    progress from one abandoned by a killed process."""
-    for _ in range(3):
-        handle = tempfile.NamedTemporaryFile(
-            dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False
-        )
-        if fcntl is None:
-            return handle
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:  # still ours? (another run may have taken it for abandoned before the lock)
-            if os.path.samestat(os.fstat(handle.fileno()), os.stat(handle.name)):
-                return handle
-        except FileNotFoundError:
-            pass
-        handle.close()
-    raise OSError(f"could not create a temporary file for {dest.name}")
-
-
-def _remove_abandoned_parts(dest: Path) -> None:
-    """Delete temporary ``.NAME.*.part`` files of dest that no live download holds locked: what a
-    download killed midway (SIGKILL, out of memory, power loss) left behind."""
-    if fcntl is None:
-        return
-    for part in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
-        try:
-            with open(part, "rb") as probe:
-                fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                part.unlink()
-                log.info("removed %s, left by an interrupted download", part)
-        except (BlockingIOError, FileNotFoundError):
-            continue  # a download in progress, or already gone
-
-
-def _fetch(
-    url: str, out: IO[bytes], timeout: float, expected_size: int | None, progress: bool,
-    label: str,
-) -> str:
-    """Stream url into out; return the hex SHA-256 of what was received. Every failure (HTTP
-    error, no connection, timeout, wrong size, connection closed early) is a DownloadError."""
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            total = _content_length(response)
-            if expected_size is not None and total is not None and total != expected_size:
-                raise DownloadError(
-                    f"wrong size: {total} bytes announced, {expected_size} expected")
-            log.info("Downloading %s", url)
-            bar = _ProgressBar(label, total, sys.stderr) if progress else None
-            received, sha256 = _copy_body(response, out, expected_size, bar)
+        fetched = pooch.retrieve(url, known_hash=f"sha256:{expected_sha256}", fname=dest.name, path=staging,
+                                 downloader=downloader)
+        os.replace(fetched, dest)  # while still locked: the staging folder is not abandoned yet
     except DownloadError:
         raise
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"HTTP {exc.code} {exc.reason}") from exc
-    except urllib.error.URLError as exc:
-        raise DownloadError(f"cannot connect ({exc.reason})") from exc
-    except (TimeoutError, OSError, http.client.HTTPException, ValueError) as exc:
-        raise DownloadError(f"{type(exc).__name__}: {exc or 'no details'}") from exc
-    if total is not None and received < total:
-        raise DownloadError(f"connection closed early, after {received} of {total} bytes")
-    if expected_size is not None and received != expected_size:
-        raise DownloadError(f"truncated: received {received} of {expected_size} bytes")
-    return sha256
-
-
-def _copy_body(
-    response: http.client.HTTPResponse, out: IO[bytes], expected_size: int | None,
-    bar: _ProgressBar | None,
-) -> tuple[int, str]:
-    """Copy the response body into out in chunks; return (bytes received, their hex SHA-256).
-    Stops with DownloadError as soon as more than ``expected_size`` bytes arrive."""
-    digest = hashlib.sha256()
-    received = 0
-    try:
-        while chunk := response.read(_CHUNK_BYTES):
-            received += len(chunk)
-            if expected_size is not None and received > expected_size:
-                raise DownloadError(f"wrong size: more than {expected_size} bytes sent")
-            out.write(chunk)
-            digest.update(chunk)
-            if bar:
-                bar.update(received)
-    except http.client.IncompleteRead as exc:
-        raise DownloadError(
-            f"connection closed early, after {received + len(exc.partial)} bytes") from exc
+    except requests.HTTPError as exc:
+        raise DownloadError(f"HTTP {exc.response.status_code} {exc.response.reason}") from exc
+    except (requests.RequestException, OSError, ValueError) as exc:
+        raise DownloadError(downloader.reason(exc)) from exc
     finally:
-        if bar:
-            bar.close()
-    return received, digest.hexdigest()
+        shutil.rmtree(staging, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
 
 
-def _content_length(response: http.client.HTTPResponse) -> int | None:
-    """The Content-Length header as an int, or None if absent or not a number."""
-    value = response.headers.get("Content-Length")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
+class _CheckedDownloader:
+    """pooch's ``HTTPDownloader`` writing through a counter: the size is checked as the bytes arrive
+    and the SHA-256 at the end, each failure raised as a DownloadError that says which and by how much
+    (pooch then checks the checksum once more before it moves the file)."""
+
+    def __init__(self, timeout: float, expected_sha256: str, expected_size: int | None, progress: bool, label: str):
+        self.expected_sha256, self.expected_size, self.timeout = expected_sha256, expected_size, timeout
+        # tqdm is true only with a total (pooch then sets the announced one): the expected size, else no bar
+        self.progress = (tqdm(desc=label, total=expected_size, unit="B", unit_scale=True, file=sys.stderr)
+                         if progress and expected_size else None)
+        self.http = pooch.HTTPDownloader(progressbar=self.progress or False, chunk_size=_CHUNK_BYTES,
+                                         timeout=timeout, headers={"User-Agent": _USER_AGENT})
+        self.received, self.digest = 0, hashlib.sha256()
+
+    def __call__(self, url: str, output_file: str, pooch_instance) -> None:
+        with open(output_file, "w+b") as out:
+            self.out = out
+            try:
+                self.http(url, self, pooch_instance)
+            finally:
+                if self.progress is not None:
+                    self.progress.close()
+        if self.expected_size is not None and self.received != self.expected_size:
+            raise DownloadError(f"truncated: received {self.received} of {self.expected_size} bytes")
+        actual = self.digest.hexdigest()
+        if actual != self.expected_sha256:
+            raise DownloadError(f"wrong SHA-256 checksum (expected {self.expected_sha256}, got {actual}); discarded")
+
+    def write(self, chunk: bytes) -> None:
+        """Called by ``HTTPDownloader`` for each chunk of the body."""
+        self.received += len(chunk)
+        if self.expected_size is not None and self.received > self.expected_size:
+            raise DownloadError(f"wrong size: more than {self.expected_size} bytes sent")
+        self.digest.update(chunk)
+        self.out.write(chunk)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def reason(self, exc: Exception) -> str:
+        """One line for a failed transfer: closed early, timed out, refused (the OS's words), or the error."""
+        text = str(exc)
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in text:
+            return f"connection closed early, after {self.received} bytes"
+        if isinstance(exc, requests.Timeout) or "timed out" in text.lower():
+            return f"timed out (nothing received for {self.timeout:g} s)"
+        if isinstance(exc, requests.ConnectionError):
+            found = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+            return f"cannot connect ({found[0] if found else text})"
+        return f"{type(exc).__name__}: {text or 'no details'}"
 
 
-class _ProgressBar:
-    """A one-line ``\\r`` progress bar, redrawn at most ten times a second."""
-
-    WIDTH = 30
-
-    def __init__(self, label: str, total: int | None, stream: TextIO) -> None:
-        self.label, self.total, self.stream = label, total, stream
-        self.last_draw = 0.0
-        self.done = 0
-
-    def update(self, done: int) -> None:
-        self.done = done
-        now = time.monotonic()
-        if now - self.last_draw >= 0.1:
-            self.last_draw = now
-            self._draw()
-
-    def close(self) -> None:
-        self._draw()
-        self.stream.write("\n")
-        self.stream.flush()
-
-    def _draw(self) -> None:
-        if self.total:
-            fraction = min(self.done / self.total, 1.0)
-            filled = int(fraction * self.WIDTH)
-            bar = "#" * filled + "." * (self.WIDTH - filled)
-            text = f"{self.label} [{bar}] {fraction:4.0%} {_size(self.done)} / {_size(self.total)}"
-        else:
-            text = f"{self.label} {_size(self.done)}"
-        self.stream.write("\r" + text)
-        self.stream.flush()
+def _locked_staging_folder(dest: Path) -> tuple[Path, int | None]:
+    """A new ``.NAME.XXXXXXXX.part`` folder beside dest and a descriptor holding an exclusive lock on it
+    while this process lives, so that another run can tell a download in progress from one abandoned
+    by a killed process."""
+    for _ in range(3):
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"))
+        if fcntl is None:
+            return staging, None
+        lock = os.open(staging, os.O_RDONLY)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:  # still ours? (another run may have taken it for abandoned before the lock)
+            if os.path.samestat(os.fstat(lock), os.stat(staging)):
+                return staging, lock
+        except FileNotFoundError:
+            pass
+        os.close(lock)
+    raise OSError(f"could not create a staging folder for {dest.name}")
 
 
-def _size(n_bytes: int) -> str:
-    """A byte count for people: ``1.6 MB`` or ``28.9 kB``."""
-    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e6 else f"{n_bytes / 1e3:.1f} kB"
+def _remove_abandoned_staging(dest: Path) -> None:
+    """Delete the staging folders of dest (``.NAME.*.part``) that no live download holds locked: what a
+    download killed midway left behind."""
+    if fcntl is None:
+        return
+    for staging in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+        try:
+            probe = os.open(staging, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(staging, ignore_errors=True)
+            log.info("removed %s, left by an interrupted download", staging)
+        except BlockingIOError:
+            continue  # a download in progress
+        finally:
+            os.close(probe)

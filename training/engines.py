@@ -1,7 +1,11 @@
-"""The two training engines behind ``train.py``: one loop drives the Keras mirror and the NumPy network.
+"""The engines ``train.py`` drives besides ``training.distributed.DistributedEngine``: Keras's ``fit``
+(the torch and JAX backends) and the NumPy network; and what every Keras engine builds its model from.
 
-Both take the same epochs of data and give the same things back: the epoch's logs, the learning rate,
-a checkpoint file, and a Keras model of probabilities to evaluate and export.
+Every engine takes the same epochs of data and gives the same things back: the epoch's logs, the
+learning rate, a checkpoint file, and a Keras model of probabilities to evaluate and export. On the
+TensorFlow backend the Keras mirror trains through ``DistributedEngine`` under every strategy, the
+default one (one device) included: ``train.py``'s docstring says why, and ``bench/training_loop.py``
+measures it against ``fit``.
 """
 
 from __future__ import annotations
@@ -30,13 +34,6 @@ def make_reproducible(seed: int) -> None:
     backends.make_reproducible(seed)
 
 
-def make_engine(args, steps_per_epoch: int, checkpoint: Path | None = None):
-    """The engine of ``args.engine``; a Keras engine starts from ``checkpoint`` if one is given."""
-    if args.engine == "keras":
-        return KerasEngine(args, steps_per_epoch, checkpoint)
-    return NumpyEngine(args, steps_per_epoch)
-
-
 def keras_optimizer(args, steps_per_epoch: int, **optimizer_kwargs):
     """Our Keras optimizer of ``args`` at ``--learning-rate``, with cosine decay over all
     ``epochs * steps_per_epoch`` steps if asked (``optimizer_kwargs`` go to the optimizer)."""
@@ -46,8 +43,17 @@ def keras_optimizer(args, steps_per_epoch: int, **optimizer_kwargs):
     return get_keras_optimizer(args.optimizer, learning_rate=learning_rate, **optimizer_kwargs)
 
 
+def new_trainer(args, steps_per_epoch: int, jit_compile: bool = False, **optimizer_kwargs) -> keras.Model:
+    """A freshly initialised logits model (``--sizes``, ``--activation``, ``--seed``) compiled with the
+    loss and optimizer of ``args`` (``keras_optimizer``); ``jit_compile`` is ``fit``'s."""
+    return compile_for_training(build_model(args.sizes, args.activation, args.seed),
+                                keras_optimizer(args, steps_per_epoch, **optimizer_kwargs), loss=args.loss,
+                                jit_compile=jit_compile)
+
+
 class KerasEngine:
-    """``ScratchDense`` layers trained through their logits with our Keras optimizer.
+    """``ScratchDense`` layers trained through their logits with our Keras optimizer, by Keras's ``fit``:
+    the loop of the torch and JAX backends, where there is no ``tf.distribute``.
 
     The engine interface (``NumpyEngine`` has the same): ``train_epoch`` trains one epoch and returns
     its logs (loss, accuracy and, with a validation set, val_loss and val_accuracy); ``learning_rate``
@@ -60,15 +66,8 @@ class KerasEngine:
         self.steps_per_epoch = steps_per_epoch
         if checkpoint is not None:  # model, compiled loss and optimizer state, as they were
             self.trainer = keras.saving.load_model(checkpoint)
-        else:
-            self.trainer = self._new_trainer(args, steps_per_epoch)
-
-    @staticmethod
-    def _new_trainer(args, steps_per_epoch: int) -> keras.Model:
-        """A freshly initialised logits model compiled with the loss and optimizer of ``args``."""
-        jit_compile = backends.jit_compile(keras.backend.backend(), args.jit)  # always XLA on JAX
-        return compile_for_training(build_model(args.sizes, args.activation, args.seed),
-                                    keras_optimizer(args, steps_per_epoch), loss=args.loss, jit_compile=jit_compile)
+        else:  # always XLA on JAX
+            self.trainer = new_trainer(args, steps_per_epoch, backends.jit_compile(keras.backend.backend(), args.jit))
 
     def train_epoch(self, x, y, validation, epoch: int) -> dict:
         """One pass over ``(x, y)`` in order (the caller shuffles), with Keras's progress bar."""
@@ -96,11 +95,12 @@ class KerasEngine:
 class NumpyEngine:
     """``NumpyNetwork`` with a NumPy optimizer; exported by copying its weights into the Keras model.
 
-    It trains on one BLAS thread (``BLAS_THREADS``, for the whole process): the other core prepares the next epoch's augmented
-    data (``training.augment.EpochPrefetcher``). With OpenBLAS's default of one thread per core, its
-    threads spin waiting for a core that the augmentation or another process holds: measured on 2 cores
-    beside another training process, 2.6-6.2 s per epoch with 2 threads against 0.3-0.7 s with one (0.3 s
-    with 2 threads on an idle machine). One thread also makes the result independent of the core count.
+    It trains on one BLAS thread (``BLAS_THREADS``, for the whole process): the other core prepares the
+    next epoch's augmented data (``training.augment.EpochPrefetcher``). With OpenBLAS's default of one
+    thread per core, its threads spin waiting for a core that the augmentation or another process
+    holds, and an epoch takes several times longer; with one thread it does not (``python -m
+    bench.numpy_training --threads 1`` and ``--threads 2`` beside another busy process show it). One
+    thread also makes the result independent of the core count.
     """
 
     def __init__(self, args, steps_per_epoch: int):

@@ -1,4 +1,4 @@
-"""Keras's progress bar for a run that calls ``fit`` once per epoch (so the numbering is the run's)."""
+"""Keras's progress bar for a run that trains one epoch per call (so the numbering is the run's)."""
 
 import sys
 
@@ -7,7 +7,9 @@ import keras
 
 class EpochProgress(keras.callbacks.Callback):
     """Prints ``Epoch e/E`` and a ``keras.utils.Progbar`` over the epoch's steps: live on a terminal,
-    one line per epoch otherwise (logs, CI)."""
+    one line per epoch otherwise (logs, CI). A callback of ``fit``; ``DistributedEngine`` calls the same
+    three methods itself, without per-step figures (reading them each step would cost a
+    synchronisation of every replica)."""
 
     def __init__(self, epoch: int, epochs: int, steps: int):
         super().__init__()
@@ -21,7 +23,7 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.live:
-            self.bar.update(batch + 1, [(k, float(logs[k])) for k in ("loss", "accuracy")])
+            self.bar.update(batch + 1, [(k, float(logs[k])) for k in ("loss", "accuracy") if k in (logs or {})])
 
     def on_epoch_end(self, epoch, logs=None):
         self.bar.update(self.steps, [(k, float(v)) for k, v in (logs or {}).items()], finalize=True)

@@ -9,10 +9,20 @@
     python training/train.py --strategy mirrored --replicas 2          # data parallel, docs/distributed.md
     MNIST_DATA_DIR=/path/to/mnist-idx-files python training/train.py   # offline machine
 
-Defaults (60 epochs, batch 256, Adam at 3e-3 with cosine decay, elastic distortions of alpha 34 and
+Defaults: 60 epochs, batch 256, Adam at 3e-3 with cosine decay, elastic distortions of alpha 34 and
 sigma 5 prepared in a background thread, 10 % of the training set held out for validation; chosen on
-the validation split) reach 99.15-99.20 % test accuracy (seeds 0-2) in about 90 seconds on 2 CPU cores.
-The test set is used once, at the end; nothing is selected on it.
+the validation split (the README's Training section has what they reach). The test set is used once,
+at the end; nothing is selected on it.
+
+Every run is one sequence, ``main`` -> ``run``, nanoGPT-style: load data -> start or resume -> epochs ->
+evaluate and report -> calibrate -> export -> metrics.json and summary, whatever the engine and strategy. Its two
+flags: the engine (``make_engine``), and ``role.chief`` (``training/distributed.py``'s ``Role``):
+always true but for the workers of a multi-worker run other than the chief, which train and write
+nothing. On the TensorFlow backend the Keras engine is ``DistributedEngine`` under every strategy,
+TensorFlow's default strategy for one device: it gives ``fit``'s weights bit for bit and an epoch in
+less time (``bench/training_loop.py`` measures the two side by side), so one device needs no loop of
+its own. ``fit`` (``KerasEngine``) trains on torch and JAX, which have no ``tf.distribute``; the NumPy
+engine trains the NumPy network.
 
 A run writes, in ``--run-dir`` (default ``runs/<UTC timestamp>``): ``args.json``, ``history.csv``,
 ``metrics.json``, ``training_curves.png``, ``confusion_matrix.png``, ``misclassified.png`` (the test
@@ -32,7 +42,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -43,14 +52,15 @@ import numpy as np
 from training.arguments import fail, parse_args
 from training.atomic import write_json_atomic
 from training.augment import Augmentation, EpochPrefetcher, examples
+from training.checkpoints import checkpoint_path, resume_point
 from training.data import load_dataset, train_validation_split
 from training.mnist_files import DataError
 from training.report import (plot_augmentation, plot_confusion_matrix, plot_misclassified, plot_training_curves,
-                             read_history_csv, write_history_csv)
+                             write_history_csv)
 
 # TensorFlow takes seconds to import, and reads TF_CPP_MIN_LOG_LEVEL when it does: the modules that use
-# it (engines, evaluation, provenance, export) are imported inside the steps that need them, after the
-# arguments are checked, so that --help and bad arguments answer at once.
+# it (distributed, workers, engines, evaluation, provenance, export) are imported inside the steps that
+# need them, after the arguments are checked, so that --help and bad arguments answer at once.
 SUMMARY = __doc__.split("\n\n")[0]  # also the description shown by --help
 SCALARS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")  # per epoch, to TensorBoard
 AUGMENTATION_EXAMPLES = 23  # augmentation.png: the digit and 23 variants, a 4 x 6 grid
@@ -60,20 +70,42 @@ def main(argv=None) -> int:
     """Train, evaluate and export as the module docstring says; return the exit status."""
     args = parse_args(argv, description=SUMMARY)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide TF's C++ start-up banner and tf.data notices
-    if args.strategy != "none":  # the same steps over a tf.distribute strategy: training/distributed.py
-        from training.distributed import run
+    # TensorFlow: imported after the arguments are checked (see the note at the imports)
+    from training.distributed import SetupError, start_role
+    from training.workers import exit_if_a_worker_is_lost
 
-        return run(args)
     try:
+        role = start_role(args)  # first: a strategy's devices must be set before TensorFlow initialises
         data = load_data(args)
-    except DataError as exc:
+    except (SetupError, DataError) as exc:
         return fail(str(exc), status=2)
-    engine, start_epoch, rows = start_or_resume(args, data)
-    train_epochs(args, engine, data, start_epoch, rows)
+    with exit_if_a_worker_is_lost(role, args.run_dir):
+        return run(args, role, data)
+
+
+def run(args, role, data: "Data") -> int:
+    """Start or resume, train the epochs; then, on the chief, evaluate and report, calibrate, export
+    (unless ``--no-export``), write metrics.json and print the summary. The exit status: 2 if the engine is
+    refused (nothing written), 1 if the export failed its check."""
+    from training.distributed import ClippingRefused, SetupError, describe
+
+    description = describe(args, role, len(data.fit[1])) if args.strategy != "none" else None
+    try:
+        engine, start_epoch, rows = start_or_resume(args, role, data, description)
+    except (ClippingRefused, SetupError) as exc:
+        return fail(str(exc), status=2)
+    train_epochs(args, role, engine, data, start_epoch, rows)
+    if not role.chief:
+        print(f"{role.name}: trained to epoch {args.epochs}; the chief ({role.cluster.name(0)}) writes the run "
+              "files and the export")
+        return 0
     model = engine.probabilities_model()
     metrics = evaluate_and_report(args, model, data, rows)
+    if description is not None:
+        metrics["distributed"] = {key: value for key, value in description.items() if key != "text"}
+    served = calibrate(model, data, metrics)
     if not args.no_export:
-        exported = export(args, model, data, metrics)
+        exported = export(args, served, data, metrics)
         if exported is None:
             return 1  # the reloaded export failed its check (said on stderr): nothing was exported
         metrics["export"] = exported
@@ -111,33 +143,47 @@ def load_data(args) -> Data:
 # =============================================================================
 # 2. Start or resume
 # =============================================================================
-def start_or_resume(args, data: Data):
-    """Seed everything and build the engine: a new run saves its ``args.json``; a resumed one restarts
-    from its latest checkpoint and keeps the history rows up to it (a row written after that checkpoint
-    is dropped, its epoch trained again). Returns ``(engine, epochs already done, history rows)``."""
+def start_or_resume(args, role, data: Data, description: dict | None):
+    """Seed everything and build the engine (a resumed run's from its latest checkpoint; in a cluster,
+    the workers' agreement checked); only then does the chief write: its ``checkpoints/`` folder and,
+    for a new run, ``args.json``. Returns ``(engine, epochs already done, history rows)``; the history
+    rows are the chief's only (it alone writes history.csv). Raises ``ClippingRefused`` or ``SetupError``
+    (naming the checkpoint) with nothing written."""
     # TensorFlow: imported after the arguments are checked (see the note at the imports)
-    from training.engines import make_engine, make_reproducible
+    from training.distributed import ClippingRefused, SetupError
+    from training.engines import make_reproducible
+    from training.workers import check_agreement
 
     make_reproducible(args.seed)
-    (args.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     start_epoch, checkpoint, rows = resume_point(args)
+    try:
+        engine = make_engine(args, role, steps_per_epoch(args, data), checkpoint)
+        if role.cluster is not None:
+            check_agreement(role, args, data, start_epoch)
+    except (ClippingRefused, SetupError) as exc:
+        raise type(exc)(f"{exc}{f' (checkpoint {checkpoint})' if checkpoint else ''}") from None
+    if role.chief:
+        (args.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if not args.resume:
+            write_json_atomic(args.run_dir / "args.json", vars(args))
     if args.resume:
         print(f"Resuming {args.run_dir} after epoch {start_epoch} of {args.epochs}")
-    else:
-        write_json_atomic(args.run_dir / "args.json", vars(args))
-    engine = make_engine(args, steps_per_epoch(args, data), checkpoint)
     print_plan(args, data)
-    return engine, start_epoch, rows
+    if description is not None:
+        print(description["text"], flush=True)
+    return engine, start_epoch, rows if role.chief else []
 
 
-def resume_point(args) -> tuple[int, Path | None, list[dict]]:
-    """``(epochs done, checkpoint, history rows)``: ``(0, None, [])`` for a new run; with ``--resume``,
-    the run's latest checkpoint and its history rows up to that epoch."""
-    if not args.resume:
-        return 0, None, []
-    start_epoch, checkpoint = latest_checkpoint(args.run_dir / "checkpoints")
-    rows = [row for row in read_history_csv(args.run_dir / "history.csv") if row["epoch"] <= start_epoch]
-    return start_epoch, checkpoint, rows
+def make_engine(args, role, steps: int, checkpoint: Path | None):
+    """The engine of this run: the NumPy network; on TensorFlow, ``DistributedEngine`` over the role's
+    strategy (the default one for one device); on torch and JAX, Keras's ``fit`` (``KerasEngine``)."""
+    from training import distributed, engines
+
+    if args.engine == "numpy":
+        return engines.NumpyEngine(args, steps)
+    if role.strategy is None:
+        return engines.KerasEngine(args, steps, checkpoint)
+    return distributed.make_engine(args, role.strategy, steps, checkpoint)
 
 
 def print_plan(args, data: Data) -> None:
@@ -155,32 +201,21 @@ def steps_per_epoch(args, data: Data) -> int:
     return math.ceil(len(data.fit[1]) / args.batch_size)
 
 
-def checkpoint_path(folder: Path, epoch: int) -> Path:
-    """``folder/epoch-NNN.keras``: the model and optimizer state after ``epoch`` (1-based) epochs."""
-    return folder / f"epoch-{epoch:03d}.keras"
-
-
-def latest_checkpoint(folder: Path) -> tuple[int, Path | None]:
-    """``(epoch, path)`` of the highest-numbered ``epoch-N.keras`` in ``folder`` (numerically: 1000 after
-    999), or ``(0, None)`` if there is none."""
-    saved = [(int(match[1]), path) for path in folder.glob("epoch-*.keras")
-             if (match := re.fullmatch(r"epoch-(\d+)\.keras", path.name))]
-    return max(saved, default=(0, None))
-
-
 # =============================================================================
 # 3. Train epochs
 # =============================================================================
-def train_epochs(args, engine, data: Data, start_epoch: int, rows: list[dict]) -> None:
-    """Train from ``start_epoch`` to ``--epochs`` (each epoch's data from ``epoch_prefetcher``), recording
-    each epoch as it ends (``record_epoch``)."""
+def train_epochs(args, role, engine, data: Data, start_epoch: int, rows: list[dict]) -> None:
+    """Train from ``start_epoch`` to ``--epochs`` (each epoch's data from ``epoch_prefetcher``); the
+    chief records each epoch as it ends (``record_epoch``)."""
     # TensorFlow: imported after the arguments are checked (see the note at the imports)
     import tensorflow as tf
 
-    tensorboard = tf.summary.create_file_writer(str(args.run_dir / "tensorboard"))
+    tensorboard = tf.summary.create_file_writer(str(args.run_dir / "tensorboard")) if role.chief else None
     with epoch_prefetcher(args, data) as prefetcher:
         for epoch in range(start_epoch, args.epochs):
-            record_epoch(args, engine, rows, train_one_epoch(args, engine, data, epoch, prefetcher), tensorboard)
+            row = train_one_epoch(args, engine, data, epoch, prefetcher)
+            if role.chief:
+                record_epoch(args, engine, rows, row, tensorboard)
 
 
 def epoch_prefetcher(args, data: Data) -> EpochPrefetcher:
@@ -262,14 +297,27 @@ def total(rows: list[dict], key: str) -> float:
 
 
 # =============================================================================
-# 5. Export
+# 5. Calibrate (temperature scaling on the validation split: training/calibration.py)
+# =============================================================================
+def calibrate(model, data: Data, metrics: dict):
+    """Fit the temperature ``T`` on the validation split (1 without one), record it and the test set's
+    calibration error before and after in ``metrics["calibration"]``, and return the model to export:
+    ``model`` with ``softmax(logits / T)`` as its probabilities (the same classes)."""
+    from training.calibration import calibrated_model, calibrate as fit_and_measure
+
+    metrics["calibration"] = fit_and_measure(model, data.validation, data.test)
+    return calibrated_model(model, metrics["calibration"]["temperature"])
+
+
+# =============================================================================
+# 6. Export
 # =============================================================================
 def export(args, model, data: Data, metrics: dict) -> dict | None:
-    """Export ``model`` as the next version under ``--export-dir``, once the reloaded SavedModel is
-    checked to predict what ``model`` predicts on the test images. Returns ``{"path", "version"}``, or
-    None after printing why if that check failed (then nothing is exported). On torch and JAX a
-    TensorFlow subprocess writes it (``training/export_keras.py``), checked against this backend's
-    probabilities."""
+    """Export ``model`` (the calibrated one) as the next version under ``--export-dir``, once the
+    reloaded SavedModel is checked to predict what ``model`` predicts on the test images. Returns
+    ``{"path", "version"}``, or None after printing why if that check failed (then nothing is exported).
+    On torch and JAX a TensorFlow subprocess writes it (``training/export_keras.py``), checked against
+    this backend's probabilities."""
     from training.provenance import hyperparameters
 
     test = metrics["test"]
@@ -277,7 +325,8 @@ def export(args, model, data: Data, metrics: dict) -> dict | None:
                 "hyperparameters": hyperparameters(args), "dataset": metrics["dataset"],
                 "test_accuracy": test["accuracy"], "test_loss": test["loss"],
                 "per_class_accuracy": test["per_class_accuracy"], "versions": metrics["versions"],
-                "git_commit": metrics["git_commit"], "run_dir": str(args.run_dir), "backend": metrics["backend"]}
+                "git_commit": metrics["git_commit"], "run_dir": str(args.run_dir), "backend": metrics["backend"],
+                "calibration": metrics["calibration"]}
     if args.backend == "tensorflow":
         # TensorFlow: imported after the arguments are checked (see the note at the imports)
         from training.export import ExportVerificationError as ExportFailed, export_model, verify_export
@@ -298,10 +347,13 @@ def export(args, model, data: Data, metrics: dict) -> dict | None:
 
 
 # =============================================================================
-# 6. Summary
+# 7. Summary
 # =============================================================================
 def print_summary(args, metrics: dict) -> None:
-    """The run's results in a few lines: test accuracy and loss, per class, time, where the files are."""
+    """The run's results in a few lines: test accuracy and loss, per class, time, calibration, where the
+    files are."""
+    from training.calibration import summary_line
+
     test = metrics["test"]
     print(f"\nTest accuracy {test['accuracy']:.2%}   test loss {test['loss']:.4f}   "
           f"({test['images']} images, {args.dataset})")
@@ -310,6 +362,7 @@ def print_summary(args, metrics: dict) -> None:
     print(f"Training time {metrics['training_seconds']:.1f} s for {metrics['epochs_completed']} epochs "
           f"(Keras backend {metrics['backend']['name']} {metrics['backend']['version']}); augmentation "
           f"{metrics['data_seconds']:.1f} s in a background thread, {metrics['data_wait_seconds']:.1f} s of it waited for")
+    print(summary_line(metrics["calibration"]))
     print(f"Run files      {args.run_dir}/ (history.csv, metrics.json, training_curves.png, confusion_matrix.png, "
           f"misclassified.png, augmentation.png, tensorboard/, checkpoints/)")
     if "export" in metrics:

@@ -17,7 +17,7 @@ from service.contract import list_versions, next_version
 from tests.conftest import REPO, mnist_dir
 from training.arguments import RESUMABLE, build_parser
 from training.data import load_digits_28
-from training.train import latest_checkpoint
+from training.checkpoints import latest_checkpoint
 
 TRAIN = [sys.executable, str(REPO / "training" / "train.py")]
 RUN_FILES = ("args.json", "history.csv", "metrics.json", "training_curves.png", "confusion_matrix.png",
@@ -81,6 +81,12 @@ def check_run(run_dir: Path, export_base: Path, epochs: int, x_test, y_test, tmp
     assert version_dir.parent == export_base and version_dir.name == str(metrics["export"]["version"])
     metadata = json.loads((version_dir / "assets.extra" / "metadata.json").read_text())
     assert metadata["version"] == metrics["export"]["version"]
+    calibration = metrics["calibration"]  # training/calibration.py: T fitted on the validation split
+    assert calibration["temperature"] > 0 and calibration["bins"] == 15
+    assert calibration["fitted_on_validation_images"] == metrics["dataset"]["validation"]
+    assert 0 <= calibration["test_ece_after"] <= 1 and 0 <= calibration["test_ece_before"] <= 1
+    assert calibration["validation_nll_after"] <= calibration["validation_nll_before"]
+    assert metadata["calibration"] == calibration
     assert metadata["test_accuracy"] == test["accuracy"]
     assert metadata["sizes"] == [784, 128, 64, 10]
     for key in ("created", "activation", "optimizer", "hyperparameters", "dataset", "per_class_accuracy", "versions"):
@@ -110,6 +116,21 @@ def test_digits_end_to_end_exports_a_verified_servable_model(tmp_path):
     metrics = check_run(run_dir, export_base, 4, x_test, y_test, tmp_path)
     assert metrics["test"]["accuracy"] > 0.8
     assert metrics["dataset"]["name"] == "digits"
+    calibration = metrics["calibration"]
+    assert (f"Calibration    temperature {calibration['temperature']:.3f} fitted on 144 validation images: test ECE "
+            f"{calibration['test_ece_before']:.2%} -> {calibration['test_ece_after']:.2%} (15 bins)") in result.stdout
+
+
+def test_without_a_validation_split_the_temperature_is_1_and_the_summary_says_so(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train("--dataset", "digits", "--epochs", 1, "--validation-fraction", 0, "--run-dir", run_dir,
+                       "--no-export")
+    assert result.returncode == 0, result.stderr[-3000:]
+    calibration = json.loads((run_dir / "metrics.json").read_text())["calibration"]
+    assert calibration["temperature"] == 1.0 and calibration["fitted_on_validation_images"] == 0
+    assert calibration["test_ece_after"] == calibration["test_ece_before"]
+    assert (f"Calibration    none: no validation split (--validation-fraction 0), so temperature 1; test ECE "
+            f"{calibration['test_ece_before']:.2%}") in result.stdout
 
 
 def test_mnist_slice_end_to_end_with_the_numpy_engine(tmp_path, mnist):
