@@ -1,0 +1,82 @@
+"""One gRPC call, start to end: raw bytes in, the servicer function in the Flask app's context, bytes out.
+
+Each method is registered with no deserializer (:func:`method_handler`), so a call is handled here whole:
+
+1. parse the request message ourselves: bytes that are no valid message are the client's mistake,
+   INVALID_ARGUMENT with protobuf's reason (gRPC's own deserializer would answer INTERNAL);
+2. run the servicer function (``tf_serving.py``, ``kserve.py``) inside ``app.app_context()``, so it
+   shares ``state()``, the checks and the messages of the HTTP routes; ``g.route_label`` and
+   ``g.protocol`` make ``record_predictions`` count under the method and ``grpc``;
+3. map a refusal to its gRPC status with ``service.errors.grpc_status`` (the one mapping of the
+   service's errors), anything unexpected to INTERNAL (logged with its traceback, the client sees
+   only the exception's type, as over HTTP);
+4. count the call in the metrics: route = the method's path, method ``POST``, status = the code's name.
+
+The function runs on the event loop's thread, as HTTP requests do (service/whole_requests.py): a
+prediction is short and holds the GIL anyway (``bench/peers.py``'s gRPC rows measure it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import grpc
+from flask import Flask, g
+from google.protobuf.message import DecodeError
+
+from ..errors import grpc_status
+from ..web import state
+
+log = logging.getLogger(__name__)
+
+
+def method_handler(app: Flask, route: str, request_type, function: Callable) -> grpc.RpcMethodHandler:
+    """A unary-unary handler of raw bytes running ``function(request) -> response message``."""
+    async def behavior(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        started = time.perf_counter()
+        code, message, body = "OK", "", b""
+        with app.app_context():
+            g.route_label, g.protocol = route, "grpc"
+            try:
+                body = function(_parse(request_type, raw)).SerializeToString()
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a dead call
+                code, message = _refusal(exc, route)
+            state().metrics.observe_request(route, "POST", code, time.perf_counter() - started, "grpc")
+        if code != "OK":
+            await context.abort(getattr(grpc.StatusCode, code), message)
+        return body
+
+    return grpc.unary_unary_rpc_method_handler(behavior)
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _parse(request_type, raw: bytes):
+    try:
+        return request_type.FromString(raw)
+    except DecodeError as exc:
+        raise _Malformed(f"the request is not a valid {request_type.DESCRIPTOR.full_name} message "
+                         f"(protobuf): {exc}") from None
+
+
+def _refusal(exc: Exception, route: str) -> tuple[str, str]:
+    """``(gRPC code name, message)`` for a failed call."""
+    if isinstance(exc, _Malformed):
+        return "INVALID_ARGUMENT", str(exc)
+    known = grpc_status(exc)
+    if known is not None:
+        return known
+    log.exception("unexpected error in gRPC call %s", route)
+    return "INTERNAL", f"internal server error ({type(exc).__name__}); it was logged"
+
+
+def generic_handlers(app: Flask, methods: dict) -> list[grpc.GenericRpcHandler]:
+    """gRPC handlers of ``{service: {method: (request message, function)}}``."""
+    return [grpc.method_handlers_generic_handler(service, {
+        name: method_handler(app, f"/{service}/{name}", request_type, function)
+        for name, (request_type, function) in service_methods.items()})
+        for service, service_methods in methods.items()]

@@ -1,0 +1,115 @@
+"""gRPC clients for the tests (and the container check): stubs from service/grpc_api/generated, requests
+built the way TensorFlow Serving's and KServe's clients build them, and waiting for a server's workers.
+
+The stubs are the modules the service itself serves with, generated from the same vendored protos as
+``tensorflow_serving.apis`` (tests/service/test_grpc_stubs.py compares their descriptors with the real
+package); ``grpc_clients.py`` runs the real ``tensorflow-serving-api`` and ``tritonclient`` packages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import grpc
+
+from service.grpc_api.generated import open_inference_grpc_pb2 as oip
+from service.grpc_api.generated import open_inference_grpc_pb2_grpc as oip_grpc
+from service.grpc_api.generated.tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                                                model_service_pb2_grpc, predict_pb2,
+                                                                prediction_service_pb2_grpc)
+
+GRPC_LISTENING = "[{pid}] INFO service.grpc_api.server: gRPC server listening on"  # one line per worker
+
+
+def channel(port: int) -> grpc.Channel:
+    """A channel of its own (a new TCP connection, so new channels spread over the workers)."""
+    return grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+def grpc_workers(server) -> set[int]:
+    """The live workers of a GunicornServer whose gRPC server is listening."""
+    log = server.log()
+    return {pid for pid in server.worker_pids() if GRPC_LISTENING.format(pid=pid) in log}
+
+
+def wait_for_grpc(server, workers: int = 2, timeout: float = 120) -> None:
+    server.wait_until(lambda: len(grpc_workers(server)) >= workers, timeout, f"{workers} gRPC servers listening")
+
+
+class Clients:
+    """The three services' stubs on one channel."""
+
+    def __init__(self, port: int):
+        self.channel = channel(port)
+        self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
+        self.inference = oip_grpc.GRPCInferenceServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def predict_request(images, name: str = "mnist", input_name: str = "pixels", **spec) -> predict_pb2.PredictRequest:
+    """``PredictRequest`` as TF Serving's docs build it: ``tf.make_tensor_proto`` of the images."""
+    import tensorflow as tf
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    for key, value in spec.items():
+        if key == "version":
+            request.model_spec.version.value = value
+        else:
+            setattr(request.model_spec, key, value)
+    request.inputs[input_name].CopyFrom(tf.make_tensor_proto(np.asarray(images)))
+    return request
+
+
+def probabilities(response: predict_pb2.PredictResponse) -> np.ndarray:
+    import tensorflow as tf
+
+    return tf.make_ndarray(response.outputs["probabilities"])
+
+
+def metadata_request(name: str = "mnist", fields=("signature_def",)):
+    return get_model_metadata_pb2.GetModelMetadataRequest(model_spec={"name": name}, metadata_field=list(fields))
+
+
+def status_request(name: str = "mnist", version: int | None = None):
+    request = get_model_status_pb2.GetModelStatusRequest(model_spec={"name": name})
+    if version is not None:
+        request.model_spec.version.value = version
+    return request
+
+
+def infer_request(images, datatype: str = "FP32", raw: bool = True, name: str = "mnist",
+                  **fields) -> oip.ModelInferRequest:
+    """``ModelInferRequest`` of one ``pixels`` input ``[n, 784]``: raw bytes (as tritonclient sends) or typed."""
+    array = np.asarray(images)
+    request = oip.ModelInferRequest(model_name=name, **fields)
+    tensor = request.inputs.add(name="pixels", datatype=datatype, shape=list(array.shape))
+    layout = {"FP32": "<f4", "FP64": "<f8", "FP16": "<f2"}.get(datatype, "<f4")
+    if raw:
+        request.raw_input_contents.append(array.astype(layout).tobytes())
+    elif datatype == "FP64":
+        tensor.contents.fp64_contents.extend(array.ravel().tolist())
+    else:
+        tensor.contents.fp32_contents.extend(array.ravel().tolist())
+    return request
+
+
+def infer_probabilities(response: oip.ModelInferResponse) -> np.ndarray:
+    output = response.outputs[0]
+    if response.raw_output_contents:
+        values = np.frombuffer(response.raw_output_contents[0], "<f4")
+    else:
+        values = np.asarray(output.contents.fp32_contents, np.float32)
+    return values.reshape(list(output.shape))
+
+
+def refusal(call, request, timeout: float = 10) -> tuple[grpc.StatusCode, str]:
+    """``(code, details)`` of a call that must fail (AssertionError if it succeeds)."""
+    try:
+        call(request, timeout=timeout)
+    except grpc.RpcError as error:
+        return error.code(), error.details()
+    raise AssertionError(f"{request.__class__.__name__} succeeded; a refusal was expected")
