@@ -1,6 +1,6 @@
 """gRPC against the real thing: gunicorn with 2 workers, each serving gRPC on GRPC_PORT beside HTTP.
 
-The tests share one server and run in order: first no model (health NOT_SERVING, UNAVAILABLE), then
+The tests share one server (``grpc_server``, conftest.py) and run in order: first no model (health NOT_SERVING, UNAVAILABLE), then
 version 1 appears; every answer is compared with the HTTP route's answer to the same question (the
 probabilities within 1e-6, the refusals with the same message), and version 2 appears at the end (hot
 reload applies to gRPC too). MAX_BATCH=64, MAX_BODY_BYTES=1 MiB.
@@ -19,23 +19,19 @@ import pytest
 import requests
 from google.protobuf import json_format
 
-from tests.support import running_gunicorn, wait_for
+from tests.support import wait_for
 
 from .conftest import copy_version
 from .grpc_support import (Clients, channel, infer_probabilities, infer_request, metadata_request, predict_request,
-                           probabilities, refusal, status_request, wait_for_grpc)
+                           probabilities, refusal, status_request)
 
-LIMITS = {"MAX_BATCH": "64", "MAX_BODY_BYTES": str(1024 * 1024)}
 OK, INVALID, NOT_FOUND = grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("grpc")
-    with running_gunicorn(folder / "exports", folder / "gunicorn.log", workers=2, poll_seconds=0.5,
-                          extra_env=LIMITS) as gunicorn:
-        wait_for_grpc(gunicorn)
-        yield gunicorn
+def server(grpc_server):
+    assert not grpc_server.export_base.exists(), "this module starts from an empty export base"
+    return grpc_server
 
 
 @pytest.fixture(scope="module")
