@@ -2,8 +2,11 @@
 
 Each method is registered with no deserializer (:func:`method_handler`), so a call is handled here whole:
 
-1. parse the request message ourselves: bytes that are no valid message are the client's mistake,
-   INVALID_ARGUMENT with protobuf's reason (gRPC's own deserializer would answer INTERNAL);
+1. read the one request message and parse it ourselves: bytes that are no valid message are the client's
+   mistake, INVALID_ARGUMENT with protobuf's reason (gRPC's own deserializer would answer INTERNAL). The
+   methods are registered as stream-unary (the same on the wire): grpc.aio's unary-unary path never
+   answers a call whose stream ends inside its message (a truncated frame: the client waits forever),
+   while ``context.read()`` returns EOF there, and that gets INVALID_ARGUMENT too;
 2. run the servicer function (``tf_serving.py``, ``kserve.py``) inside ``app.app_context()``, so it
    shares ``state()``, the checks and the messages of the HTTP routes; ``g.route_label`` and
    ``g.protocol`` make ``record_predictions`` count under the method and ``grpc``;
@@ -33,8 +36,10 @@ log = logging.getLogger(__name__)
 
 
 def method_handler(app: Flask, route: str, request_type, function: Callable) -> grpc.RpcMethodHandler:
-    """A unary-unary handler of raw bytes running ``function(request) -> response message``."""
-    async def behavior(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    """A handler of raw bytes running ``function(request) -> response message`` (the first request message
+    of the stream: a unary call has one)."""
+    async def behavior(requests, context: grpc.aio.ServicerContext) -> bytes:
+        raw = await context.read()
         started = time.perf_counter()
         code, message, body = "OK", "", b""
         with app.app_context():
@@ -48,14 +53,17 @@ def method_handler(app: Flask, route: str, request_type, function: Callable) -> 
             await context.abort(getattr(grpc.StatusCode, code), message)
         return body
 
-    return grpc.unary_unary_rpc_method_handler(behavior)
+    return grpc.stream_unary_rpc_method_handler(behavior)
 
 
 class _Malformed(Exception):
     pass
 
 
-def _parse(request_type, raw: bytes):
+def _parse(request_type, raw):
+    if raw is grpc.aio.EOF:
+        raise _Malformed(f"no complete {request_type.DESCRIPTOR.full_name} message: the request stream ended "
+                         "before its message did (a truncated gRPC frame)")
     try:
         return request_type.FromString(raw)
     except DecodeError as exc:

@@ -113,3 +113,52 @@ def refusal(call, request, timeout: float = 10) -> tuple[grpc.StatusCode, str]:
     except grpc.RpcError as error:
         return error.code(), error.details()
     raise AssertionError(f"{request.__class__.__name__} succeeded; a refusal was expected")
+
+
+def grpc_frame(message: bytes, declared: int | None = None) -> bytes:
+    """gRPC's length-prefixed message: flag 0, 4-byte big-endian length (``declared``: another length), bytes."""
+    return b"\0" + (len(message) if declared is None else declared).to_bytes(4, "big") + message
+
+
+class RawCall:
+    """One gRPC call written HTTP/2 frame by frame (the h2 library), for what real clients never send: a
+    message cut short, a call left half-sent while the server shuts down."""
+
+    def __init__(self, port: int, path: str, timeout: float = 15):
+        import socket
+
+        import h2.config
+        import h2.connection
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.conn.initiate_connection()
+        self.stream = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(self.stream, [(":method", "POST"), (":scheme", "http"), (":path", path),
+                                             (":authority", f"127.0.0.1:{port}"), ("content-type", "application/grpc"),
+                                             ("te", "trailers")])
+        self.sock.sendall(self.conn.data_to_send())
+
+    def send(self, data: bytes, end: bool = False) -> None:
+        self.conn.send_data(self.stream, data, end_stream=end)
+        self.sock.sendall(self.conn.data_to_send())
+
+    def answer(self) -> dict:
+        """The response's headers and trailers (``grpc-status``, ``grpc-message``) as text, or ``closed``."""
+        import h2.events
+
+        found: dict = {}
+        try:
+            while "grpc-status" not in found:
+                data = self.sock.recv(65536)
+                if not data:
+                    return {**found, "closed": True}
+                for event in self.conn.receive_data(data):
+                    if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                        found.update((name.decode(), value.decode()) for name, value in event.headers)
+                    elif isinstance(event, h2.events.StreamReset):
+                        return {**found, "reset": int(event.error_code)}
+                self.sock.sendall(self.conn.data_to_send())
+            return found
+        finally:
+            self.sock.close()

@@ -22,8 +22,8 @@ from google.protobuf import json_format
 from tests.support import wait_for
 
 from .conftest import copy_version
-from .grpc_support import (Clients, channel, infer_probabilities, infer_request, metadata_request, predict_request,
-                           probabilities, refusal, status_request)
+from .grpc_support import (Clients, RawCall, channel, grpc_frame, infer_probabilities, infer_request,
+                           metadata_request, predict_request, probabilities, refusal, status_request)
 
 OK, INVALID, NOT_FOUND = grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
 
@@ -340,3 +340,14 @@ def test_hot_reload_applies_to_grpc(server, clients, version_dir):
     wait_for(every_worker_serves_2, 60, "both workers to serve version 2 over gRPC")
     versions = clients.models.GetModelStatus(status_request(), timeout=10).model_version_status
     assert [entry.version for entry in versions] == [2, 1]
+
+
+def test_a_truncated_message_is_invalid_argument_and_the_workers_keep_serving(server, clients):
+    pids = server.worker_pids()
+    call = RawCall(server.grpc_port, "/tensorflow.serving.PredictionService/Predict")
+    call.send(grpc_frame(predict_request(ZEROS).SerializeToString()[:100], declared=3200), end=True)
+    answer = call.answer()
+    assert answer["grpc-status"] == str(INVALID.value[0]), answer
+    assert answer["grpc-message"].startswith("no complete tensorflow.serving.PredictRequest message")
+    assert server.worker_pids() == pids
+    assert probabilities(clients.predictions.Predict(predict_request(ZEROS), timeout=10)).shape == (1, 10)
