@@ -121,8 +121,10 @@ def grpc_frame(message: bytes, declared: int | None = None) -> bytes:
 
 
 class RawCall:
-    """One gRPC call written HTTP/2 frame by frame (the h2 library), for what real clients never send: a
-    message cut short, a call left half-sent while the server shuts down."""
+    """One gRPC call written HTTP/2 frame by frame, for what real clients never send: a message cut short,
+    a call left half-sent while the server shuts down. h2 writes the frames; the answer's frames are read
+    with h2's own parsers (hyperframe, hpack) without h2's connection state machine, which stops at the
+    server's GOAWAY while HTTP/2 lets the streams below its last stream id go on (a graceful shutdown)."""
 
     def __init__(self, port: int, path: str, timeout: float = 15):
         import socket
@@ -144,21 +146,34 @@ class RawCall:
         self.sock.sendall(self.conn.data_to_send())
 
     def answer(self) -> dict:
-        """The response's headers and trailers (``grpc-status``, ``grpc-message``) as text, or ``closed``."""
-        import h2.events
+        """The response's headers and trailers (``grpc-status``, ``grpc-message``) as text, ``goaway`` if the
+        server sent one, or ``closed`` / ``reset`` if the stream ended without a status."""
+        from hpack import Decoder
+        from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame, SettingsFrame
 
-        found: dict = {}
+        found, buffer, decoder = {}, b"", Decoder()
         try:
             while "grpc-status" not in found:
                 data = self.sock.recv(65536)
                 if not data:
                     return {**found, "closed": True}
-                for event in self.conn.receive_data(data):
-                    if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
-                        found.update((name.decode(), value.decode()) for name, value in event.headers)
-                    elif isinstance(event, h2.events.StreamReset):
-                        return {**found, "reset": int(event.error_code)}
-                self.sock.sendall(self.conn.data_to_send())
+                buffer += data
+                while len(buffer) >= 9:
+                    frame, length = Frame.parse_frame_header(memoryview(buffer[:9]))
+                    if len(buffer) < 9 + length:
+                        break
+                    frame.parse_body(memoryview(buffer[9:9 + length]))
+                    buffer = buffer[9 + length:]
+                    if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+                        self.sock.sendall(SettingsFrame(0, flags=["ACK"]).serialize())
+                    elif isinstance(frame, GoAwayFrame):
+                        found["goaway"] = True
+                    elif isinstance(frame, RstStreamFrame) and frame.stream_id == self.stream:
+                        return {**found, "reset": frame.error_code}
+                    elif isinstance(frame, HeadersFrame) and frame.stream_id == self.stream:
+                        found.update((name.decode() if isinstance(name, bytes) else name,
+                                      value.decode() if isinstance(value, bytes) else value)
+                                     for name, value in decoder.decode(frame.data))
             return found
         finally:
             self.sock.close()

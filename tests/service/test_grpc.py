@@ -350,4 +350,5 @@ def test_a_truncated_message_is_invalid_argument_and_the_workers_keep_serving(se
     assert answer["grpc-status"] == str(INVALID.value[0]), answer
     assert answer["grpc-message"].startswith("no complete tensorflow.serving.PredictRequest message")
     assert server.worker_pids() == pids
-    assert probabilities(clients.predictions.Predict(predict_request(ZEROS), timeout=10)).shape == (1, 10)
+    from service.grpc_api.generated import open_inference_grpc_pb2 as oip
+    assert clients.inference.ServerLive(oip.ServerLiveRequest(), timeout=10).live
