@@ -49,15 +49,24 @@ def predict(request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
     tensor = rest.named_input(dict(request.inputs), model.input_name, "'inputs'")
     rows = pixel_rows(tensor, model.input_name)
     check_batch_size(len(rows), state().config.max_batch)
-    for alias in request.output_filter:
-        if alias != model.output_name:
-            raise RequestError(f"output tensor alias not found in signature: {alias} Outputs expected to be "
-                               f"in the set {{{model.output_name}}}.")
+    _check_output_filter(request.output_filter, model.output_name)
     probabilities = model.predict(checked_pixels(rows, "instance"))
     record_predictions(probabilities)
     response = predict_pb2.PredictResponse(model_spec=_spec(model.version))
     response.outputs[model.output_name].CopyFrom(float_tensor(probabilities))
     return response
+
+
+def _check_output_filter(aliases, output_name: str) -> None:
+    """TF Serving's checks of ``output_filter``, with its messages."""
+    seen = set()
+    for alias in aliases:
+        if alias != output_name:
+            raise RequestError(f"output tensor alias not found in signature: {alias} Outputs expected to be "
+                               f"in the set {{{output_name}}}.")
+        if alias in seen:
+            raise RequestError(f"duplicate output tensor alias: {alias}")
+        seen.add(alias)
 
 
 def _spec(version: int) -> model_pb2.ModelSpec:

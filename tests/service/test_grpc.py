@@ -123,6 +123,9 @@ def test_predict_options_and_their_refusals(server, clients, images):
     filtered = predict_request(one)
     filtered.output_filter.append("probabilities")
     assert list(clients.predictions.Predict(filtered, timeout=10).outputs) == ["probabilities"]
+    filtered.output_filter.append("probabilities")
+    assert refusal(clients.predictions.Predict, filtered) == (INVALID, "duplicate output tensor alias: probabilities")
+    del filtered.output_filter[1]
     filtered.output_filter[0] = "logits"
     assert refusal(clients.predictions.Predict, filtered) == (
         INVALID, "output tensor alias not found in signature: logits Outputs expected to be in the set "
