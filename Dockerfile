@@ -40,12 +40,6 @@ FROM ${BASE_IMAGE} AS build
 # PIP_CERT: a CA bundle for pip, for builds behind a TLS-intercepting proxy only. Unset by default;
 # when set, the file must be mounted into the build (podman build -v HOST.crt:/etc/ssl/host-ca.crt:ro).
 ARG PIP_CERT
-# binutils for deploy/slim-venv.py's `strip --strip-unneeded`, in this stage only (the runtime image
-# copies the venv, not binutils). BINUTILS_VERSION: Debian bookworm's; another base names its own.
-ARG BINUTILS_VERSION=2.40-2
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends binutils="${BINUTILS_VERSION}" \
-    && rm -rf /var/lib/apt/lists/*
 # Only requirements-serve.txt, not requirements.txt: the latter adds the training and test tools
 # (scikit-learn, matplotlib, tensorboard, pytest, linters) and `-e .`, none of which the serving process
 # imports. They would add hundreds of MB, slow the workers' start (Keras imports scikit-learn when it is
@@ -59,9 +53,10 @@ RUN python3 -m venv /opt/venv \
 # endpoint, error path, hot reload, batching and shutdown; deploy/slim-venv.py lists each removal and
 # its reason, and stops if the pinned versions differ from the measured ones): Keras and its own
 # dependencies, h5py, libclang, pip/setuptools/wheel; TensorFlow's C++ headers and two unused
-# extension modules; tests folders, *.pyi, *.a; and the symbol tables of the shared objects (binutils'
-# strip: sections no process maps). grpcio stays: the service serves gRPC (service/grpc_api). The
-# build log shows the sizes by package; tests/container/smoke.sh checks the image's total.
+# extension modules; tests folders, *.pyi, *.a; and the symbol tables of the shared objects (sections
+# no process maps; why not binutils' strip: the script's docstring). grpcio stays: the service serves
+# gRPC (service/grpc_api). The build log shows the sizes by package; tests/container/smoke.sh checks
+# the image's total.
 COPY deploy/slim-venv.py /tmp/slim-venv.py
 RUN /opt/venv/bin/python /tmp/slim-venv.py /opt/venv \
     && rm /tmp/slim-venv.py /tmp/requirements-serve.txt

@@ -17,15 +17,24 @@ Three kinds of removal, each listed below with its reason:
 
 1. distributions, uninstalled with pip (their files, entry points and metadata go together);
 2. folders and files inside installed packages (C++ headers, tests, an unused extension module);
-3. the symbol tables (``.symtab``, ``.strtab``) and debug sections of shared objects, with binutils'
-   ``strip --strip-unneeded`` (the build stage installs binutils; the runtime image has none). The
-   dynamic loader never maps these sections, and dlopen/dlsym use ``.dynsym``, which stays. Cost: a
-   native crash's stack trace shows addresses instead of the names of TensorFlow's internal
-   (non-exported) functions. (This used to be a rewrite of the ELF section tables in Python; the
-   standard tool does the job, and the sizes it leaves are in the build log's table.)
+3. the symbol tables (``.symtab``, ``.strtab``), ``.comment`` and ``.debug_*`` sections of shared
+   objects. These sections are not part of any loadable segment: the dynamic loader never maps
+   them, and dlopen/dlsym use ``.dynsym``, which stays. Only the section header table at the file's
+   end changes; every byte a process maps is unchanged (checked for each file, see
+   :func:`strip_file`). Cost: a native crash's stack trace shows addresses instead of the names of
+   TensorFlow's internal (non-exported) functions.
 
-Standard library only (it runs in the build stage with the venv's own Python, then pip is gone), plus
-binutils' ``strip``.
+   Why not binutils (issue 22 asked; measured on bookworm's binutils 2.40): ``strip --strip-unneeded``
+   over the venv's shared objects in the build stage gave an image whose workers could not import NumPy,
+   "libscipy_openblas64_-32a4b2a6.so: ELF load command address/offset not page-aligned", and so does
+   ``objcopy --strip-debug`` on that one file (reproduced outside the image: strip a copy of the venv's
+   ``numpy.libs/libscipy_openblas64_-*.so``, then ``import numpy``). auditwheel grafts such libraries
+   into wheels and rewrites them with patchelf (that file has 9 load segments where a library usually
+   has 4), and BFD's re-laid-out copy of it no longer loads. Finding every patchelf-rewritten object to spare
+   it (the grafted ``*.libs`` and the extensions whose RPATH auditwheel changed) would be a rule of its
+   own; cutting the file after its last mapped byte, as below, never moves a byte any segment maps.
+
+Standard library only (it runs in the build stage with the venv's own Python, then pip is gone).
 """
 
 from __future__ import annotations
@@ -33,8 +42,10 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
+import struct
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 # What the lists below were measured with: the pins in requirements-serve.txt whose code decides what
@@ -82,6 +93,10 @@ REMOVE_DIR_NAMES = ("tests",)
 REMOVE_SUFFIXES = (".pyi", ".a")
 
 ELF_MAGIC = b"\x7fELF"
+SHF_ALLOC = 0x2
+SHF_INFO_LINK = 0x40
+SHT_NOBITS = 8
+SHN_LORESERVE = 0xFF00
 
 
 def fail(message: str) -> None:
@@ -137,26 +152,143 @@ def group_by_package(totals: dict[str, int]) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------ ELF symbols
+ELF_HEADER = "<16sHHIQQQIHHHHHH"  # e_ident, type, machine, version, entry, phoff, shoff, flags, ehsize,
+#                                   phentsize, phnum, shentsize, shnum, shstrndx
+PROGRAM_HEADER = "<IIQQQQQQ"  # type, flags, offset, vaddr, paddr, filesz, memsz, align
+SECTION_HEADER = "<IIQQQQIIQQ"  # name, type, flags, addr, offset, size, link, info, addralign, entsize
+
+
+@dataclass
+class ElfLayout:
+    """The headers of a 64-bit little-endian ELF file, as ``struct`` unpacks them."""
+    fields: list  # the ELF header's (ELF_HEADER)
+    phdrs: list[tuple]  # the program headers (PROGRAM_HEADER)
+    sections: list[list]  # the section headers (SECTION_HEADER)
+
+    @property
+    def shstrndx(self) -> int:
+        return self.fields[13]
+
+    def loaded_end(self) -> int:
+        """The end of the program header table or of the last byte a program header covers."""
+        phoff, phentsize, phnum = self.fields[5], self.fields[9], self.fields[10]
+        return max([phoff + phnum * phentsize] + [p[2] + p[5] for p in self.phdrs])
+
+
+def read_program_headers(f, fields: list) -> list[tuple]:
+    f.seek(fields[5])
+    return [struct.unpack(PROGRAM_HEADER, f.read(56)) for _ in range(fields[10])]
+
+
+def read_layout(f) -> ElfLayout | None:
+    """The headers of the open file ``f``; None unless it is a 64-bit little-endian ELF file whose
+    section count and name-table index fit in the ELF header."""
+    header = f.read(64)
+    if len(header) < 64 or header[:4] != ELF_MAGIC or header[4] != 2 or header[5] != 1:
+        return None  # not ELF, or not 64-bit little-endian: leave it
+    fields = list(struct.unpack(ELF_HEADER, header))
+    shoff = fields[6]
+    phentsize, _, shentsize, shnum, shstrndx = fields[9:14]
+    if shnum == 0 or shnum >= SHN_LORESERVE or shstrndx >= SHN_LORESERVE or shentsize != 64 \
+            or phentsize != 56:
+        return None
+    phdrs = read_program_headers(f, fields)
+    f.seek(shoff)
+    sections = [list(struct.unpack(SECTION_HEADER, f.read(64))) for _ in range(shnum)]
+    return ElfLayout(fields, phdrs, sections)
+
+
+def sections_to_keep(layout: ElfLayout) -> list[int] | None:
+    """The indexes of the sections to keep: the null section, the section names, every SHF_ALLOC
+    section and any lying inside the loaded range. None when all would be kept, or when a kept
+    section refers (sh_link, sh_info) to a dropped one."""
+    loaded_end = layout.loaded_end()
+    keep = []
+    for index, (_, kind, flags, _, offset, size, *_rest) in enumerate(layout.sections):
+        in_loaded_range = kind == SHT_NOBITS or offset + size <= loaded_end
+        if index == 0 or index == layout.shstrndx or flags & SHF_ALLOC or in_loaded_range:
+            keep.append(index)
+    if len(keep) == len(layout.sections):
+        return None
+    for index in keep:
+        _, kind, flags, _, _, _, link, info, _, _ = layout.sections[index]
+        if link and link not in keep or flags & SHF_INFO_LINK and info not in keep:
+            return None
+    return keep
+
+
+def section_table(layout: ElfLayout, keep: list[int], names_offset: int) -> bytes:
+    """The new section header table: the kept sections renumbered, the names at ``names_offset``."""
+    new_index = {old: new for new, old in enumerate(keep)}
+    table = b""
+    for index in keep:
+        section = list(layout.sections[index])
+        if index == layout.shstrndx:
+            section[4] = names_offset
+        if section[6]:
+            section[6] = new_index[section[6]]
+        if section[2] & SHF_INFO_LINK and section[7]:
+            section[7] = new_index[section[7]]
+        table += struct.pack(SECTION_HEADER, *section)
+    return table
+
+
+def cut_offset(layout: ElfLayout, keep: list[int]) -> int:
+    """Where the file is cut: after the loaded range and every kept section with bytes in the file,
+    the section names aside (they move there)."""
+    return max([layout.loaded_end()] + [layout.sections[i][4] + layout.sections[i][5] for i in keep
+                                        if i != layout.shstrndx and layout.sections[i][1] != SHT_NOBITS])
+
+
+def strip_file(path: Path) -> int:
+    """Drop the non-loaded sections at the end of a 64-bit little-endian ELF file, in place.
+
+    Kept: every section with SHF_ALLOC (they are what the segments map), any section lying inside
+    the loaded range, and the section-name table (moved up). Dropped: the other sections, all of
+    which lie after the last byte any program header covers (``.symtab``, ``.strtab``,
+    ``.comment``, ``.debug_*`` ...). The file is truncated there and a new section header table is
+    written after the section names, so the bytes before that point (ELF header aside, whose
+    section-table fields change) are never rewritten. Returns the bytes saved (0: left as is).
+    """
+    with open(path, "r+b") as f:
+        layout = read_layout(f)
+        keep = sections_to_keep(layout) if layout else None
+        if keep is None:
+            return 0
+        size_before = os.fstat(f.fileno()).st_size
+        names = layout.sections[layout.shstrndx]
+        f.seek(names[4])
+        name_table = f.read(names[5])
+        cut = cut_offset(layout, keep)
+        table = section_table(layout, keep, names_offset=cut)
+        table_offset = (cut + len(name_table) + 7) // 8 * 8
+        if table_offset + len(table) >= size_before:
+            return 0
+        f.truncate(cut)
+        f.seek(cut)
+        f.write(name_table + b"\0" * (table_offset - cut - len(name_table)) + table)
+        write_elf_header(f, layout, table_offset, keep)
+        return size_before - os.fstat(f.fileno()).st_size
+
+
+def write_elf_header(f, layout: ElfLayout, table_offset: int, keep: list[int]) -> None:
+    """Point the ELF header at the new section header table; then check that the program headers
+    (and so every mapped byte before the cut) are as they were."""
+    fields = list(layout.fields)
+    fields[6], fields[12], fields[13] = table_offset, len(keep), keep.index(layout.shstrndx)
+    f.seek(0)
+    f.write(struct.pack(ELF_HEADER, *fields))
+    f.flush()
+    if read_program_headers(f, fields) != layout.phdrs:
+        fail(f"{f.name}: program headers changed while stripping")
+
+
 def shared_objects(root: Path):
-    """The ELF shared objects under ``root`` (files named ``*.so`` or ``*.so.N``, not symlinks)."""
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             path = Path(dirpath, name)
             if (name.endswith(".so") or ".so." in name) and path.is_file() and not path.is_symlink():
-                with open(path, "rb") as f:
-                    if f.read(4) == ELF_MAGIC:
-                        yield path
-
-
-def strip_symbols(paths: list[Path]) -> dict[Path, int]:
-    """3. ``strip --strip-unneeded`` on ``paths``; the bytes saved per file."""
-    tool = shutil.which("strip")
-    if tool is None:
-        fail("binutils' strip is not installed (the Dockerfile's build stage installs binutils)")
-    before = {path: path.stat().st_size for path in paths}
-    for start in range(0, len(paths), 100):
-        subprocess.run([tool, "--strip-unneeded", *map(str, paths[start:start + 100])], check=True)
-    return {path: size - path.stat().st_size for path, size in before.items()}
+                yield path
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -199,7 +331,7 @@ def report(site: Path, before: dict[str, int], after: dict[str, int], removed: i
     print(f"slim-venv: {site}: {sum(before.values()) / mb:.0f} MB -> {sum(after.values()) / mb:.0f} MB")
     print(f"  uninstalled: {', '.join(UNINSTALL)}")
     print(f"  removed: {', '.join(REMOVE)}, {removed} tests folders, *.pyi, *.a")
-    print(f"  strip --strip-unneeded: {len(stripped)} shared objects, "
+    print(f"  symbol tables stripped from {len(stripped)} shared objects: "
           f"{sum(stripped.values()) / mb:.0f} MB")
     print(f"  {'MB before':>9} {'MB after':>9}  package (site-packages, by top-level entry)")
     for name in sorted(before, key=lambda n: -before[n]):
@@ -218,7 +350,9 @@ def main() -> None:
     before = group_by_package(sizes_by_entry(site))
     uninstall(python, site)
     removed = remove_paths(site)
-    stripped = {path: saved for path, saved in strip_symbols(list(shared_objects(venv))).items() if saved}
+    # 3. symbol tables
+    stripped = {path: strip_file(path) for path in shared_objects(venv)}
+    stripped = {path: saved for path, saved in stripped.items() if saved}
     report(site, before, group_by_package(sizes_by_entry(site)), removed, stripped)
 
 

@@ -120,7 +120,7 @@ class Worker(gasgi.ASGIWorker):
         if settings.grpc_port:
             from .grpc_api.server import GrpcServer  # here, in the worker: gRPC never enters the master
 
-            self.grpc_server = GrpcServer(self.flask_app, self._grpc_host(), settings)
+            self.grpc_server = GrpcServer(self.flask_app, self._grpc_host(), settings, self.asgi.pool)
             try:
                 await self.grpc_server.start()
             except RuntimeError as exc:

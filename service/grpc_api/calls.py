@@ -15,14 +15,17 @@ Each method is registered with no deserializer (:func:`method_handler`), so a ca
    only the exception's type, as over HTTP);
 4. count the call in the metrics: route = the method's path, method ``POST``, status = the code's name.
 
-The function runs on the event loop's thread, as HTTP requests do (service/whole_requests.py): a
-prediction is short and holds the GIL anyway (``bench/peers.py``'s gRPC rows measure it).
+The function runs where HTTP requests run (service/whole_requests.py): on the event loop's thread (a
+prediction is short and holds the GIL anyway; ``bench/peers.py``'s gRPC rows measure it), or with
+ENABLE_BATCHING=1 in the same pool of threads, so that the batch scheduler can merge concurrent calls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from concurrent.futures import Executor
 from typing import Callable
 
 import grpc
@@ -35,11 +38,12 @@ from ..web import state
 log = logging.getLogger(__name__)
 
 
-def method_handler(app: Flask, route: str, request_type, function: Callable) -> grpc.RpcMethodHandler:
+def method_handler(app: Flask, route: str, request_type, function: Callable,
+                   pool: Executor | None = None) -> grpc.RpcMethodHandler:
     """A handler of raw bytes running ``function(request) -> response message`` (the first request message
-    of the stream: a unary call has one)."""
-    async def behavior(requests, context: grpc.aio.ServicerContext) -> bytes:
-        raw = await context.read()
+    of the stream: a unary call has one): on the event loop, or in ``pool`` (with ENABLE_BATCHING=1, as
+    HTTP requests: TensorFlow's batch scheduler merges calls that wait in different threads)."""
+    def run(raw) -> tuple[str, str, bytes]:
         started = time.perf_counter()
         code, message, body = "OK", "", b""
         with app.app_context():
@@ -49,6 +53,17 @@ def method_handler(app: Flask, route: str, request_type, function: Callable) -> 
             except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a dead call
                 code, message = _refusal(exc, route)
             state().metrics.observe_request(route, "POST", code, time.perf_counter() - started, "grpc")
+        return code, message, body
+
+    async def behavior(requests, context: grpc.aio.ServicerContext) -> bytes:
+        raw = await context.read()
+        if pool is None:
+            code, message, body = run(raw)
+        else:
+            try:
+                code, message, body = await asyncio.get_running_loop().run_in_executor(pool, run, raw)
+            except RuntimeError:  # the pool is shut down (the worker is stopping): run the call here
+                code, message, body = run(raw)
         if code != "OK":
             await context.abort(getattr(grpc.StatusCode, code), message)
         return body
@@ -82,9 +97,9 @@ def _refusal(exc: Exception, route: str) -> tuple[str, str]:
     return "INTERNAL", f"internal server error ({type(exc).__name__}); it was logged"
 
 
-def generic_handlers(app: Flask, methods: dict) -> list[grpc.GenericRpcHandler]:
+def generic_handlers(app: Flask, methods: dict, pool: Executor | None = None) -> list[grpc.GenericRpcHandler]:
     """gRPC handlers of ``{service: {method: (request message, function)}}``."""
     return [grpc.method_handlers_generic_handler(service, {
-        name: method_handler(app, f"/{service}/{name}", request_type, function)
+        name: method_handler(app, f"/{service}/{name}", request_type, function, pool)
         for name, (request_type, function) in service_methods.items()})
         for service, service_methods in methods.items()]

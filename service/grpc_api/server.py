@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import Executor
 
 import grpc
 from flask import Flask
@@ -65,10 +66,13 @@ class Health(health.aio.HealthServicer):
 
 
 class GrpcServer:
-    """``GrpcServer(app, host, config)``: ``await start()`` in the worker, ``await stop(grace)`` at its end."""
+    """``GrpcServer(app, host, config, pool)``: ``await start()`` in the worker, ``await stop(grace)`` at its
+    end. ``pool``: the threads that run the calls (the HTTP requests' pool with ENABLE_BATCHING=1), or None:
+    the event loop runs them."""
 
-    def __init__(self, app: Flask, host: str, config: Config):
+    def __init__(self, app: Flask, host: str, config: Config, pool: Executor | None = None):
         self.app = app
+        self.pool = pool
         self.address = f"{host}:{config.grpc_port}"
         self.max_message = config.max_body_bytes
         self.server: grpc.aio.Server | None = None
@@ -82,12 +86,14 @@ class GrpcServer:
             ("grpc.max_receive_message_length", self.max_message),
             ("grpc.max_send_message_length", -1),
         ])
-        server.add_generic_rpc_handlers(generic_handlers(self.app, METHODS))
+        server.add_generic_rpc_handlers(generic_handlers(self.app, METHODS, self.pool))
         self.health = Health(self.app.extensions["mnist"].predictor, METHODS)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*METHODS, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        if server.add_insecure_port(self.address) == 0:
-            raise RuntimeError(f"gRPC could not bind {self.address} (GRPC_PORT)")
+        try:
+            server.add_insecure_port(self.address)
+        except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
+            raise RuntimeError(f"gRPC could not bind {self.address} (GRPC_PORT): {exc}") from None
         await server.start()
         await self.health.refresh()
         self._refresher = asyncio.get_running_loop().create_task(self.health.keep_fresh())
