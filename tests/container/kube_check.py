@@ -378,7 +378,9 @@ def unmapped_rows(seen: Observed) -> list[Row]:
              "inspect", None)]
     for probe in ("startupProbe", "readinessProbe"):
         if probe in container:
-            rows.append((f"{probe} GET {container[probe]['httpGet']['path']}",
+            action = (f"GET {container[probe]['httpGet']['path']}" if "httpGet" in container[probe]
+                      else f"grpc port {container[probe]['grpc']['port']}")
+            rows.append((f"{probe} {action}",
                          "not mapped by podman; run by kube_check probes", "inspect", None))
     if "lifecycle" in container:
         rows.append(("lifecycle.preStop exec", "not run by podman; kube.sh runs it before SIGTERM", "-", None))
