@@ -36,8 +36,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.support import load_text, machine, spread, write_json
-from tests.support import REPO, free_port
+from bench.localhost import free_port
+from bench.support import REPO, load_text, machine, markdown_table, spread, write_json
 
 BATCH = 128
 GRADIENT_SHAPES = [(784, 128), (128,), (128, 64), (64,), (64, 10), (10,)]
@@ -282,8 +282,6 @@ def overhead_per_step(data: dict) -> dict[str, float]:
 
 
 def report_lines(data: dict) -> list[str]:
-    from tests.support import markdown_table
-
     settings = data["settings"]
     lines = markdown_table(["setting", "seconds per epoch", "ms per step", "CPU ms per step (the process)",
                             "all-reduce alone, ms (wall; process CPU)", "epoch time vs 1 process (our loop)"], rows(data))

@@ -1,6 +1,6 @@
 """How fast is the vectorised NumPy network, against the tutorial's per-sample loop and against the machine?
 
-    python -m bench.numpy_training                  # 3 repeats, 1 BLAS thread, full per-sample epoch (~1 min)
+    python -m bench.numpy_training                  # 3 repeats, 1 BLAS thread, full per-sample epoch
     python -m bench.numpy_training --threads 2 --repeats 5
     python -m bench.numpy_training --loop-samples 6000   # time the slow loop on a tenth, scale to 60k
 
@@ -19,7 +19,8 @@ the vectorised epoch comes to the hardware: an epoch costs about
 4 for the two backward ones, per weight and image).
 
 Timing is median (min-max) over ``--repeats``. The BLAS thread count is set with threadpoolctl and
-printed: with 2 threads on a busy 2-core machine matrix products slow down by 3x to 100x.
+printed: with 2 BLAS threads on a busy 2-core machine, matrix products slow down many times over, so a
+figure means little without the thread count it was measured with.
 """
 
 from __future__ import annotations
@@ -34,11 +35,10 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench.support import blas_libraries, summary, write_json
+from bench.support import blas_libraries, cpu_model, summary, write_json
 from model import numpy_optimizers
 from model.numpy_activations import relu, softmax
 from model.numpy_network import NumpyNetwork
-from tests.support import cpu_model
 
 SIZES = (784, 128, 64, 10)
 EPOCH_FLOPS_PER_IMAGE = 6 * sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))

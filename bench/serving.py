@@ -20,8 +20,8 @@ scenario sends ``--requests`` requests (batches: a quarter of that) or stops aft
 after a few warm-up requests; with ``--repeats N`` both servers stay up and take turns, scenario by
 scenario, in alternating order (so that load from other processes hits both alike). Bodies are real
 MNIST test digits when ``MNIST_DATA_DIR`` (or ../shared/data/mnist) has them, as a client would send
-them (``pixels / 255`` as JSON floats). Both servers are started, awaited and stopped by the tests'
-``ServerProcess`` / ``GunicornServer`` (tests/support.py).
+them (``pixels / 255`` as JSON floats). Both servers are started, awaited and stopped by
+bench/servers.py's ``ServerProcess`` / ``GunicornServer``, as the tests' servers are.
 
 It prints p50/p99 latency and requests/s for each server and scenario (median, min and max over the
 repeats), and the ratios; ``--json PATH`` also writes them, with more percentiles, as JSON. This machine
@@ -47,8 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.support import load_text, newest_version, summary, write_json
-from tests.support import REPO, GunicornServer, ServerProcess, free_port, git_commit, gunicorn_settings, mnist_dir
+from bench.localhost import free_port
+from bench.servers import GunicornServer, ServerProcess, gunicorn_settings
+from bench.support import REPO, git_commit, load_text, mnist_dir, newest_version, summary, write_json
 
 BASELINE_APP = '''
 """The tutorial pattern: Keras model, model.predict per request, Flask."""

@@ -1,9 +1,9 @@
 """Slow clients against the ways to run our service: what other clients get while attackers stall.
 
-    python -m bench.slow_clients --model-dir exports/mnist          # ~3 minutes
+    python -m bench.slow_clients --model-dir exports/mnist
     python -m bench.slow_clients --servers ours,ours-nginx --hold 5
 
-For each server (``bench/peers.py``'s launchers: ``ours`` as shipped, ``ours-gthread``: the same app on
+For each server (bench/peers_servers.py's launchers: ``ours`` as shipped, ``ours-gthread``: the same app on
 gunicorn's threaded worker, ``ours-nginx``: that behind a buffering nginx) and each attack, on 127.0.0.1:
 
 - ``headers``: ``--connections`` connections send a request line and part of the headers, then wait;
@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.peers import SPECS, Context, RunningServer, mnist_test_images
+from bench.attacks import ATTACKS, STILL_OPEN, Probes, attack, hold, p99, probe, raise_fd_limit
+from bench.peers_run import STOP_SECONDS, RunningServer, mnist_test_images
+from bench.peers_servers import SPECS, Context
 from bench.support import newest_version
-from tests.slow_clients import ATTACKS, STILL_OPEN, Probes, attack, hold, p99, probe, raise_fd_limit
 
 PROBE_TIMEOUT = 5.0
 SERVERS = ("ours", "ours-gthread", "ours-nginx")
@@ -48,7 +49,7 @@ def figures(probes: Probes) -> dict:
 
 
 def run_attack(port: int, kind: str, count: int, args, body: bytes) -> dict:
-    """One attack (tests/slow_clients.py's attack and hold), measured by a probe that counts failures
+    """One attack (bench/attacks.py's attack and hold), measured by a probe that counts failures
     instead of stopping at them: the servers compared here include some that fail it."""
     started = time.monotonic()
     sockets, _ = attack(port, kind, count)
@@ -71,7 +72,7 @@ def bench_server(name: str, ctx: Context, args, images: np.ndarray, log_dir: Pat
             time.sleep(1)
         return results
     finally:
-        server.stop()
+        server.stop(STOP_SECONDS)
 
 
 def line(figures: dict) -> str:

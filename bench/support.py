@@ -1,7 +1,8 @@
-"""Helpers every benchmark shares, each written once: the machine and commit a figure was measured on,
-median/min/max summaries and their text, thread pinning (BLAS through threadpoolctl, TensorFlow), the
-load average, the newest export to serve, figures (PNG) and JSON output. Ports, server processes and the
-MNIST folder come from tests/support.py.
+"""Helpers every benchmark shares, each written once: where things are (the repository, the real MNIST
+files), the machine and commit a figure was measured on, median/min/max summaries and their text,
+Markdown tables, thread pinning (BLAS through threadpoolctl, TensorFlow), the load average, the newest
+export to serve, figures (PNG) and JSON output. Ports and waiting are in bench/localhost.py, server
+processes in bench/servers.py; the tests use all three.
 
 The benchmarks run as modules from the repository root: ``python -m bench.serving`` and so on.
 """
@@ -12,13 +13,26 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 from pathlib import Path
 
-from service.contract import list_versions
-from tests.support import cpu_model, git_commit
+import psutil
 
+from service.contract import list_versions
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 PACKAGES = ("numpy", "tensorflow-cpu", "keras", "flask", "gunicorn", "pillow", "threadpoolctl")
+
+
+# ---- where things are -----------------------------------------------------------------------------
+def mnist_dir() -> Path | None:
+    """The folder with the four MNIST IDX files: $MNIST_DATA_DIR, else ../shared/data/mnist."""
+    configured = os.environ.get("MNIST_DATA_DIR")
+    if configured:
+        return Path(os.path.abspath(configured))  # relative: to the working directory it was set in
+    return SHARED_MNIST if SHARED_MNIST.is_dir() else None
 
 
 # ---- the machine ----------------------------------------------------------------------------------
@@ -30,15 +44,35 @@ def machine() -> dict:
             "openblas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}}
 
 
-def memory() -> str | None:
-    """Total memory from /proc/meminfo, e.g. "24 GiB"."""
+def cpu_model(default: str = "unknown CPU") -> str:
+    """The CPU's model name from /proc/cpuinfo (``default`` where there is none)."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return None
+    return default
+
+
+def git_commit(mark_dirty: bool = False) -> str:
+    """The checkout's short commit ("unknown" outside git); ``-dirty`` appended for tracked changes."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if mark_dirty and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    return commit
+
+
+def memory() -> str:
+    """Total memory, e.g. "24 GiB"."""
+    return f"{psutil.virtual_memory().total / 2**30:.0f} GiB"
 
 
 def versions() -> dict[str, str]:
@@ -118,6 +152,19 @@ def spread(values_or_summary, fmt: str = ".2f", unit: str = "", scale: float = 1
     if low == high:
         return f"{median:{fmt}}{unit}"
     return f"{median:{fmt}}{unit} ({low:{fmt}}-{high:{fmt}})"
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> list[str]:
+    """The lines of a Markdown table."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]]
+
+
+def failed_stage(stage: dict) -> list[str]:
+    """Markdown for a benchmark that did not finish: what went wrong and the end of its output (a
+    ``bench.run_all`` stage's ``error`` and ``log_tail``)."""
+    return [f"**Not measured: the command {stage['error']}.** Last lines of its output:", "", "```text",
+            stage.get("log_tail", "")[-1500:], "```"]
 
 
 # ---- exports --------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Test accuracy against training time: train.py's recipe now and before, on the NumPy network, the Keras
 mirror and built-in Keras, side by side.
 
-    python -m bench.training_accuracy                       # both recipes, 3 engines, 1 seed: ~7 minutes on 2 cores
+    python -m bench.training_accuracy                       # both recipes, 3 engines, 1 seed
     python -m bench.training_accuracy --repeats 2 --json out.json --plot acc.png
     python -m bench.training_accuracy --epochs 2 --limit-train 3000     # a smoke run (each recipe cut to 2 epochs)
 

@@ -19,7 +19,7 @@ from model.numpy_optimizers import NAMES as OPTIMIZER_NAMES
 from training import backends
 from training import cluster
 from training.augment import KINDS
-from training.data import DATASETS, IMAGE_SIDE, NUM_CLASSES
+from training.data import DATASETS, IMAGE_SIDE, NUM_CLASSES, absolute
 
 PROG = "train.py"
 INPUT_SIZE = IMAGE_SIDE * IMAGE_SIDE
@@ -179,8 +179,10 @@ def parse_args(argv=None, description: str | None = None) -> argparse.Namespace:
     if args.learning_rate is None:
         args.learning_rate = DEFAULT_LEARNING_RATES[args.optimizer]
     _check_values(args, parser)
-    _choose_backend(args, parser, backend_flag)
+    if not args.resume:  # the backend asked for, not yet checked: a strategy that cannot run on it is refused
+        args.backend = backends.requested(backend_flag) or backends.DEFAULT  # whether or not it is installed
     cluster.check(args, parser)  # after --resume restored the batch size and the engine
+    _choose_backend(args, parser, backend_flag)
     if args.run_dir is None:
         args.run_dir = Path("runs") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return args
@@ -265,5 +267,7 @@ def _check_values(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error(f"--elastic-alpha must be 0 or more, got {args.elastic_alpha:g}")
     if args.augment == "elastic" and not 0 < args.elastic_sigma <= IMAGE_SIDE:
         parser.error(f"--elastic-sigma must be in (0, 28] pixels, got {args.elastic_sigma:g}")
+    if args.data_dir is not None:
+        args.data_dir = absolute(args.data_dir)  # saved in args.json: must not depend on the working directory
     if args.data_dir is not None and not args.data_dir.is_dir():
         parser.error(f"--data-dir {args.data_dir} is not a folder; it should hold the four MNIST IDX .gz files")

@@ -149,13 +149,20 @@ def locate_mnist(
     error lists every folder and mirror URL tried, with the reason each failed.
     """
     if data_dir is not None:
-        return _require_complete(Path(data_dir), "the data_dir argument")
+        return _require_complete(absolute(data_dir), "the data_dir argument")
     env_dir = os.environ.get(DATA_DIR_ENV, "")
     if env_dir:
-        return _require_complete(Path(env_dir), f"the {DATA_DIR_ENV} environment variable")
+        return _require_complete(absolute(env_dir), f"the {DATA_DIR_ENV} environment variable ({env_dir!r})")
     searched = ["the data_dir argument (--data-dir): not given", f"the {DATA_DIR_ENV} environment variable: not set"]
     return complete_folder(mnist_cache_dir(), searched, label="the cache folder", mirrors=mirrors,
                            timeout=timeout, progress=progress)
+
+
+def absolute(folder: str | os.PathLike[str]) -> Path:
+    """``folder`` as an absolute path (``~`` expanded; a relative one taken from the current working
+    directory, once): it then names the same folder in a subprocess with another working directory, in
+    a resumed run's ``args.json`` and in an error message."""
+    return Path(os.path.abspath(Path(folder).expanduser()))
 
 
 def _require_complete(folder: Path, source: str) -> Path:

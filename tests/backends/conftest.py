@@ -21,8 +21,8 @@ import sys
 
 import pytest
 
+from bench.support import REPO, mnist_dir
 from tests.model import conftest as model_conftest
-from tests.support import REPO, mnist_dir
 from training import backends
 
 mirror_report = model_conftest.mirror_report  # the same fixture, appending to the same report

@@ -19,8 +19,8 @@ import sys
 import numpy as np
 import pytest
 
+from bench.support import REPO
 from tests.backends.conftest import child_env, require_backend
-from tests.support import REPO
 from tests.training.test_train import check_run, load_checkpoint_weights
 from training.data import load_digits_28
 

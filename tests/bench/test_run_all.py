@@ -8,7 +8,7 @@ import json
 import pytest
 
 from bench.run_all import merged, parse_args, render
-from tests.support import REPO
+from bench.support import REPO
 
 SAVED = REPO / "docs" / "benchmarks" / "results.json"
 

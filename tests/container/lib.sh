@@ -24,7 +24,7 @@ fail() {
     echo "$FAIL_TAG FAILED: $*" >&2
     exit 1
 }
-client() { "$PYTHON" -m tests.container.smoke_client "$@"; } # from $ROOT (tests/support.py)
+client() { "$PYTHON" -m tests.container.smoke_client "$@"; } # from $ROOT (bench/localhost.py)
 # stdin to stderr without TensorFlow's start-up lines (a container's log, the reference predictions)
 without_tf_noise() { grep -v -e absl -e oneDNN >&2; }
 # stdin to stderr without podman's noise on a machine without systemd (healthcheck timers cannot be

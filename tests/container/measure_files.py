@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.support import REPO, free_port
+import psutil
+
+from bench.localhost import free_port
+from bench.support import REPO
 
 # a path passed to open/openat/execve; a call that failed says so on its line ("= -1 ENOENT"). A call
 # interrupted by another process's line ("<unfinished ...>") counts as opened: when in doubt, keep.
@@ -43,18 +45,6 @@ MB = 1e6
 
 def client(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "tests.container.smoke_client", *args], check=True, cwd=REPO)
-
-
-def children(parent: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def run_service(venv: Path, export: Path, work: Path, name: str, extra_env: dict) -> Path:
@@ -85,8 +75,8 @@ def run_service(venv: Path, export: Path, work: Path, name: str, extra_env: dict
         shutil.rmtree(base / "2")
         client("wait-version", url, "1", "60")
     finally:
-        for pid in children(tracer.pid):  # gunicorn's master, so that its shutdown is traced too
-            os.kill(pid, signal.SIGTERM)
+        for master in psutil.Process(tracer.pid).children():  # gunicorn's master, so that its shutdown is traced too
+            master.terminate()  # SIGTERM
         try:
             tracer.wait(60)
         except subprocess.TimeoutExpired:

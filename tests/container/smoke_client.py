@@ -1,5 +1,5 @@
 """The container smoke test's client side (tests/container/smoke.sh runs it from the repository root as
-``python -m tests.container.smoke_client``): standard library, NumPy, tests/support.py, and TensorFlow
+``python -m tests.container.smoke_client``): standard library, NumPy, bench/localhost.py, and TensorFlow
 only for the reference predictions. Subcommands:
 
     free-port                       print a free TCP port on 127.0.0.1
@@ -17,7 +17,7 @@ only for the reference predictions. Subcommands:
                                     still have every module these paths load
     wait-version URL N SECONDS      poll POST /predict until version N answers (hot reload, roll back)
     slow-clients URL --keepalive K --body-timeout B
-                                    tests/slow_clients.py's three attacks against the server at URL
+                                    tests/slow_clients.py's three checks against the server at URL
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.support import free_port, wait_for
+from bench.localhost import free_port, wait_for
 
 IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "BMP": "image/bmp",
                "WEBP": "image/webp"}
@@ -353,7 +353,8 @@ def wait_version(args) -> None:
 
 
 def slow_clients(args) -> None:
-    from tests.slow_clients import dribbled_bodies, idle_keep_alive, never_finished_headers, raise_fd_limit
+    from bench.attacks import raise_fd_limit
+    from tests.slow_clients import dribbled_bodies, idle_keep_alive, never_finished_headers
 
     try:
         raise_fd_limit()

@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support import LOCALHOST, REPO, free_port
+from bench.localhost import LOCALHOST, free_port
+from bench.support import REPO
 
 TRAIN = [sys.executable, str(REPO / "training" / "train.py")]
 

@@ -12,8 +12,8 @@ from argparse import Namespace
 
 import pytest
 
+from bench.support import REPO
 from tests.distributed.support import TRAIN, environment, tf_config
-from tests.support import REPO
 from training.cluster import ClusterError, indexed_job_tf_config, parse_tf_config, worker_command
 
 # What TensorFlow 2.21's C++ logger prints on stderr when it is imported, whatever TF_CPP_MIN_LOG_LEVEL says

@@ -15,11 +15,11 @@ import time
 
 import pytest
 
+from bench.support import REPO
 from service.contract import list_versions
 from tests.conftest import mnist_dir
 from tests.distributed.support import TRAIN, Cluster, environment
 from tests.distributed.test_equivalence import max_abs_diff
-from tests.support import REPO
 from tests.training.test_train import check_run, load_checkpoint_weights
 
 pytestmark = pytest.mark.slow

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.servers import gunicorn_settings
 # The small real model of the service tests, exported once per session.
 from tests.service.conftest import (copy_version, mnist_export_base, mnist_model,  # noqa: F401
                                     mnist_subset, reference)
-from tests.support import gunicorn_settings, running_gunicorn
+from tests.support import running_gunicorn
 
 from .report import REPORT, write_if_asked
 

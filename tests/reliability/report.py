@@ -16,8 +16,8 @@ from typing import Mapping
 
 import numpy as np
 
-from tests.support import cpu_model, git_commit
-from tests.support import markdown_table as table  # noqa: F401 - the tests' reports use it from here
+from bench.support import cpu_model, git_commit
+from bench.support import markdown_table as table  # noqa: F401 - the tests' reports use it from here
 
 TARGET_VARIABLE = "RELIABILITY_REPORT"
 RUN_COMMAND = "python -m pytest tests/reliability -m reliability -p no:cacheprovider --timeout=600"

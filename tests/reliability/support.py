@@ -1,6 +1,6 @@
 """Helpers of the reliability suite: process figures from /proc, a bounded load generator, and the
-requests it sends (each with what a correct answer is). The report is in report.py; ports, waiting and
-the gunicorn process in tests/support.py.
+requests it sends (each with what a correct answer is). The report is in report.py; ports and waiting
+in bench/localhost.py, the gunicorn process in bench/servers.py.
 
 Everything here talks only to 127.0.0.1, and every loop is bounded in time and in count.
 """

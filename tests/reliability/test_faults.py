@@ -29,7 +29,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support import REPO, GunicornServer, MirrorServer, established_connections, wait_for
+from bench.localhost import wait_for
+from bench.servers import GunicornServer
+from bench.support import REPO
+from tests.support import MirrorServer, established_connections
 
 from .conftest import copy_version
 from .report import REPORT

@@ -17,7 +17,9 @@ import pytest
 
 from tests.service.grpc_support import (Clients, RawCall, grpc_frame, grpc_workers, predict_request, probabilities,
                                         wait_for_grpc)
-from tests.support import GunicornServer, established_connections, running_gunicorn, wait_for
+from bench.localhost import wait_for
+from bench.servers import GunicornServer
+from tests.support import established_connections, running_gunicorn
 
 from .conftest import copy_version
 from .report import REPORT

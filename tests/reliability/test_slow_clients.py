@@ -10,8 +10,8 @@ that had started a request. Everything stays on 127.0.0.1 and is bounded in coun
 2. 200 connections that send their headers and dribble a body, one byte a second;
 3. 1,000 idle keep-alive connections (each made one request, then nothing).
 
-The attacks themselves are in tests/slow_clients.py, shared with the container check, which runs
-them against the image as shipped (tests/container/smoke.sh).
+The checks are in tests/slow_clients.py (the attacks in bench/attacks.py), shared with the container
+check, which runs them against the image as shipped (tests/container/smoke.sh).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import resource
 
 import pytest
 
+from bench.attacks import raise_fd_limit
 from service.config import Config
-from tests.slow_clients import (P99_LIMIT_MS, dribbled_bodies, idle_keep_alive, never_finished_headers,
-                                raise_fd_limit)
+from tests.slow_clients import P99_LIMIT_MS, dribbled_bodies, idle_keep_alive, never_finished_headers
 
 from .report import REPORT
 

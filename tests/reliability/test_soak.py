@@ -23,7 +23,8 @@ import time
 
 import pytest
 
-from tests.support import established_connections, wait_for
+from bench.localhost import wait_for
+from tests.support import established_connections
 
 from .report import REPORT, histogram, table
 from .support import (LoadGenerator, fd_snapshot, invalid_templates, pin_answers,

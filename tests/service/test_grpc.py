@@ -19,7 +19,7 @@ import pytest
 import requests
 from google.protobuf import json_format
 
-from tests.support import wait_for
+from bench.localhost import wait_for
 
 from .conftest import copy_version
 from .grpc_support import (Clients, RawCall, channel, grpc_frame, infer_probabilities, infer_request,

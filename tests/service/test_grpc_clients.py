@@ -18,7 +18,8 @@ import pytest
 import requests
 
 from service.contract import list_versions
-from tests.support import REPO, wait_for
+from bench.localhost import wait_for
+from bench.support import REPO
 
 from .conftest import copy_version
 

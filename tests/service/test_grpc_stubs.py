@@ -9,7 +9,7 @@ import pytest
 
 from service.config import load_config
 from service.errors import GRPC_CODES, RequestError, error_status, grpc_status
-from tests.support import REPO
+from bench.support import REPO
 
 
 def test_generated_modules_are_exactly_what_the_generator_writes():

@@ -10,7 +10,8 @@ import threading
 import numpy as np
 import requests
 
-from tests.support import GunicornServer, running_gunicorn
+from bench.servers import GunicornServer
+from tests.support import running_gunicorn
 
 from .conftest import copy_version
 from .grpc_support import Clients, predict_request, probabilities, wait_for_grpc

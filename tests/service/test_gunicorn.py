@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from .conftest import copy_version
-from tests.support import running_gunicorn, wait_for
+from bench.localhost import wait_for
+from tests.support import running_gunicorn
 
 ZEROS = [0.0] * 784
 

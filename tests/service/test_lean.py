@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.support import REPO
+from bench.support import REPO
 
 SERVE_AND_LIST = """
 import json, sys

@@ -11,7 +11,8 @@ import time
 import pytest
 import requests
 
-from tests.support import established_connections, running_gunicorn, wait_for
+from bench.localhost import wait_for
+from tests.support import established_connections, running_gunicorn
 
 KEEPALIVE_SECONDS = 1
 BODY_TIMEOUT_SECONDS = 1.5
@@ -29,9 +30,11 @@ def server(tmp_path_factory, export_base):
 
 
 def exchange(port: int, data: bytes, wait: float = 10.0) -> tuple[float, bytes]:
-    """Send ``data`` on a new connection and read until the server closes it: (seconds, response)."""
+    """Send ``data`` on a new connection and read until the server closes it: (seconds since before the
+    connection was opened, response). The clock starts before connecting: the server's deadline starts when
+    it accepts the connection, which a busy machine may do before this process gets to run again."""
+    started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
-        started = time.monotonic()
         sock.sendall(data)
         response = b""
         while chunk := sock.recv(65536):

@@ -1,0 +1,94 @@
+"""docs/benchmarks.md from the figures of ``python -m bench.run_all`` (a run's, or a saved results.json's
+with ``--render-only``): the header (run, machine, libraries), the table of stages, each stage's section
+(bench/training_sections.py, bench/serving_sections.py) and, when saved, the peers benchmark's report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from bench.peers_report import report_from_json
+from bench.serving_sections import section_serving
+from bench.stages import STAGES
+from bench.support import markdown_table as table
+from bench.training_sections import (section_accuracy, section_backends, section_distributed, section_keras,
+                                     section_numpy, section_train)
+
+
+def render(results: dict, output: Path, plots: Path) -> None:
+    """Write the document from the figures (also ``--render-only``: from a saved results.json)."""
+    from training.atomic import write_bytes_atomic
+
+    stages = results["stages"]
+    only = results.get("only") or [name for name in STAGES if name in stages]
+    links = {name: os.path.relpath(plots / png, output.parent)
+             for name, png in (("accuracy", "accuracy_vs_time.png"), ("serving", "serving_latency.png"))
+             if name in stages and not stages[name]["error"] and (plots / png).is_file()}
+    sections = {"train": lambda stage: section_train(stage, None),
+                "accuracy": lambda stage: section_accuracy(stage, links.get("accuracy")),
+                "numpy": section_numpy, "keras": section_keras, "backends": section_backends,
+                "serving": lambda stage: section_serving(stage, links.get("serving")),
+                "distributed": section_distributed}
+    lines = header_lines(results, os.path.relpath(plots / "results.json", output.parent))
+    lines += table(["benchmark", "command", "minutes"],
+                   [[stages[name]["title"], f"`{stages[name]['command']}`", f"{stages[name]['seconds'] / 60:.1f}"
+                     + (f" ({stages[name]['error']})" if stages[name]["error"] else "")] for name in only])
+    lines.append("")
+    for name in ("train", "accuracy", "numpy", "keras", "backends", "serving", "distributed"):
+        if name in stages:
+            section = sections[name](stages[name])
+            if stages[name].get("rerun"):
+                section[1:1] = ["", f"Rerun on its own (`--only {name} --merge`): {stages[name]['rerun']}; "
+                                    "the other sections come from the run described at the top."]
+            lines += section + [""]
+    lines += section_peers(plots / PEERS_JSON, output)
+    write_bytes_atomic(output, "\n".join(lines).encode())
+
+
+PEERS_JSON = "peers.json"  # python -m bench.peers --json docs/benchmarks/peers.json (not run by run_all: too long)
+
+
+def section_peers(path: Path, output: Path) -> list[str]:
+    """The serving frameworks side by side (bench/peers.py), from its last saved run, if there is one."""
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    link = os.path.relpath(path, output.parent)
+    return ["## Serving against the Python serving frameworks", "",
+            "`python -m bench.peers --json docs/benchmarks/peers.json --markdown` (not part of `run_all`: it "
+            "builds a virtual environment per framework; this run took "
+            f"{data['elapsed_seconds'] / 60:.0f} minutes), run on its own on {data['when']}; raw figures: [`{link}`]({link}). Every server loads the same SavedModel and passes "
+            "a correctness gate first; the servers take turns in every repeat; wrk -t1 with keep-alive "
+            "connections; CPU per request and PSS over each server's whole process tree.", "",
+            report_from_json(data), ""]
+
+
+def header_lines(results: dict, raw_link: str) -> list[str]:
+    """The title, how the document was made, the run, the machine and the libraries."""
+    info = results["machine"]
+    load_before, load_after = results["load_average"]
+    return [
+        "# Benchmarks",
+        "",
+        "Written by `python -m bench.run_all`" + (" **--quick** (smoke sizes: not meaningful figures)"
+                                                  if results["quick"] else "")
+        + "; do not edit by hand. Rerun it to reproduce (real MNIST from `MNIST_DATA_DIR`; how long it takes: "
+        "the run's line below).",
+        "",
+        f"- Run: {results.get('finished_utc', 'unknown')}, commit {info['commit']}, "
+        f"{results['seconds'] / 60:.1f} minutes in all.",
+        f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory']} memory, {info['os']}; load average "
+        f"{load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f} (1/5/15 min) at the start, "
+        f"{load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f} at the end"
+        + (f"; environment {info['openblas_env']} (forces OpenBLAS kernels)" if info["openblas_env"] else "") + ".",
+        "- Libraries: " + ", ".join(f"{package} {version}" for package, version in info["versions"].items())
+        + f"; NumPy's BLAS: {', '.join(info['blas'])}"
+        + (" (`OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` unset, so OpenBLAS picks its kernels itself)."
+           if not info["openblas_env"] else "."),
+        "- The machine is shared (other work may run beside the benchmarks): compare figures within this run, "
+        "where the baselines were measured side by side, rather than across runs.",
+        f"- Raw figures: [`{raw_link}`]({raw_link}).",
+        "",
+    ]

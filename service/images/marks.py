@@ -1,0 +1,244 @@
+"""The marks of an ink mask -> the digits among them: what is not a digit is named and dropped.
+
+1. **Lines** (ruled or squared paper, a line across the sheet): straight, nearly horizontal or vertical,
+   crossing most of the frame. Found as peaks of the mask's projection over a fan of angles (a Hough
+   transform restricted to ``LINE_ANGLES``), removed, and the strokes they crossed bridged again
+   (``remove_lines``).
+2. **Components** (8-connected) are then measured (``Mark``) and sorted out (``classify``):
+   - *edges*: the sheet's edge, a table, a shadow's border: marks that follow the frame's border for
+     ``EDGE_CONTACT`` of a side, or cross the whole frame;
+   - *specks*: dirt, dots, noise: below ``MIN_HEIGHT_SHARE`` of the short side, or solid blobs whose
+     stroke width is ``BLOB_STROKE`` of their extent or more (a stroke is much thinner than it is long);
+   - the rest are strokes.
+3. **Digits** (``group``): strokes whose columns overlap belong to one digit (a 5's flag, a 4 written in two
+   strokes, a pencil stroke broken by the paper's grain); groups much smaller than the tallest
+   (``MIN_RELATIVE_HEIGHT``) are marks, not digits; the digits are returned left to right.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+LINE_ANGLES = np.deg2rad(np.arange(-6.0, 6.01, 0.5))  # around horizontal (and, turned, vertical)
+LINE_SPAN = 0.5  # a line's pixels cover at least this share of the frame's columns (rows, turned)
+LINE_BIN = 0.2  # ... piling at least this share of the columns into each bin of its thickness
+LINE_THICKNESS = 0.012  # ... at most this share of the short side thick
+LINE_SAMPLE = 40_000  # mask pixels used to find the lines' angle
+EDGE_CONTACT = 0.2  # a mark along the border for this share of a side is the sheet's or a shadow's edge
+SPAN_SHARE = 0.96  # a mark this wide or tall (of the frame) is a line or an edge, not a digit
+MIN_HEIGHT_SHARE = 0.025  # digits are at least this share of the short side tall ...
+MIN_HEIGHT_PX = 7  # ... and this many working pixels
+BLOB_STROKE = 0.36  # stroke width / extent of a solid blob (a disk: 0.5) rather than a stroke (a digit: ~0.15)
+MIN_RELATIVE_HEIGHT = 0.45  # a group this much shorter than the tallest is not a digit of the number
+EIGHT = np.ones((3, 3), bool)
+
+
+@dataclass
+class Mark:
+    """One connected mark: ``label`` in the label image, its box ``(top, left, bottom, right)`` (exclusive),
+    ``area`` in pixels, ``stroke`` its stroke width (2 area / boundary length), ``contact`` the longest run
+    of its pixels on one side of the frame, as a share of that side."""
+
+    label: int
+    box: tuple[int, int, int, int]
+    area: int
+    stroke: float
+    contact: float
+    kind: str = "stroke"
+
+    @property
+    def height(self) -> int:
+        return self.box[2] - self.box[0]
+
+    @property
+    def width(self) -> int:
+        return self.box[3] - self.box[1]
+
+
+@dataclass
+class Digit:
+    """A digit found on the sheet: its marks, and its box ``(top, left, bottom, right)`` in working pixels."""
+
+    marks: list[Mark]
+    box: tuple[int, int, int, int]
+    labels: list[int] = field(default_factory=list)
+
+    @property
+    def height(self) -> int:
+        return self.box[2] - self.box[0]
+
+    @property
+    def width(self) -> int:
+        return self.box[3] - self.box[1]
+
+
+@dataclass
+class Found:
+    """Everything the marks hold: the ``digits`` left to right, the label image, and counts of what was
+    dropped (``lines``, ``edges``, ``specks``, ``small``: marks too small beside the digits)."""
+
+    digits: list[Digit]
+    labels: np.ndarray
+    lines: int = 0
+    edges: int = 0
+    specks: int = 0
+    small: int = 0
+
+
+# ---- 1. lines ------------------------------------------------------------------------------------------------
+def remove_lines(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(mask without its straight lines, number of lines)``: horizontal-ish lines, then vertical-ish ones."""
+    mask, across = _remove_lines_along(mask)
+    turned, down = _remove_lines_along(mask.T)
+    return turned.T, across + down
+
+
+def _remove_lines_along(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Lines within ``LINE_ANGLES`` of horizontal. Each pixel's distance ``r = y cos a - x sin a`` to the line
+    through the origin at the angle ``a`` where the pixels pile highest; a line at that angle is a thin run of
+    full bins of ``r`` (at most ``LINE_THICKNESS`` of the short side) whose pixels cover ``LINE_SPAN`` of the
+    columns or more. A digit's bar is much thicker than a ruled line, or much shorter."""
+    ys, xs = np.nonzero(mask)
+    rows, cols = mask.shape
+    if len(ys) < LINE_SPAN * cols:
+        return mask, 0
+    angle = _best_angle(ys, xs)
+    r = np.round(ys * np.cos(angle) - xs * np.sin(angle)).astype(np.int64)
+    r -= r.min()
+    runs, _ = ndimage.label(np.bincount(r) >= LINE_BIN * cols)  # a thin line spreads over one to three bins
+    thickest = max(3, LINE_THICKNESS * min(rows, cols))
+    line_bins = np.zeros(r.max() + 2, bool)
+    lines = 0
+    for run in ndimage.find_objects(runs):
+        low, high = max(run[0].start - 1, 0), run[0].stop + 1  # and the antialiased fringe on either side
+        if run[0].stop - run[0].start <= thickest and np.unique(xs[(r >= low) & (r < high)]).size >= LINE_SPAN * cols:
+            line_bins[low:high] = True
+            lines += 1
+    if not lines:
+        return mask, 0
+    on_line = line_bins[r]
+    removed = np.zeros_like(mask)
+    removed[ys[on_line], xs[on_line]] = True
+    kept = mask & ~removed
+    bridge = np.ones((2 * _widest_run(line_bins) + 3, 1), bool)  # across a line: strokes that crossed it join again
+    kept |= removed & ndimage.binary_closing(kept, structure=bridge)
+    return kept, lines
+
+
+def _best_angle(ys: np.ndarray, xs: np.ndarray) -> float:
+    """The angle of ``LINE_ANGLES`` at which the pixels pile highest into one bin of ``r``."""
+    step = max(1, len(ys) // LINE_SAMPLE)
+    ys, xs = ys[::step], xs[::step]
+    best, best_peak = 0.0, -1
+    for angle in LINE_ANGLES:
+        r = np.round(ys * np.cos(angle) - xs * np.sin(angle)).astype(np.int64)
+        peak = np.bincount(r - r.min()).max()
+        if peak > best_peak:
+            best, best_peak = float(angle), peak
+    return best
+
+
+def _widest_run(flags: np.ndarray) -> int:
+    """The length of the longest run of True in ``flags``."""
+    labels, count = ndimage.label(flags)
+    return int(np.bincount(labels.ravel())[1:].max()) if count else 1
+
+
+# ---- 2. components -----------------------------------------------------------------------------------------
+def measure(mask: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
+    """The label image of the mask's 8-connected components and a ``Mark`` for each."""
+    labels, count = ndimage.label(mask, structure=EIGHT)
+    if count == 0:
+        return labels, []
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    boundary = mask & ~ndimage.binary_erosion(mask, structure=EIGHT, border_value=0)
+    edges = np.bincount(labels[boundary], minlength=count + 1)
+    contact = _border_contact(labels, count)
+    marks = []
+    for label, box in enumerate(ndimage.find_objects(labels), 1):
+        if box is None:
+            continue
+        marks.append(Mark(label, (box[0].start, box[1].start, box[0].stop, box[1].stop), int(areas[label]),
+                          2.0 * areas[label] / max(edges[label], 1), contact[label]))
+    return labels, marks
+
+
+def _border_contact(labels: np.ndarray, count: int) -> np.ndarray:
+    """Per label, the largest share of one side of the frame that its pixels lie on."""
+    best = np.zeros(count + 1)
+    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        best = np.maximum(best, np.bincount(side, minlength=count + 1) / len(side))
+    best[0] = 0
+    return best
+
+
+def classify(marks: list[Mark], shape: tuple[int, int]) -> None:
+    """Set each mark's ``kind``: "edge", "speck" or "stroke" (see the module docstring)."""
+    rows, cols = shape
+    min_height = max(MIN_HEIGHT_PX, MIN_HEIGHT_SHARE * min(shape))
+    for mark in marks:
+        if mark.contact >= EDGE_CONTACT or mark.width >= SPAN_SHARE * cols or mark.height >= SPAN_SHARE * rows:
+            mark.kind = "edge"
+        elif max(mark.height, mark.width) < min_height or mark.stroke >= BLOB_STROKE * max(mark.height, mark.width):
+            mark.kind = "speck"
+
+
+# ---- 3. digits ---------------------------------------------------------------------------------------------
+def group(strokes: list[Mark]) -> list[Digit]:
+    """Strokes whose columns overlap (by half the narrower one's width) and that lie within a digit's height of
+    each other, as digits, left to right."""
+    digits: list[Digit] = []
+    for mark in sorted(strokes, key=lambda m: -m.area):  # the big strokes first: fragments join them
+        for digit in digits:
+            if _belongs(mark, digit):
+                digit.marks.append(mark)
+                digit.box = _union(digit.box, mark.box)
+                break
+        else:
+            digits.append(Digit([mark], mark.box))
+    merged = True
+    while merged:  # a fragment may have made two digits overlap
+        merged = False
+        for i, a in enumerate(digits):
+            for b in digits[i + 1:]:
+                if _overlap(a.box, b.box) >= 0.5:
+                    a.marks += b.marks
+                    a.box = _union(a.box, b.box)
+                    digits.remove(b)
+                    merged = True
+                    break
+            if merged:
+                break
+    for digit in digits:
+        digit.labels = [mark.label for mark in digit.marks]
+    return sorted(digits, key=lambda d: (d.box[1] + d.box[3]) / 2)
+
+
+def _belongs(mark: Mark, digit: Digit) -> bool:
+    vertical_gap = max(digit.box[0] - mark.box[2], mark.box[0] - digit.box[2], 0)
+    return _overlap(mark.box, digit.box) >= 0.5 and vertical_gap <= 0.5 * max(digit.height, mark.height)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """The columns two boxes share, as a share of the narrower box's width."""
+    shared = min(a[3], b[3]) - max(a[1], b[1])
+    return max(shared, 0) / max(min(a[3] - a[1], b[3] - b[1]), 1)
+
+
+def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def find_digits(mask: np.ndarray) -> Found:
+    """Lines removed, marks sorted out, strokes grouped into digits: what the mask holds."""
+    mask, lines = remove_lines(mask)
+    labels, marks = measure(mask)
+    classify(marks, mask.shape)
+    digits = group([mark for mark in marks if mark.kind == "stroke"])
+    tallest = max((digit.height for digit in digits), default=0)
+    kept = [digit for digit in digits if digit.height >= MIN_RELATIVE_HEIGHT * tallest]
+    return Found(kept, labels, lines=lines, edges=sum(m.kind == "edge" for m in marks),
+                 specks=sum(m.kind == "speck" for m in marks), small=len(digits) - len(kept))
