@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bench.peers_load import CPU_LEVEL, Level, level_from_name
-from bench.peers_servers import PEERS, SPECS
+from bench.peers_servers import COMPARISONS, PEERS, SPECS
 from bench.support import spread, summary
 
 
@@ -72,14 +72,15 @@ def summarise(results: dict, columns: list[Column]) -> dict[str, list[str]]:
     return rows
 
 
-def ours_vs_best_peer(results: dict, column: Column) -> tuple[dict[str, float] | None, list[str]]:
-    """Ratio ours / best framework peer for one column, within each repeat (peers whose level had failed
+def ours_vs_best_peer(results: dict, column: Column, ours_name: str = "ours",
+                      peers: tuple = PEERS) -> tuple[dict[str, float] | None, list[str]]:
+    """Ratio ours / best of ``peers`` for one column, within each repeat (peers whose level had failed
     requests are left out of "best"), summarised (``summary_of_present``); and the best peers' names."""
     ratios, best_names = [], []
-    for repeat, ours in enumerate(results.get("ours", [])):
+    for repeat, ours in enumerate(results.get(ours_name, [])):
         ours_value = column.read(ours) if ours["status"] == "measured" else None
         candidates = []
-        for name in PEERS:
+        for name in peers:
             runs = results.get(name, [])
             if repeat < len(runs) and runs[repeat]["status"] == "measured" \
                     and not flagged(runs[repeat], column):
@@ -99,12 +100,14 @@ def render_table(title: str, columns: list[Column], results: dict, markdown: boo
     """One table: a row per server, then ours / best peer."""
     header = ["server"] + [column.label for column in columns]
     rows = [[SPECS[name].name] + cells for name, cells in summarise(results, columns).items()]
-    if "ours" in results and any(name in results for name in PEERS):
+    for ours_name, peers, label in COMPARISONS:
+        if ours_name not in results or not any(name in results for name in peers):
+            continue
         cells = []
         for column in columns:
-            stats, names = ours_vs_best_peer(results, column)
+            stats, names = ours_vs_best_peer(results, column, ours_name, peers)
             cells.append("-" if stats is None else f"{spread(stats, '.2f')} vs {'/'.join(names)}")
-        rows.append(["ours / best peer"] + cells)
+        rows.append([f"{ours_name} / {label}"] + cells)
     if markdown:
         lines = [f"**{title}**", "", "| " + " | ".join(header) + " |",
                  "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
@@ -120,8 +123,14 @@ def render_report(results: dict, levels: list[Level], markdown: bool, about: str
     """The tables, the servers (how each runs), and ``about`` (machine and settings)."""
     tables = [render_table(title, columns, results, markdown) for title, columns in report_tables(levels)]
     bullet = "- " if markdown else "  "
-    servers = "\n".join(f"{bullet}{name}: {SPECS[name].note}" for name in results)
+    servers = "\n".join(f"{bullet}{name}: {SPECS[name].note}{_plain_client(results[name])}" for name in results)
     return "\n\n".join(tables + [f"Servers:\n{servers}"] + ([about] if about else []))
+
+
+def _plain_client(runs: list[dict]) -> str:
+    """For the gRPC rows: a sequential grpcio client's calls/s at c=1 (the check of h2load's c=1 level)."""
+    stats = summary_of_present([run.get("plain_client_rps") for run in runs])
+    return "" if stats is None else f". A plain grpcio client, 1 image, c=1: {spread(stats, '.1f')} calls/s"
 
 
 def report_from_json(data: dict) -> str:
