@@ -9,9 +9,10 @@ input (what ``tritonclient.grpc`` sends), the same message for every server that
   HTTP 200 too (its status is in the trailers): so the answers' bytes are counted as well, and a level
   whose DATA bytes fall short of one full answer per call is flagged (``grpc_errors``).
 
-h2load against KServe at one connection was measured far below what a plain client gets (the
-platform notes): ``plain_client_rps`` runs a sequential grpcio client for the same seconds, so that the
-c=1 level can be checked against it in the report.
+h2load against KServe's gRPC server at one connection completes next to no call (measured: 52 calls/s
+once, none in 10 s another time) where a plain client gets hundreds: ``plain_client_rps`` runs a
+sequential grpcio client for the same seconds, and the report shows those figures (and their ratios) as
+the c=1 check. A level where h2load completed no call is flagged.
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ def parse_h2load(stdout: str, log: str, least_answer_bytes: int) -> dict:
             "max_ms": float(latencies.max()) if len(latencies) else 0.0,
             "mean_ms": float(latencies.mean()) if len(latencies) else 0.0,
             "non_2xx": max(non_2xx, 0), "socket_errors": failed + errored + timeouts, "grpc_errors": bool(short),
-            "flagged": bool(non_2xx > 0 or failed or errored or timeouts or short), "data_bytes": int(data)}
+            "flagged": bool(non_2xx > 0 or failed or errored or timeouts or short or done == 0),
+            "data_bytes": int(data)}
 
 
 GRPC_INFER = GrpcInfer()

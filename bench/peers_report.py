@@ -38,7 +38,9 @@ def level_column(label: str, level: Level, key: str, higher_is_better: bool, fmt
 
 
 def flagged(run: dict, column: Column) -> bool:
-    return column.level is not None and run["levels"].get(column.level, {}).get("flagged", False)
+    """The column's level had failed requests, or completed none (h2load against KServe's gRPC at c=1)."""
+    figures = run["levels"].get(column.level, {}) if column.level is not None else {}
+    return bool(figures.get("flagged", False) or figures.get("requests") == 0)
 
 
 def report_tables(levels: list[Level]) -> list[tuple[str, list[Column]]]:
@@ -122,15 +124,14 @@ def render_table(title: str, columns: list[Column], results: dict, markdown: boo
 def render_report(results: dict, levels: list[Level], markdown: bool, about: str = "") -> str:
     """The tables, the servers (how each runs), and ``about`` (machine and settings)."""
     tables = [render_table(title, columns, results, markdown) for title, columns in report_tables(levels)]
+    if any(run.get("plain_client_rps") for runs in results.values() for run in runs):
+        plain = {name: runs for name, runs in results.items() if any(run.get("plain_client_rps") for run in runs)}
+        tables.append(render_table("c=1 check of h2load: a plain grpcio client, 1 image, sequential calls, calls/s",
+                                   [Column("calls/s", lambda run: run.get("plain_client_rps"), True, ".1f")],
+                                   plain, markdown))
     bullet = "- " if markdown else "  "
-    servers = "\n".join(f"{bullet}{name}: {SPECS[name].note}{_plain_client(results[name])}" for name in results)
+    servers = "\n".join(f"{bullet}{name}: {SPECS[name].note}" for name in results)
     return "\n\n".join(tables + [f"Servers:\n{servers}"] + ([about] if about else []))
-
-
-def _plain_client(runs: list[dict]) -> str:
-    """For the gRPC rows: a sequential grpcio client's calls/s at c=1 (the check of h2load's c=1 level)."""
-    stats = summary_of_present([run.get("plain_client_rps") for run in runs])
-    return "" if stats is None else f". A plain grpcio client, 1 image, c=1: {spread(stats, '.1f')} calls/s"
 
 
 def report_from_json(data: dict) -> str:
