@@ -3,7 +3,7 @@
 #
 #     python training/train.py                      # writes exports/mnist/<version>/
 #     docker build -t mnist-digits .                # bakes exports/mnist/ in at /models/mnist
-#     docker run --rm -p 8000:8000 mnist-digits
+#     docker run --rm -p 8000:8000 -p 8500:8500 mnist-digits      # HTTP on 8000, gRPC on 8500
 #
 # Stages:
 #   assets   the model export (checked first, so a build without one fails in seconds) and service/
@@ -52,9 +52,11 @@ RUN python3 -m venv /opt/venv \
 # Then what the serving process never loads goes (measured: the service ran under strace through every
 # endpoint, error path, hot reload, batching and shutdown; deploy/slim-venv.py lists each removal and
 # its reason, and stops if the pinned versions differ from the measured ones): Keras and its own
-# dependencies, h5py, grpcio, libclang, pip/setuptools/wheel; TensorFlow's C++ headers and two unused
+# dependencies, h5py, libclang, pip/setuptools/wheel; TensorFlow's C++ headers and two unused
 # extension modules; tests folders, *.pyi, *.a; and the symbol tables of the shared objects (sections
-# no process maps). The image: about 1,406 MB -> 984 MB; the build log shows the sizes by package.
+# no process maps; why not binutils' strip: the script's docstring). grpcio stays: the service serves
+# gRPC (service/grpc_api). The build log shows the sizes by package; tests/container/smoke.sh checks
+# the image's total.
 COPY deploy/slim-venv.py /tmp/slim-venv.py
 RUN /opt/venv/bin/python /tmp/slim-venv.py /opt/venv \
     && rm /tmp/slim-venv.py /tmp/requirements-serve.txt
@@ -119,7 +121,9 @@ ENV PYTHONPATH=/app \
 # No VOLUME instruction: it would create an anonymous volume on every `docker run`. Mount a volume at
 # /models (an export base at /models/mnist/<version>/) to replace the baked-in model.
 USER 10001:10001
-EXPOSE 8000
+# HTTP ($PORT) and gRPC ($GRPC_PORT: TF Serving's PredictionService, the Open Inference Protocol, health
+# and reflection; 0 turns it off), service/config.py's defaults
+EXPOSE 8000 8500
 # /healthz answers 200 while the process is alive (readiness, i.e. a loaded model, is /readyz).
 # Python, not curl: slim bases have no curl. start-period covers TensorFlow's start (~10 s per worker).
 # The port is the one gunicorn binds: $PORT as service/config.py reads it (stdlib only, no TensorFlow).

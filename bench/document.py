@@ -44,6 +44,7 @@ def render(results: dict, output: Path, plots: Path) -> None:
                                     "the other sections come from the run described at the top."]
             lines += section + [""]
     lines += section_peers(plots / PEERS_JSON, output)
+    lines += section_peers_grpc(plots / PEERS_GRPC_JSON, output)
     write_bytes_atomic(output, "\n".join(lines).encode())
 
 
@@ -62,6 +63,25 @@ def section_peers(path: Path, output: Path) -> list[str]:
             f"{data['elapsed_seconds'] / 60:.0f} minutes), run on its own on {data['when']}; raw figures: [`{link}`]({link}). Every server loads the same SavedModel and passes "
             "a correctness gate first; the servers take turns in every repeat; wrk -t1 with keep-alive "
             "connections; CPU per request and PSS over each server's whole process tree.", "",
+            report_from_json(data), ""]
+
+
+PEERS_GRPC_JSON = "peers-grpc.json"  # python -m bench.peers --servers ours,ours-grpc,kserve-grpc --json ...
+
+
+def section_peers_grpc(path: Path, output: Path) -> list[str]:
+    """Ours over gRPC against KServe's gRPC server and our HTTP (bench/peers.py's gRPC rows), if saved."""
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    link = os.path.relpath(path, output.parent)
+    return ["## Serving over gRPC", "",
+            "`python -m bench.peers --servers ours,ours-grpc,kserve-grpc --json docs/benchmarks/peers-grpc.json "
+            f"--markdown`, run on its own on {data['when']} ({data['elapsed_seconds'] / 60:.0f} minutes); raw "
+            f"figures: [`{link}`]({link}). The gRPC rows send the Open Inference Protocol's ModelInfer (raw FP32) "
+            "from h2load (a pre-serialised frame, one call at a time per connection; wrk's columns are h2load's "
+            "here); ours over HTTP is the same gunicorn's `POST /predict`. h2load's c=1 level is checked against a "
+            "plain grpcio client (the last table): where the two disagree, compare the plain client's figures.", "",
             report_from_json(data), ""]
 
 

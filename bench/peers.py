@@ -16,6 +16,10 @@ Servers (``--servers``, default all, in this order):
 - ``mlflow``: MLflow 3.17 ``mlflow models serve --env-manager local -w 1`` of a pyfunc model wrapping the
   SavedModel (bench/peer_servers/mlflow_model.py).
 - ``bentoml``: BentoML 1.4.40 ``bentoml serve``, 2 workers (bench/peer_servers/bentoml_service.py).
+- ``ours-grpc``, ``kserve-grpc``: ours and KServe 0.21 over gRPC (issue 23), the Open Inference Protocol's
+  ``ModelInfer`` with raw FP32, loaded by h2load replaying a pre-serialised gRPC frame (bench/peers_grpc.py;
+  Debian's nghttp2-client), each also timed with a plain grpcio client at c=1 (h2load's c=1 check). The
+  report's ratio rows: ours-grpc / KServe gRPC, and ours-grpc / ours over HTTP.
 
 Each framework runs in its own virtual environment, made on first use under ``--cache-dir`` from its
 pinned list bench/peer_servers/requirements-NAME.txt (tensorflow-cpu==2.21.0 in each); the folder name
@@ -118,6 +122,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--repeats, --seconds and --gate-images must be >= 1, --warmup >= 0")
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install wrk)")
+    if any(name.endswith("-grpc") for name in args.servers) and shutil.which("h2load") is None:
+        parser.error("h2load is not installed, for the gRPC rows (Debian: apt-get install nghttp2-client)")
     return args
 
 

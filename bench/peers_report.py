@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bench.peers_load import CPU_LEVEL, Level, level_from_name
-from bench.peers_servers import PEERS, SPECS
+from bench.peers_servers import COMPARISONS, PEERS, SPECS
 from bench.support import spread, summary
 
 
@@ -38,7 +38,9 @@ def level_column(label: str, level: Level, key: str, higher_is_better: bool, fmt
 
 
 def flagged(run: dict, column: Column) -> bool:
-    return column.level is not None and run["levels"].get(column.level, {}).get("flagged", False)
+    """The column's level had failed requests, or completed none (h2load against KServe's gRPC at c=1)."""
+    figures = run["levels"].get(column.level, {}) if column.level is not None else {}
+    return bool(figures.get("flagged", False) or figures.get("requests") == 0)
 
 
 def report_tables(levels: list[Level]) -> list[tuple[str, list[Column]]]:
@@ -72,14 +74,15 @@ def summarise(results: dict, columns: list[Column]) -> dict[str, list[str]]:
     return rows
 
 
-def ours_vs_best_peer(results: dict, column: Column) -> tuple[dict[str, float] | None, list[str]]:
-    """Ratio ours / best framework peer for one column, within each repeat (peers whose level had failed
+def ours_vs_best_peer(results: dict, column: Column, ours_name: str = "ours",
+                      peers: tuple = PEERS) -> tuple[dict[str, float] | None, list[str]]:
+    """Ratio ours / best of ``peers`` for one column, within each repeat (peers whose level had failed
     requests are left out of "best"), summarised (``summary_of_present``); and the best peers' names."""
     ratios, best_names = [], []
-    for repeat, ours in enumerate(results.get("ours", [])):
+    for repeat, ours in enumerate(results.get(ours_name, [])):
         ours_value = column.read(ours) if ours["status"] == "measured" else None
         candidates = []
-        for name in PEERS:
+        for name in peers:
             runs = results.get(name, [])
             if repeat < len(runs) and runs[repeat]["status"] == "measured" \
                     and not flagged(runs[repeat], column):
@@ -99,12 +102,14 @@ def render_table(title: str, columns: list[Column], results: dict, markdown: boo
     """One table: a row per server, then ours / best peer."""
     header = ["server"] + [column.label for column in columns]
     rows = [[SPECS[name].name] + cells for name, cells in summarise(results, columns).items()]
-    if "ours" in results and any(name in results for name in PEERS):
+    for ours_name, peers, label in COMPARISONS:
+        if ours_name not in results or not any(name in results for name in peers):
+            continue
         cells = []
         for column in columns:
-            stats, names = ours_vs_best_peer(results, column)
+            stats, names = ours_vs_best_peer(results, column, ours_name, peers)
             cells.append("-" if stats is None else f"{spread(stats, '.2f')} vs {'/'.join(names)}")
-        rows.append(["ours / best peer"] + cells)
+        rows.append([f"{ours_name} / {label}"] + cells)
     if markdown:
         lines = [f"**{title}**", "", "| " + " | ".join(header) + " |",
                  "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
@@ -119,6 +124,11 @@ def render_table(title: str, columns: list[Column], results: dict, markdown: boo
 def render_report(results: dict, levels: list[Level], markdown: bool, about: str = "") -> str:
     """The tables, the servers (how each runs), and ``about`` (machine and settings)."""
     tables = [render_table(title, columns, results, markdown) for title, columns in report_tables(levels)]
+    if any(run.get("plain_client_rps") for runs in results.values() for run in runs):
+        plain = {name: runs for name, runs in results.items() if any(run.get("plain_client_rps") for run in runs)}
+        tables.append(render_table("c=1 check of h2load: a plain grpcio client, 1 image, sequential calls, calls/s",
+                                   [Column("calls/s", lambda run: run.get("plain_client_rps"), True, ".1f")],
+                                   plain, markdown))
     bullet = "- " if markdown else "  "
     servers = "\n".join(f"{bullet}{name}: {SPECS[name].note}" for name in results)
     return "\n\n".join(tables + [f"Servers:\n{servers}"] + ([about] if about else []))

@@ -128,6 +128,9 @@ def bench_server(spec: ServerSpec, ctx: Context, args, images: np.ndarray, refer
             figures = measure_level(server, scripts[level.batch], level, args.seconds, args.warmup)
             result["levels"][level.name] = figures
             print(level_line(level, figures), flush=True)
+        if hasattr(spec.protocol, "plain_client_rps"):  # gRPC: h2load's c=1 checked against a plain client
+            result["plain_client_rps"] = spec.protocol.plain_client_rps(server.port, images[:1], args.seconds)
+            print(f"    plain grpcio client, 1 image, c=1: {result['plain_client_rps']:.1f} calls/s", flush=True)
         tree = server.tree()
         result["pss_mib"] = tree_pss_mib([pid for pid, _ in tree])
         result["processes"] = len(tree)

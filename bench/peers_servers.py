@@ -19,14 +19,19 @@ from pathlib import Path
 from typing import Callable
 
 from bench.localhost import free_port
+from bench.peers_grpc import GRPC_INFER, INFER_PATH, GrpcInfer
 from bench.peers_load import HTTP_JSON, HttpJson
 from bench.servers import gunicorn_command
 from bench.support import REPO
 
 PEER_DIR = REPO / "bench" / "peer_servers"
-SERVER_NAMES = ("ours", "baseline", "kserve", "litserve", "mlflow", "bentoml", "ours-gthread", "ours-nginx")
-DEFAULT_SERVERS = SERVER_NAMES[:6]  # the last two: other ways to run ours (docs/deployment.md, slow clients)
+SERVER_NAMES = ("ours", "baseline", "kserve", "litserve", "mlflow", "bentoml", "ours-grpc", "kserve-grpc",
+                "ours-gthread", "ours-nginx")
+DEFAULT_SERVERS = SERVER_NAMES[:8]  # the last two: other ways to run ours (docs/deployment.md, slow clients)
 PEERS = ("kserve", "litserve", "mlflow", "bentoml")  # the frameworks: "best peer" is one of these
+# the ratio rows of the report: (ours, the servers it is compared with, how the row names them)
+COMPARISONS = (("ours", PEERS, "best peer"), ("ours-grpc", ("kserve-grpc",), "KServe gRPC"),
+               ("ours-grpc", ("ours",), "ours over HTTP"))
 PEER_WORKERS = 2
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", "DO_NOT_TRACK": "1",
              "MLFLOW_DISABLE_TELEMETRY": "true", "BENTOML_DO_NOT_TRACK": "True"}
@@ -62,7 +67,8 @@ class ServerSpec:
     body: Callable[[list], dict]  # list of images (lists of 784 floats) -> request JSON
     answers: Callable[[object], list]  # response JSON -> list of 10 probabilities per image
     note: str = ""  # how it runs, for the report
-    protocol: HttpJson = HTTP_JSON  # how requests reach it: the gate's, and the load (bench/peers_load.py)
+    protocol: HttpJson | GrpcInfer = HTTP_JSON  # how requests reach it: the gate's, and the load
+    #                                             (bench/peers_load.py, bench/peers_grpc.py)
 
 
 def server_env(**extra: str) -> dict[str, str]:
@@ -112,6 +118,23 @@ def launch_kserve(ctx: Context, port: int) -> Launch:
                "--model_dir", str(ctx.version_dir), "--model_name", "mnist", "--http_port", str(port),
                "--workers", str(PEER_WORKERS), "--enable_grpc", "false"]
     return Launch(command, _peer_env(ctx, "kserve"), ctx.scratch)
+
+
+def launch_ours_grpc(ctx: Context, port: int) -> Launch:
+    """Ours as shipped, spoken to over gRPC: ``port`` is GRPC_PORT (HTTP on another free port)."""
+    http_port = free_port()
+    while http_port == port:
+        http_port = free_port()
+    return Launch(gunicorn_command(http_port), server_env(MODEL_DIR=str(ctx.export_base), GRPC_PORT=str(port)),
+                  REPO)
+
+
+def launch_kserve_grpc(ctx: Context, port: int) -> Launch:
+    """KServe's ModelServer as for the REST rows, with its gRPC server on ``port`` (HTTP on another)."""
+    command = [str(ctx.pythons["kserve-grpc"]), str(PEER_DIR / "kserve_server.py"),
+               "--model_dir", str(ctx.version_dir), "--model_name", "mnist", "--http_port", str(free_port()),
+               "--workers", str(PEER_WORKERS), "--enable_grpc", "true", "--grpc_port", str(port)]
+    return Launch(command, _peer_env(ctx, "kserve-grpc"), ctx.scratch)
 
 
 def launch_litserve(ctx: Context, port: int) -> Launch:
@@ -180,6 +203,16 @@ SPECS = {spec.name: spec for spec in (
                f"ModelServer().start([model]) with --workers {PEER_WORKERS} --enable_grpc false (spawned "
                "uvicorn workers, uvloop); POST /v1/models/mnist:predict {instances}; workarounds: the model "
                "reloads when unpickled into a worker, liveness ping timeout 120 s instead of 5 s"),
+    ServerSpec("ours-grpc", "ours over gRPC (the same gunicorn)", INFER_PATH, None, launch_ours_grpc,
+               _instances, lambda answer: answer,
+               "the same gunicorn as ours, spoken to on GRPC_PORT: each worker's grpc.aio server "
+               "(service/grpc_api, SO_REUSEPORT); the Open Inference Protocol's ModelInfer, raw FP32 in and out",
+               GRPC_INFER),
+    ServerSpec("kserve-grpc", f"KServe 0.21.0 gRPC ({PEER_WORKERS} REST workers)", INFER_PATH,
+               _requirements("kserve"), launch_kserve_grpc, _instances, lambda answer: answer,
+               f"the kserve row's server with --enable_grpc true: KServe's grpc.aio server in the parent "
+               f"process beside {PEER_WORKERS} spawned REST workers (KServe keeps gRPC in one process); "
+               "ModelInfer, raw FP32 in (the model's predict takes the InferRequest)", GRPC_INFER),
     ServerSpec("litserve", f"LitServe 0.2.19 ({PEER_WORKERS} workers)", "/predict",
                _requirements("litserve"), launch_litserve, _instances, _predictions,
                f"LitServer(api, accelerator='cpu', workers_per_device={PEER_WORKERS}).run(): "

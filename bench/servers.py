@@ -132,10 +132,15 @@ class GunicornServer(ServerProcess):
                  extra_args: list[str] | None = None, name: str = "gunicorn"):
         env = dict(os.environ)
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        # a free gRPC port of its own: the workers bind GRPC_PORT with SO_REUSEPORT, so two servers
+        # given the same port would silently share its connections
         env.update({"MODEL_DIR": str(model_dir), "MODEL_POLL_SECONDS": str(poll_seconds),
                     "WEB_CONCURRENCY": str(workers), "TF_CPP_MIN_LOG_LEVEL": "2",
-                    "PYTHONUNBUFFERED": "1", **(extra_env or {})})
+                    "PYTHONUNBUFFERED": "1", "GRPC_PORT": str(free_port()), **(extra_env or {})})
+        self.grpc_port = int(env["GRPC_PORT"])
         port = free_port()
+        while port == self.grpc_port:
+            port = free_port()
         self.export_base = Path(model_dir)
         super().__init__(gunicorn_command(port, app, extra_args), log_path, port=port, env=env, name=name)
 

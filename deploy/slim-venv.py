@@ -24,6 +24,16 @@ Three kinds of removal, each listed below with its reason:
    :func:`strip_file`). Cost: a native crash's stack trace shows addresses instead of the names of
    TensorFlow's internal (non-exported) functions.
 
+   Why not binutils (issue 22 asked; measured on bookworm's binutils 2.40): ``strip --strip-unneeded``
+   over the venv's shared objects in the build stage gave an image whose workers could not import NumPy,
+   "libscipy_openblas64_-32a4b2a6.so: ELF load command address/offset not page-aligned", and so does
+   ``objcopy --strip-debug`` on that one file (reproduced outside the image: strip a copy of the venv's
+   ``numpy.libs/libscipy_openblas64_-*.so``, then ``import numpy``). auditwheel grafts such libraries
+   into wheels and rewrites them with patchelf (that file has 9 load segments where a library usually
+   has 4), and BFD's re-laid-out copy of it no longer loads. Finding every patchelf-rewritten object to spare
+   it (the grafted ``*.libs`` and the extensions whose RPATH auditwheel changed) would be a rule of its
+   own; cutting the file after its last mapped byte, as below, never moves a byte any segment maps.
+
 Standard library only (it runs in the build stage with the venv's own Python, then pip is gone).
 """
 
@@ -56,7 +66,6 @@ UNINSTALL = {
     "optree": "Keras' own dependency (tree utilities)",
     "h5py": "Keras' HDF5 weight files; TensorFlow's legacy tf.python.keras imports it inside "
             "`try: ... except ImportError` and never needs it for a SavedModel",
-    "grpcio": "only TensorFlow's remote debugger (tfdbg gRPC server) and RPC ops import it",
     "libclang": "only TensorFlow's build-time code generators use it",
     "pip": "an installer: nothing is installed at run time",
     "setuptools": "an installer (tensorflow-cpu declares it; nothing imports setuptools or "

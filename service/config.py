@@ -11,6 +11,9 @@ Variable                Default            Meaning
 ``MODEL_DIR``           ``exports/mnist``  the export base: ``<MODEL_DIR>/<version>/`` folders
 ``MODEL_NAME``          ``mnist``          the name clients use in ``/v1/models/<name>`` etc.
 ``PORT``                ``8000``           listening port, 1-65535 (gunicorn binds ``0.0.0.0:$PORT``)
+``GRPC_PORT``           ``8500``           gRPC port (TF Serving's PredictionService, the Open Inference
+                                           Protocol, health, reflection: service/grpc_api), on the host
+                                           gunicorn binds, shared by every worker; 0: no gRPC
 ``WEB_CONCURRENCY``     ``2``              gunicorn workers, at least 1
 ``GUNICORN_THREADS``    ``16``             with ENABLE_BATCHING=1: threads per worker whose predictions are
                                            merged into batches (without batching a worker runs requests on
@@ -53,6 +56,7 @@ class Config:
     model_dir: str = "exports/mnist"
     model_name: str = "mnist"
     port: int = 8000  # gunicorn only (service/gunicorn.conf.py), like the next three
+    grpc_port: int = 8500  # 0: off (service/worker.py starts service/grpc_api in each worker)
     web_concurrency: int = 2
     threads: int = 16
     log_level: str = "info"
@@ -76,6 +80,7 @@ ENV_VARS = {
     "MODEL_DIR": "model_dir",
     "MODEL_NAME": "model_name",
     "PORT": "port",
+    "GRPC_PORT": "grpc_port",
     "WEB_CONCURRENCY": "web_concurrency",
     "GUNICORN_THREADS": "threads",
     "LOG_LEVEL": "log_level",
@@ -146,5 +151,9 @@ def _check_ranges(config: Config) -> None:
         raise ValueError(f"BODY_TIMEOUT_SECONDS must be more than 0; got {config.body_timeout_seconds}")
     if not 1 <= config.port <= MAX_PORT:
         raise ValueError(f"PORT must be a port number from 1 to {MAX_PORT}; got {config.port}")
+    if config.grpc_port > MAX_PORT:
+        raise ValueError(f"GRPC_PORT must be a port number from 1 to {MAX_PORT}, or 0 for no gRPC; got {config.grpc_port}")
+    if config.grpc_port == config.port:
+        raise ValueError(f"GRPC_PORT must differ from PORT ({config.port}); use 0 for no gRPC")
     if config.log_level not in LOG_LEVELS:
         raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; got {config.log_level!r}")

@@ -19,7 +19,7 @@ import logging
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from .errors import RequestError, body_too_large_message
+from .errors import RequestError, body_too_large_message, error_status
 from .graph_runner import Overloaded
 from .predictor import ModelNotReady, VersionNotFound
 from .web import error_response, retry_later_response
@@ -46,12 +46,11 @@ def _request_error(exc: RequestError) -> Response:
 
 
 def _model_not_ready(exc: ModelNotReady) -> Response:
-    return retry_later_response(f"{exc}; retry later")
+    return retry_later_response(error_status(exc)[1])
 
 
 def _overloaded(exc: Overloaded) -> Response:
-    return retry_later_response("too many predictions are waiting (the batch queue is full: "
-                                "MAX_ENQUEUED_BATCHES); retry later")
+    return retry_later_response(error_status(exc)[1])
 
 
 def _version_not_found(exc: VersionNotFound) -> Response:

@@ -24,3 +24,44 @@ def body_too_large_message(size: int | None, limit: int) -> str:
     received = f"{size} bytes" if size else "over the limit"
     return (f"request body too large: {received}; at most {limit} bytes (MAX_BODY_BYTES) are "
             "accepted: send fewer instances per request or a smaller image")
+
+
+# ---- gRPC ----------------------------------------------------------------------------------------
+# The gRPC status code of each HTTP status the service answers with (service/grpc_api answers every
+# refusal through grpc_status below, with the same message as the HTTP body's "error").
+GRPC_CODES = {
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    413: "RESOURCE_EXHAUSTED",  # as gRPC itself answers a message over grpc.max_receive_message_length
+    415: "INVALID_ARGUMENT",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",  # no version loaded yet, or the batch queue is full: retry later
+}
+RETRY_LATER = "; retry later"
+OVERLOADED_MESSAGE = ("too many predictions are waiting (the batch queue is full: MAX_ENQUEUED_BATCHES); "
+                      "retry later")
+
+
+def error_status(exc: BaseException) -> tuple[int, str] | None:
+    """``(HTTP status, message)`` of an error a request can end in, or None for an unexpected one.
+
+    The predictor's errors are matched by name: this module stays standard library only (the
+    predictor imports TensorFlow)."""
+    if isinstance(exc, RequestError):
+        return exc.status, exc.message
+    kind = type(exc).__name__
+    if kind == "ModelNotReady":
+        return 503, f"{exc}{RETRY_LATER}"
+    if kind == "VersionNotFound":
+        return 404, str(exc)
+    if kind == "Overloaded":
+        return 503, OVERLOADED_MESSAGE
+    return None
+
+
+def grpc_status(exc: BaseException) -> tuple[str, str] | None:
+    """``(gRPC status code name, message)`` of an error a request can end in, or None for an
+    unexpected one (which gRPC answers as INTERNAL, logged)."""
+    status = error_status(exc)
+    return None if status is None else (GRPC_CODES[status[0]], status[1])

@@ -53,7 +53,7 @@ def ready():
     return json_response({"ready": is_ready}, 200 if is_ready else 503)
 
 
-def _model(name: str, version: str | None) -> ModelVersion:
+def find_model(name: str, version: str | None) -> ModelVersion:
     """The loaded model version a URL names (404 for another model or a version not loaded)."""
     service = state()
     if name != service.config.model_name:
@@ -65,21 +65,26 @@ def _model(name: str, version: str | None) -> ModelVersion:
 @blueprint.get("/v2/models/<name>")
 @blueprint.get("/v2/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None):
-    model = _model(name, version)
-    return json_response({
+    return json_response(metadata_payload(name, version))
+
+
+def metadata_payload(name: str, version: str | None) -> dict:
+    """Model metadata (also for gRPC's ``ModelMetadata``): inputs and outputs, FP32."""
+    model = find_model(name, version)
+    return {
         "name": state().config.model_name,
         "versions": [str(v) for v in state().predictor.loaded_versions()],
         "platform": "tensorflow_savedmodel",
         "inputs": [{"name": model.input_name, "datatype": "FP32", "shape": [-1, PIXELS]}],
         "outputs": [{"name": model.output_name, "datatype": "FP32", "shape": [-1, CLASSES]}],
-    })
+    }
 
 
 @blueprint.get("/v2/models/<name>/ready")
 @blueprint.get("/v2/models/<name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None):
     try:
-        _model(name, version)
+        find_model(name, version)
     except ModelNotReady:
         return json_response({"name": name, "ready": False}, 503)
     return json_response({"name": name, "ready": True})
@@ -89,13 +94,13 @@ def model_ready(name: str, version: str | None = None):
 @blueprint.post("/v2/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
     config = state().config
-    model = _model(name, version)
+    model = find_model(name, version)
     header, binary = _split_body(read_body())
     payload = require_object(parse_json(header), EXPECTED)
     _check_request_id(payload)
-    tensor = _input_tensor(payload, model)
+    tensor = input_tensor(payload, model)
     pixels = _pixels(tensor, binary, config.max_batch, body_has_bools(header))
-    outputs = _requested_outputs(payload, model)
+    outputs = requested_outputs(payload, model)
     probabilities = model.predict(pixels)
     record_predictions(probabilities)
     response = {"model_name": config.model_name, "model_version": str(model.version)}
@@ -145,7 +150,8 @@ def _binary_response(response: dict, output: dict, probabilities: np.ndarray) ->
                     headers={HEADER_LENGTH: str(len(head))})
 
 
-def _input_tensor(payload: dict, model: ModelVersion) -> dict:
+def input_tensor(payload: dict, model: ModelVersion) -> dict:
+    """The one input tensor of ``payload`` (name, datatype, shape checked; also for gRPC's ModelInfer)."""
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise RequestError(f"'inputs' must be a non-empty list of input tensors; expected {EXPECTED}")
@@ -207,7 +213,7 @@ def _json_values(tensor: dict, has_bools: bool) -> np.ndarray:
     return array
 
 
-def _requested_outputs(payload: dict, model: ModelVersion) -> list:
+def requested_outputs(payload: dict, model: ModelVersion) -> list:
     outputs = payload.get("outputs") or []
     if not isinstance(outputs, list):
         raise RequestError("'outputs' must be a list of {\"name\": ...} objects")

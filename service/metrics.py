@@ -4,10 +4,14 @@ Under gunicorn every worker writes its samples to files in that folder (set up a
 ``service/gunicorn.conf.py``), and ``/metrics`` on any worker aggregates all of them with
 ``MultiProcessCollector``. Without the variable (tests, ``flask run``) each app has its own registry.
 
-Names: ``mnist_http_requests_total{route,method,status}``, ``mnist_http_request_duration_seconds{route}``,
-``mnist_instances_per_request{route}``, ``mnist_predictions_total{digit}``, ``mnist_model_version``
+Names: ``mnist_http_requests_total{route,method,status,protocol}``,
+``mnist_http_request_duration_seconds{route,protocol}``, ``mnist_instances_per_request{route,protocol}``, ``mnist_predictions_total{digit}``, ``mnist_model_version``
 (one sample per live worker: ``pid`` label), ``mnist_model_ready`` (per live worker),
 ``mnist_model_reloads_total{outcome}``.
+
+``protocol`` is ``http`` or ``grpc``. A gRPC call (service/grpc_api) counts with its method's path as the
+route (``/tensorflow.serving.PredictionService/Predict``), ``POST`` as the method (as on the wire) and
+its gRPC status code name as the status (``OK``, ``INVALID_ARGUMENT`` ...).
 
 ``Metrics.init_app(app)`` (Flask extension style) times and counts every request of an app.
 """
@@ -50,13 +54,13 @@ class Metrics:
 
     def __init__(self, max_batch: int = 256, max_batch_size: int = 256):
         self.registry = registry = CollectorRegistry()
-        self.requests = Counter("mnist_http_requests", "HTTP requests by route, method and status",
-                                ["route", "method", "status"], registry=registry)
+        self.requests = Counter("mnist_http_requests", "Requests by route, method, status and protocol "
+                                "(http or grpc)", ["route", "method", "status", "protocol"], registry=registry)
         self.latency = Histogram("mnist_http_request_duration_seconds",
-                                 "Time from request received to response ready, by route",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=registry)
+                                 "Time from request received to response ready, by route and protocol",
+                                 ["route", "protocol"], buckets=LATENCY_BUCKETS, registry=registry)
         self.instances = Histogram("mnist_instances_per_request", "Instances per prediction request",
-                                   ["route"], buckets=batch_size_buckets(max_batch), registry=registry)
+                                   ["route", "protocol"], buckets=batch_size_buckets(max_batch), registry=registry)
         self.predictions = Counter("mnist_predictions", "Predicted digits", ["digit"], registry=registry)
         self.batches = Histogram("mnist_batch_size", "Rows per model execution with ENABLE_BATCHING=1 "
                                  "(concurrent requests merged by TensorFlow's batch scheduler)",
@@ -87,12 +91,13 @@ class Metrics:
         return response
 
     # ---- observations ------------------------------------------------------------------------
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route=route, method=method, status=str(status)).inc()
-        self.latency.labels(route=route).observe(seconds)
+    def observe_request(self, route: str, method: str, status: int | str, seconds: float,
+                        protocol: str = "http") -> None:
+        self.requests.labels(route=route, method=method, status=str(status), protocol=protocol).inc()
+        self.latency.labels(route=route, protocol=protocol).observe(seconds)
 
-    def observe_predictions(self, route: str, digits) -> None:
-        self.instances.labels(route=route).observe(len(digits))
+    def observe_predictions(self, route: str, digits, protocol: str = "http") -> None:
+        self.instances.labels(route=route, protocol=protocol).observe(len(digits))
         for digit, count in enumerate(np.bincount(digits, minlength=CLASSES)[:CLASSES]):
             if count:
                 self._digit_counters[digit].inc(int(count))

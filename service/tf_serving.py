@@ -45,7 +45,7 @@ def dispatch(rest: str):
     suffix = "/metadata" if metadata else (f":{verb}" if verb else "")
     set_route("/v1/models/<name>" + ("/versions/<version>" if version else "") + suffix)
     _check_method(verb)
-    _check_servable(name, label)
+    check_servable(name, label)
     version_number = version_from_url(version, name)
     if verb is None:
         return metadata_response(version_number) if metadata else status_response(version_number)
@@ -66,7 +66,7 @@ def _check_method(verb: str | None) -> None:
         raise MethodNotAllowed(valid_methods=["GET"])
 
 
-def _check_servable(name: str, label: str | None) -> None:
+def check_servable(name: str, label: str | None) -> None:
     """404 for another model's name or a version label (this server has none)."""
     model_name = state().config.model_name
     if name != model_name:
@@ -82,7 +82,11 @@ def _model(version: int | None) -> ModelVersion:
 
 
 def status_response(version: int | None):
-    """``GetModelStatusResponse`` as JSON: loaded versions AVAILABLE, broken newer ones END."""
+    return json_response(status_payload(version))
+
+
+def status_payload(version: int | None) -> dict:
+    """``GetModelStatusResponse`` as JSON (also for gRPC): loaded versions AVAILABLE, broken newer ones END."""
     predictor = state().predictor
     loaded = predictor.loaded_versions()
     failures = {failure.version: failure for failure in predictor.failures()}
@@ -101,17 +105,21 @@ def status_response(version: int | None):
         what = f"version {version} of model" if version is not None else "any version of model"
         reason = "" if predictor.ready else f" ({predictor.not_ready_reason()})"
         raise RequestError(f"Could not find {what} {state().config.model_name!r}{reason}", status=404)
-    return json_response({"model_version_status": entries})
+    return {"model_version_status": entries}
 
 
 def metadata_response(version: int | None):
-    """``GetModelMetadataResponse`` as JSON: the model spec and its signature_def."""
+    return json_response(metadata_payload(version))
+
+
+def metadata_payload(version: int | None) -> dict:
+    """``GetModelMetadataResponse`` as JSON (also for gRPC): the model spec and its signature_def."""
     model = _model(version)
-    return json_response({
+    return {
         "model_spec": {"name": state().config.model_name, "signature_name": "",
                        "version": str(model.version)},
         "metadata": {"signature_def": {"signature_def": model.signature_defs}},
-    })
+    }
 
 
 def predict_response(version: int | None):
@@ -136,10 +144,7 @@ def predict_response(version: int | None):
 def _parsed_request(body: bytes, version: int | None, max_batch: int):
     """Any valid request body, parsed in full: ``(model, pixels, "predictions" or "outputs")``."""
     payload = require_object(parse_json(body), '{"instances": [...]} or {"inputs": ...}')
-    signature = payload.get("signature_name", SIGNATURE_NAME)
-    if signature not in (SIGNATURE_NAME, ""):
-        raise RequestError(f"Serving signature name: {signature!r} not found in signature def; "
-                           f"this model has {SIGNATURE_NAME!r}")
+    check_signature_name(payload.get("signature_name", SIGNATURE_NAME))
     rows, columns = "instances" in payload, "inputs" in payload
     if rows == columns:
         raise RequestError("Missing 'inputs' or 'instances' key" if not rows else
@@ -147,17 +152,24 @@ def _parsed_request(body: bytes, version: int | None, max_batch: int):
     model = _model(version)
     data = payload["instances" if rows else "inputs"]
     if rows and isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
-        data = [_named_input(item, model.input_name, f"instance {index}")
+        data = [named_input(item, model.input_name, f"instance {index}")
                 for index, item in enumerate(data)]
     elif columns and isinstance(data, dict):
-        data = _named_input(data, model.input_name, "'inputs'")
+        data = named_input(data, model.input_name, "'inputs'")
     if isinstance(data, list):
         check_batch_size(len(data), max_batch)
     pixels = to_pixel_batch(data, allow_square=False, has_bools=body_has_bools(body))
     return model, pixels, "predictions" if rows else "outputs"
 
 
-def _named_input(item: dict, input_name: str, where: str):
+def check_signature_name(signature: str) -> None:
+    """The one signature served (``""`` means the default, as in TF Serving)."""
+    if signature not in (SIGNATURE_NAME, ""):
+        raise RequestError(f"Serving signature name: {signature!r} not found in signature def; "
+                           f"this model has {SIGNATURE_NAME!r}")
+
+
+def named_input(item: dict, input_name: str, where: str):
     """The value of ``{input_name: value}``; any other key, or none, is an error."""
     unknown = sorted(set(item) - {input_name})
     if unknown or input_name not in item:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .config import Config
@@ -89,9 +89,10 @@ def body_has_bools(body: bytes) -> bool:
 
 
 def record_predictions(probabilities: np.ndarray) -> None:
-    """Count the predicted digits and the batch size in the metrics, under this request's route."""
+    """Count the predicted digits and the batch size in the metrics, under this request's route (and
+    protocol: ``g.protocol`` is set by service/grpc_api/calls.py for gRPC calls)."""
     digits = probabilities.argmax(axis=1)
-    state().metrics.observe_predictions(route_label(), digits)
+    state().metrics.observe_predictions(route_label(), digits, g.get("protocol", "http"))
 
 
 def version_from_url(text: str | None, model_name: str) -> int | None:

@@ -8,7 +8,9 @@
   request slowly cost a socket and a few kilobytes, not a thread;
 - hands each *whole* request (``service/whole_requests.py``) to Flask: on the event loop's thread
   (measured fastest), or with ``ENABLE_BATCHING=1`` in a pool of ``GUNICORN_THREADS`` threads whose
-  predictions TensorFlow's batch scheduler merges.
+  predictions TensorFlow's batch scheduler merges;
+- serves gRPC on ``GRPC_PORT`` (unless 0) on the same event loop (``service/grpc_api/server.py``),
+  created after the fork and after the model loaded; SIGTERM drains its calls beside the HTTP ones.
 
 Slow clients are bounded in time, and every refusal keeps the service's error contract (JSON
 ``{"error": ...}``):
@@ -21,7 +23,8 @@ Slow clients are bounded in time, and every refusal keeps the service's error co
 - requests gunicorn's parser refuses (malformed, request line or headers too long) get their status
   (400, 414, 431, 501) with a JSON body instead of gunicorn's plain text.
 
-The two overrides of :class:`Protocol` use gunicorn's internal ``ASGIProtocol`` methods
+:class:`Worker` overrides gunicorn's ``_serve`` and ``_shutdown`` coroutines to start and stop the gRPC
+server. The two overrides of :class:`Protocol` use gunicorn's internal ``ASGIProtocol`` methods
 (``_arm_keepalive_timer``, ``_keepalive_timeout``, ``_send_error_response``) of the pinned gunicorn
 version; ``tests/service/test_worker.py`` checks each behaviour against a real server.
 """
@@ -32,6 +35,7 @@ import asyncio
 import json
 from http import HTTPStatus
 
+from gunicorn.arbiter import Arbiter
 from gunicorn.asgi import protocol as asgi_protocol
 from gunicorn.workers import gasgi
 
@@ -96,8 +100,11 @@ class Worker(gasgi.ASGIWorker):
     def check_config(cls, cfg, log):
         pass  # the ASGI worker warns that it ignores `threads`: this one uses them for the pool
 
+    grpc_server = None
+
     def load_wsgi(self):
         super().load_wsgi()  # the configured app: the Flask app of create_app()
+        self.flask_app = self.asgi
         settings = load_config()
         threads = settings.threads if settings.enable_batching else 0  # see WholeRequests
         self.asgi = WholeRequests(self.asgi, threads=threads, max_body_bytes=settings.max_body_bytes,
@@ -106,3 +113,29 @@ class Worker(gasgi.ASGIWorker):
     def run(self):
         gasgi.ASGIProtocol = Protocol  # gasgi builds its servers with this module-level name
         super().run()
+
+    async def _serve(self):
+        """gunicorn's serving loop, with the gRPC server started first (``GRPC_PORT``, 0: none)."""
+        settings = load_config()
+        if settings.grpc_port:
+            from .grpc_api.server import GrpcServer  # here, in the worker: gRPC never enters the master
+
+            self.grpc_server = GrpcServer(self.flask_app, self._grpc_host(), settings, self.asgi.pool)
+            try:
+                await self.grpc_server.start()
+            except RuntimeError as exc:
+                self.log.error("%s", exc)
+                raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None  # the master stops: a port clash is not transient
+        await super()._serve()
+
+    def _grpc_host(self) -> str:
+        """The host of gunicorn's first bind address (``0.0.0.0``, ``127.0.0.1``, ``[::]``), for gRPC too."""
+        host, _, port = self.cfg.bind[0].rpartition(":") if self.cfg.bind else ("", "", "")
+        return host if host and port.isdigit() else "0.0.0.0"
+
+    async def _shutdown(self):
+        """SIGTERM: the gRPC calls in flight drain beside the HTTP connections, within ``graceful_timeout``."""
+        if self.grpc_server is None:
+            return await super()._shutdown()
+        grace = 0 if self._quick_shutdown else self.cfg.graceful_timeout
+        await asyncio.gather(self.grpc_server.stop(grace), super()._shutdown())

@@ -1,11 +1,12 @@
-"""KServe Python model server for the MNIST SavedModel, v1 protocol (``/v1/models/mnist:predict``).
+"""KServe Python model server for the MNIST SavedModel: v1 protocol (``/v1/models/mnist:predict``), and
+the Open Inference Protocol over gRPC (``ModelInfer``) with ``--enable_grpc true``.
 
     python kserve_server.py --model_dir EXPORT_VERSION_DIR --model_name mnist --http_port PORT \
         --workers 2 --enable_grpc false
 
 As KServe's custom-model docs show: a ``kserve.Model`` subclass whose ``load()`` loads the model and sets
 ``ready``, ``predict(payload, headers)`` taking ``{"instances": [...]}`` and returning
-``{"predictions": [...]}``, and ``ModelServer().start([model])`` with the command line parsed by
+``{"predictions": [...]}`` (over gRPC: an ``InferRequest`` in, an ``InferResponse`` out), and ``ModelServer().start([model])`` with the command line parsed by
 ``kserve.model_server.parser`` (``--workers``, ``--http_port``, ...).
 
 Two workarounds for ``--workers`` > 1, where KServe 0.21 starts each uvicorn worker with
@@ -23,7 +24,7 @@ import argparse
 
 import numpy as np
 import tensorflow as tf
-from kserve import Model, ModelServer, model_server
+from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer, model_server
 from kserve.protocol.rest.multiprocess import server as multiprocess_server
 
 PING_TIMEOUT_S = 120.0
@@ -41,7 +42,13 @@ class MnistModel(Model):
         self.ready = True
         return self.ready
 
-    def predict(self, payload: dict, headers: dict = None) -> dict:
+    def predict(self, payload, headers: dict = None):
+        if isinstance(payload, InferRequest):  # gRPC ModelInfer (bench/peers_grpc.py)
+            pixels = tf.constant(payload.inputs[0].as_numpy().astype(np.float32))
+            probabilities = self.signature(pixels=pixels)["probabilities"].numpy()
+            output = InferOutput(name="probabilities", shape=list(probabilities.shape), datatype="FP32")
+            output.set_data_from_numpy(probabilities)
+            return InferResponse(response_id=payload.id, model_name=self.name, infer_outputs=[output])
         pixels = tf.constant(np.asarray(payload["instances"], dtype=np.float32))
         probabilities = self.signature(pixels=pixels)["probabilities"].numpy()
         return {"predictions": probabilities.tolist()}

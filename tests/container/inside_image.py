@@ -35,10 +35,15 @@ if extra:
     problems.append(f"training or test packages in the runtime image: {extra}")
 
 # deploy/slim-venv.py: what the serving process never loads is gone, and the symbol tables too
-slimmed = [m for m in ("keras", "h5py", "grpc", "pip", "setuptools", "pkg_resources", "pygments", "rich", "optree")
+slimmed = [m for m in ("keras", "h5py", "pip", "setuptools", "pkg_resources", "pygments", "rich", "optree")
            if importlib.util.find_spec(m)]
 if slimmed:
     problems.append(f"left out by deploy/slim-venv.py, yet in the image: {slimmed}")
+# ... and what serves gRPC is in (service/grpc_api)
+missing = [m for m in ("grpc", "grpc_health", "grpc_reflection", "service.grpc_api.generated.tensorflow_serving.apis")
+           if importlib.util.find_spec(m) is None]
+if missing:
+    problems.append(f"gRPC's packages are missing from the image: {missing}")
 tensorflow_dir = os.path.dirname(importlib.util.find_spec("tensorflow").origin)
 for leftover in ("include", "compiler/mlir/stablehlo"):
     if os.path.exists(os.path.join(tensorflow_dir, leftover)):
@@ -67,4 +72,4 @@ if problems:
     sys.exit(1)
 print(f"image content: {len(dists)} distributions in the venv, tensorflow-cpu {md.version('tensorflow-cpu')}, "
       f"Python {sys.version.split()[0]}, no compiler, no tests, no training code, code and model read-only; "
-      "slimmed (no Keras, h5py, grpc, pip; TensorFlow without headers and symbol tables)")
+      "slimmed (no Keras, h5py, pip; TensorFlow without headers and symbol tables); gRPC's packages in")

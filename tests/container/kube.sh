@@ -5,12 +5,15 @@
 #     bash tests/container/kube.sh IMAGE EXPORT_BASE    # EXPORT_BASE: the exports/mnist/ baked into IMAGE
 #
 #  1. a copy of the manifest for this machine (tests/container/kube_check.py render prints each change:
-#     the image built here, one replica, the port published on 127.0.0.1, unique names); the
+#     the image built here, one replica, the HTTP and gRPC ports published on 127.0.0.1, unique names); the
 #     manifest's kinds that podman does not implement are named (they stay schema-validated only,
 #     .ci/checks.d/50-container.sh)
 #  2. `podman kube play`; then the manifest's own startup and readiness probes, with its timings,
-#     as a kubelet runs them (podman 4.3 maps neither): the pod must become Ready
-#  3. real MNIST test digits through POST /predict, compared with the export run here; /metrics
+#     as a kubelet runs them (podman 4.3 maps neither): the pod must become Ready (readiness: a gRPC
+#     health Check, tests/container/grpc_check.py)
+#  3. real MNIST test digits through POST /predict, compared with the export run here; /metrics; gRPC
+#     through its published port: health, reflection, TF Serving's Predict and the Open Inference
+#     Protocol's ModelInfer, equal to the HTTP answers
 #  4. identity, security and resources against the manifest: every process UID/GID 10001, read-only
 #     root filesystem (and a writable /tmp emptyDir), no capabilities, no-new-privileges, seccomp,
 #     the memory and CPU limits and the memory request in podman inspect and in the cgroup files,
@@ -76,7 +79,9 @@ podman image exists "$IMAGE" || fail "no image $IMAGE in podman's store"
 # ---------------------------------------------------------------------------------------------- render
 say "render $MANIFEST for podman kube play"
 PORT=$(client free-port)
-check render "$MANIFEST" "$RENDERED" --image "$IMAGE" --host-port "$PORT" --suffix "$SUFFIX"
+GRPC_PORT=$(client free-port)
+while [ "$GRPC_PORT" = "$PORT" ]; do GRPC_PORT=$(client free-port); done
+check render "$MANIFEST" "$RENDERED" --image "$IMAGE" --host-port "$PORT" --grpc-host-port "$GRPC_PORT" --suffix "$SUFFIX"
 POD=$(check field "$RENDERED" pod)
 CTR=$(check field "$RENDERED" container)
 VOLUMES=$(check field "$RENDERED" volumes)
@@ -92,7 +97,7 @@ sed 's/^/    /' "$WORK/play.log"
 podman pod exists "$POD" || fail "podman kube play did not create the pod $POD"
 
 say "the manifest's startup and readiness probes, as the kubelet runs them"
-check probes "$RENDERED" "http://127.0.0.1:$PORT" "$CTR"
+check probes "$RENDERED" "http://127.0.0.1:$PORT" "$CTR" --grpc-address "127.0.0.1:$GRPC_PORT"
 READY_SECONDS=$((SECONDS - start))
 
 # ---------------------------------------------------------------------------------------- serving
@@ -102,6 +107,10 @@ client predict "http://127.0.0.1:$PORT" --mnist-dir "$MNIST_DIR" --export "$EXPO
 metrics=$(fetch "http://127.0.0.1:$PORT/metrics")
 grep -q '^mnist_predictions_total{' <<<"$metrics" || fail "/metrics has no mnist_predictions_total"
 echo "/metrics: $(grep -c '^mnist_' <<<"$metrics") mnist_* samples"
+
+say "gRPC through the pod's published port: health, reflection, TF Serving Predict, Open Inference ModelInfer"
+"$PYTHON" -m tests.container.grpc_check calls "127.0.0.1:$GRPC_PORT" "http://127.0.0.1:$PORT" 2> >(without_tf_noise) ||
+    fail "gRPC through the pod's port (above)"
 
 # ------------------------------------------------------------------------- identity and resources
 say "identity, security and resources against the manifest (podman inspect, /proc, cgroup files)"

@@ -2,12 +2,12 @@
 what podman made of it checked against it. Run from the repository root as
 ``python -m tests.container.kube_check COMMAND ...``:
 
-    render MANIFEST OUT --image I --host-port P --suffix S
+    render MANIFEST OUT --image I --host-port P --grpc-host-port G --suffix S
         a copy of the manifest for `podman kube play` on this machine; prints each change
-    probes MANIFEST URL CONTAINER
+    probes MANIFEST URL CONTAINER --grpc-address 127.0.0.1:G
         a kubelet's startup and readiness probes, with the manifest's timings, against URL (the pod's
-        published port); exit 1 if the startup probe would have restarted the container or the pod
-        never became ready
+        published HTTP port) or the published gRPC port (a grpc probe: tests/container/grpc_check.py);
+        exit 1 if the startup probe would have restarted the container or the pod never became ready
     limits MANIFEST CONTAINER
         the container's identity, security and resources (podman inspect, /proc inside, the cgroup
         files on the host) against the manifest's; exit 1 on a mismatch, notes what podman ignores
@@ -15,7 +15,7 @@ what podman made of it checked against it. Run from the repository root as
         one value of the Deployment, for the shell: prestop (the preStop command as JSON),
         grace (terminationGracePeriodSeconds), kinds (the manifest's kinds), workers (WEB_CONCURRENCY)
 
-PyYAML, the standard library and the podman command only.
+PyYAML, the standard library and the podman command only (grpcio for a grpc probe).
 """
 
 from __future__ import annotations
@@ -93,10 +93,11 @@ def render(args) -> None:
         changes.append(f"replicas {deploy['spec']['replicas']} -> 1 (one pod on one machine: replicas would "
                        "share the published port)")
         deploy["spec"]["replicas"] = 1
-    http = next(port for port in container["ports"] if port.get("name") == "http")
-    http["hostIP"], http["hostPort"] = "127.0.0.1", args.host_port
-    changes.append(f"port {http['containerPort']} published on 127.0.0.1:{args.host_port} (hostIP, hostPort): "
-                   "no Service or cluster network here")
+    for name, host_port in (("http", args.host_port), ("grpc", args.grpc_host_port)):
+        port = next(port for port in container["ports"] if port.get("name") == name)
+        port["hostIP"], port["hostPort"] = "127.0.0.1", host_port
+        changes.append(f"port {name} {port['containerPort']} published on 127.0.0.1:{host_port} (hostIP, "
+                       "hostPort): no Service or cluster network here")
     old_name = deploy["metadata"]["name"]
     deploy["metadata"]["name"] = f"{old_name}-{args.suffix}"
     renamed = {}
@@ -125,7 +126,13 @@ def named_port(container: dict, port) -> int:
 
 
 def probe_once(url: str, probe: dict) -> tuple[bool, str]:
-    """One HTTP GET probe, as the kubelet does it: success is a status 200-399 within timeoutSeconds."""
+    """One probe, as the kubelet does it: HTTP GET, success a status 200-399 within timeoutSeconds; gRPC
+    (``url`` is then the published gRPC address), success a health Check answered SERVING."""
+    if "grpc" in probe:
+        from .grpc_check import health_status
+
+        status = health_status(url, probe["grpc"].get("service", ""), probe.get("timeoutSeconds", 1))
+        return status == "SERVING", status
     path = probe["httpGet"]["path"]
     try:
         with urllib.request.urlopen(url + path, timeout=probe.get("timeoutSeconds", 1)) as response:
@@ -144,9 +151,11 @@ def run_probe(kind: str, probe: dict, url: str, container: dict, container_name:
     """Probe every periodSeconds (after initialDelaySeconds) until success, or fail after
     failureThreshold misses in a row (startup; the kubelet would restart the container), or after 60
     misses (readiness: it never restarts anything, so that limit is ours)."""
-    if "httpGet" not in probe:
-        fail(f"{kind}: only httpGet probes are run here")
-    port = named_port(container, probe["httpGet"]["port"])
+    if "httpGet" not in probe and "grpc" not in probe:
+        fail(f"{kind}: only httpGet and grpc probes are run here")
+    action = probe.get("httpGet") or probe["grpc"]
+    port = named_port(container, action["port"])
+    what = f"GET {action['path']}" if "httpGet" in probe else f"gRPC health Check {action.get('service', '')!r}"
     period = probe.get("periodSeconds", 10)
     threshold = probe.get("failureThreshold", 3)
     time.sleep(max(0.0, started + probe.get("initialDelaySeconds", 0) - time.monotonic()))
@@ -158,15 +167,15 @@ def run_probe(kind: str, probe: dict, url: str, container: dict, container_name:
         attempts += 1
         ok, seen = probe_once(url, probe)
         if ok:
-            print(f"{kind} GET {probe['httpGet']['path']} (port {probe['httpGet']['port']} = {port}): {seen} "
+            print(f"{kind} {what} (port {action['port']} = {port}): {seen} "
                   f"after {time.monotonic() - started:.1f} s, attempt {attempts} (period {period} s, "
                   f"timeout {probe.get('timeoutSeconds', 1)} s, failureThreshold {threshold})")
             return
         misses += 1
         if misses >= limit:
-            what = ("the kubelet would now kill and restart the container" if kind == "startupProbe"
-                    else "the pod never became Ready")
-            fail(f"{kind} GET {probe['httpGet']['path']}: {misses} misses in a row (last: {seen}): {what}")
+            consequence = ("the kubelet would now kill and restart the container" if kind == "startupProbe"
+                           else "the pod never became Ready")
+            fail(f"{kind} {what}: {misses} misses in a row (last: {seen}): {consequence}")
         time.sleep(period)
 
 
@@ -179,7 +188,9 @@ def probes(args) -> None:
     if "readinessProbe" in container:
         # as the kubelet: once the startup probe has succeeded, after its own initialDelaySeconds
         # counted from the container's start
-        run_probe("readinessProbe", container["readinessProbe"], args.url, container, args.container, started)
+        readiness = container["readinessProbe"]
+        url = args.grpc_address if "grpc" in readiness else args.url
+        run_probe("readinessProbe", readiness, url, container, args.container, started)
     if "livenessProbe" in container:
         ok, seen = probe_once(args.url, container["livenessProbe"])
         if not ok:
@@ -367,7 +378,9 @@ def unmapped_rows(seen: Observed) -> list[Row]:
              "inspect", None)]
     for probe in ("startupProbe", "readinessProbe"):
         if probe in container:
-            rows.append((f"{probe} GET {container[probe]['httpGet']['path']}",
+            action = (f"GET {container[probe]['httpGet']['path']}" if "httpGet" in container[probe]
+                      else f"grpc port {container[probe]['grpc']['port']}")
+            rows.append((f"{probe} {action}",
                          "not mapped by podman; run by kube_check probes", "inspect", None))
     if "lifecycle" in container:
         rows.append(("lifecycle.preStop exec", "not run by podman; kube.sh runs it before SIGTERM", "-", None))
@@ -426,11 +439,13 @@ def main() -> None:
     p.add_argument("out")
     p.add_argument("--image", required=True)
     p.add_argument("--host-port", type=int, required=True)
+    p.add_argument("--grpc-host-port", type=int, required=True)
     p.add_argument("--suffix", required=True)
     p = sub.add_parser("probes")
     p.add_argument("manifest")
     p.add_argument("url")
     p.add_argument("container")
+    p.add_argument("--grpc-address", required=True, help="127.0.0.1:PORT where the pod's gRPC port is published")
     p = sub.add_parser("limits")
     p.add_argument("manifest")
     p.add_argument("container")

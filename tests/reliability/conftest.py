@@ -31,7 +31,7 @@ from tests.support import running_gunicorn
 from .report import REPORT, write_if_asked
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("test_fuzz.py", "test_soak.py", "test_slow_clients.py", "test_faults.py")
+ORDER = ("test_fuzz.py", "test_grpc_fuzz.py", "test_soak.py", "test_slow_clients.py", "test_faults.py")
 WORKERS = 2
 POLL_SECONDS = 1.0
 MARKED: set[str] = set()  # node ids of the tests marked ``reliability`` that were collected

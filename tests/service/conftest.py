@@ -114,6 +114,22 @@ def reference(version_dir):
     return lambda x: signature(pixels=tf.constant(np.asarray(x, np.float32)))["probabilities"].numpy()
 
 
+@pytest.fixture(scope="session")
+def grpc_server(tmp_path_factory):
+    """gunicorn with 2 workers serving gRPC on a free GRPC_PORT beside HTTP, from an empty export base
+    (MAX_BATCH=64, MAX_BODY_BYTES=1 MiB): test_grpc.py runs first, loads versions 1 and 2 into it."""
+    from tests.support import running_gunicorn
+
+    from .grpc_support import wait_for_grpc
+
+    folder = tmp_path_factory.mktemp("grpc")
+    limits = {"MAX_BATCH": "64", "MAX_BODY_BYTES": str(1024 * 1024)}
+    with running_gunicorn(folder / "exports", folder / "gunicorn.log", workers=2, poll_seconds=0.5,
+                          extra_env=limits) as gunicorn:
+        wait_for_grpc(gunicorn)
+        yield gunicorn
+
+
 @pytest.fixture(scope="module")
 def app(export_base):
     yield from serving_app(export_base)

@@ -242,10 +242,10 @@ def test_metrics(client, digits):
     client.post("/predict", json={"instances": x[:5].tolist()})
     client.post("/predict", data="nope", content_type="application/json")
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'mnist_http_requests_total{method="POST",route="/predict",status="200"}' in text
-    assert 'mnist_http_requests_total{method="POST",route="/predict",status="400"}' in text
-    assert 'mnist_http_request_duration_seconds_bucket{le="0.005",route="/predict"}' in text
-    assert re.search(r'mnist_instances_per_request_bucket\{le="8.0",route="/predict"\} [1-9]', text)
+    assert 'mnist_http_requests_total{method="POST",protocol="http",route="/predict",status="200"}' in text
+    assert 'mnist_http_requests_total{method="POST",protocol="http",route="/predict",status="400"}' in text
+    assert 'mnist_http_request_duration_seconds_bucket{le="0.005",protocol="http",route="/predict"}' in text
+    assert re.search(r'mnist_instances_per_request_bucket\{le="8.0",protocol="http",route="/predict"\} [1-9]', text)
     assert re.search(r'mnist_predictions_total\{digit="\d"\} [1-9]', text)
     assert "mnist_model_version 1.0" in text
     assert 'mnist_model_reloads_total{outcome="success"} 0.0' in text

@@ -93,7 +93,7 @@ def test_concurrent_requests_all_succeed(server, digits_data):
     accuracy = sum(digit == test_labels[index] for _, digit, index in results) / len(results)
     assert accuracy > 0.85
     metrics = requests.get(server.url("/metrics"), timeout=5).text
-    served = re.search(r'mnist_http_requests_total\{method="POST",route="/predict",status="200"\} (\d+)',
+    served = re.search(r'mnist_http_requests_total\{method="POST",protocol="http",route="/predict",status="200"\} (\d+)',
                        metrics)
     assert served and int(served.group(1)) >= 200  # counted across both workers (multiprocess)
     assert len(re.findall(r'mnist_model_version\{pid="\d+"\} 1.0', metrics)) == 2
