@@ -1,11 +1,11 @@
 """Keep libraries the service never uses out of a serving worker.
 
 ``import tensorflow`` eagerly imports Keras (``keras.src.optimizers``, "for the SavedModel registry"),
-and Keras imports scikit-learn (and through it SciPy), matplotlib and pandas when they are installed,
-only to offer integrations the service never uses: together about 130 MB of memory per worker and a
-second of start-up. TensorFlow Lite's helpers import JAX when it is installed (``from jax import jit``,
-for their converter): where the torch/JAX backends share the environment, 2 workers held 920 MiB PSS in
-all with JAX, 732 MiB without. The service loads plain SavedModels (the exported graph needs no Keras
+and Keras imports scikit-learn, matplotlib and pandas when they are installed, only to offer integrations
+the service never uses (memory per worker and a second of start-up: ``python -m bench.peers`` measures the
+workers' PSS). SciPy is the exception: the service uses ``scipy.ndimage`` to read photos
+(``service/images``), and imports it itself; with Keras and scikit-learn kept out, nothing else does. TensorFlow Lite's helpers import JAX when it is installed (``from jax import jit``,
+for their converter), where the torch/JAX backends share the environment. The service loads plain SavedModels (the exported graph needs no Keras
 code), so the gunicorn master refuses these imports before it imports the service, and its workers
 inherit that (``on_starting`` in ``service/gunicorn.conf.py``); TensorFlow and Keras treat them as
 absent (both catch the ``ImportError``), which is what they are for the service.
@@ -23,7 +23,7 @@ import importlib.abc
 import importlib.machinery
 import sys
 
-KEPT_OUT = ("keras", "sklearn", "scipy", "matplotlib", "pandas", "jax", "jaxlib", "torch")
+KEPT_OUT = ("keras", "sklearn", "matplotlib", "pandas", "jax", "jaxlib", "torch")
 
 
 class _Refuse(importlib.abc.Loader):

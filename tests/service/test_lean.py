@@ -32,5 +32,5 @@ def test_tensorflow_serves_a_savedmodel_without_the_kept_out_libraries(version_d
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["rows"] == 1
-    assert report["loaded"] == []  # keras, scipy, jax ... none imported, though TensorFlow tries
+    assert report["loaded"] == []  # keras, scikit-learn, jax ... none imported, though TensorFlow tries
     assert "kept out of the serving process by service/lean.py" in report["refused"]
