@@ -13,8 +13,12 @@ server reflection (``grpcurl list`` works without proto files). Messages over ``
 refused by gRPC itself (RESOURCE_EXHAUSTED, "Received message larger than max").
 
 On the event loop, not in a thread of its own: requests of both protocols then run one at a time on
-one thread, as HTTP requests already do, with no hand-off between threads per call; the gRPC rows of
-``bench/peers.py`` measure it. ``stop(grace)`` (SIGTERM) refuses new calls and lets the calls in flight
+one thread, as HTTP requests already do, with no hand-off between threads per call and no contention for
+the GIL between them; the gRPC rows of ``bench/peers.py`` measure the result against KServe. The
+alternative was measured too, for gRPC alone in one process (the same handler code in a sync
+``grpc.server`` with a pool of 4 threads, h2load, 3 rounds): the thread pool answered faster at c=8 and
+on 64-image batches, the same at c=1. A load of both protocols at once was not measured: measure it
+before moving gRPC to a thread. ``stop(grace)`` (SIGTERM) refuses new calls and lets the calls in flight
 finish within gunicorn's ``graceful_timeout``, beside the HTTP connections' drain.
 """
 
