@@ -23,8 +23,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-CLOSING_SHARE = 0.22  # the wide closing's side, of the short side: wider than any stroke of a digit that fits
-NARROW_SHARE = 0.06  # the narrow closing's: wider than a pen's stroke, narrow enough to follow a shadow's wedge
+from .marks import classify, measure
+
+AREA_SIDE = 256  # the area closing runs on the photo reduced to this longer side
+LIGHT_AREA = 0.3  # a dark region this large a share of the frame is the light's (a digit's ink: at most ~0.23)
+EDGE_AREA, LIGHT_CONTACT = 0.04, 0.25  # ... or this large, along a quarter of a side of the frame (a shadow, a table)
+AREA_LEVELS = np.exp(np.linspace(np.log(0.1), np.log(2.0), 48))  # times the median brightness
+LEVEL_STEP = float(AREA_LEVELS[1] / AREA_LEVELS[0] - 1)  # one level of the area closing, relative
+FINE_SHARE = 0.025  # the fine closing's side, of the short side: wider than a pen's stroke on most digits
+NARROW_SHARE = 0.06  # the closing's side, of the short side: wider than a pen's stroke, narrow enough to follow
+WIDE_SHARE = 0.22  # a shadow's wedge; for fatter strokes (a marker, a digit filling the frame): wider than those
+STROKE_MARGIN = 2.5  # a closing this many stroke widths wide erases the stroke
 GRID_CELLS = 48  # cells along the longer side in which the sheet's brightness is sampled for the surface
 GRID_PERCENTILE = 90  # of a cell's pixels: its paper (ink covers less than 90 % of a cell but in a fat stroke)
 FIT_DROP = 0.15  # cells more than this below the surface (in log brightness) are ink or shadow, not the light
@@ -32,6 +41,7 @@ POLARITY_SIDE = 192  # the polarity is judged on the photo reduced to this longe
 DARK = 0.02  # grey level added to both sides of a contrast ratio (black is not infinitely darker than 0.01)
 LIGHT_EDGE = 0.04  # log-light change per pixel above which the light has an edge (a shadow's: 0.4-1 over a few px)
 LIGHT_EDGE_BAND = 3  # pixels either side of such an edge where ink is not trusted
+INK_SMOOTHING = 1.0  # Gaussian sigma, pixels, of the ink map
 EDGE_SMOOTHING = 1.5  # Gaussian sigma, pixels, of the photo the light is estimated from
 FLOOR = 0.2  # the light is never taken below this share of the brightest sheet (noise in near-black areas)
 HIGH, LOW = 7.0, 3.5  # hysteresis thresholds, in noise standard deviations above the sheet
@@ -53,28 +63,88 @@ def ink_map(rgb: np.ndarray) -> InkMap:
     """The ink map of an RGB photo (float32 in [0, 1]) and its mask (see the module docstring)."""
     light_on_dark = is_light_on_dark(rgb)
     channel = 1.0 - rgb.max(axis=2) if light_on_dark else rgb.min(axis=2)
-    smooth = smooth_light(channel)
-    flat = channel / smooth
-    wide, wide_mask, _, wide_light = _ink(flat, CLOSING_SHARE)
-    ink, mask, noise, _ = _ink(flat, NARROW_SHARE)
-    mask &= ~light_edges(wide_light)
-    inside = wide_mask & ndimage.binary_fill_holes(mask) & ~mask  # a fat stroke's middle, ringed by its edges
-    ink[inside] = wide[inside]
-    return InkMap(ink, mask | inside, light_on_dark, noise)
+    ink, mask, noise = _ink(channel, sheet_light(channel))
+    return InkMap(ink, mask, light_on_dark, noise)
 
 
-def _ink(flat: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-    """``(ink, mask, noise, light)`` against the light of a closing of side ``share`` of the short side."""
-    # the light from a lightly smoothed photo: noise makes a hard shadow's edge jagged, and a closing fills the
-    # jags on its dark side, which would leave a thin false stroke along every such edge
-    light = closing(ndimage.gaussian_filter(flat, EDGE_SMOOTHING), odd(share * min(flat.shape)))
+def widest_stroke(mask: np.ndarray, ink: np.ndarray) -> float:
+    """The stroke width (2 x area / boundary length) of the widest stroke-like mark of the mask, in pixels (0:
+    none): a shadow, the sheet's edge or a speck is not a stroke (``marks.classify``)."""
+    labels, found = measure(mask, ink)
+    classify(found, mask.shape)
+    return max((mark.stroke for mark in found if mark.kind == "stroke"), default=0.0)
+
+
+def sheet_light(channel: np.ndarray) -> np.ndarray:
+    """The sheet's light under every pixel, marks erased. Two estimates, each right where the other is not:
+
+    - ``coarse``: an *area closing* (``area_closing``: every dark region too small to be the light's own filled
+      to the level of what surrounds it), on the photo reduced to ``AREA_SIDE`` pixels and brought back to full
+      size. Right under strokes of any width, wrong by up to one of its levels, and blurred at a hard edge of
+      the light (a shadow's) by the reduction;
+    - ``fine``: a grey-level closing of side ``FINE_SHARE`` of the short side at full size: exact on the bare
+      sheet, along a straight shadow's edge (a closing keeps monotone steps) and under thin strokes, but blind
+      to strokes wider than its side.
+
+    The fine one is taken where the two agree within a level, and in a band along the coarse light's own edges;
+    the coarse one elsewhere (under a fat stroke)."""
+    small, _ = reduced(channel, AREA_SIDE)
+    coarse = ndimage.zoom(area_closing(small), (channel.shape[0] / small.shape[0], channel.shape[1] / small.shape[1]),
+                          order=1)[:channel.shape[0], :channel.shape[1]]
+    coarse = np.maximum(coarse, channel)
+    fine = closing(ndimage.gaussian_filter(channel, EDGE_SMOOTHING), odd(FINE_SHARE * min(channel.shape)))
+    take_fine = (coarse - fine <= LEVEL_STEP * coarse) | light_edges(coarse)
+    return np.where(take_fine, fine, coarse)
+
+
+def area_closing(values: np.ndarray) -> np.ndarray:
+    """Each pixel raised to the lowest of ``AREA_LEVELS`` (relative to the median) at which the dark region
+    around it (8-connected, below that level) is part of the sheet's light rather than a mark: it covers
+    ``LIGHT_AREA`` of the frame, or ``EDGE_AREA`` while following the frame's border for ``LIGHT_CONTACT`` of a
+    side (a shadow or a table comes in from the border; a digit is smaller, and touches the border, if at all,
+    with the end of a stroke). Paper stays as it is; a stroke, a digit, a speck take the level of the paper or
+    the shadow they lie on; a shadow keeps its own."""
+    levels = float(np.median(values)) * AREA_LEVELS
+    out = np.full(values.shape, levels[-1], np.float32)
+    done = np.zeros(values.shape, bool)
+    eight = np.ones((3, 3), bool)
+    for level in levels:
+        labels, count = ndimage.label(values < level, structure=eight)
+        if count == 0:
+            continue
+        areas = np.bincount(labels.ravel(), minlength=count + 1) / values.size
+        contact = np.zeros(count + 1)
+        for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+            contact = np.maximum(contact, np.bincount(side, minlength=count + 1) / len(side))
+        light = (areas >= LIGHT_AREA) | ((areas >= EDGE_AREA) & (contact >= LIGHT_CONTACT))
+        light[0] = False
+        settled = light[labels] & ~done
+        out[settled] = level
+        done |= settled
+        if done.all():
+            break
+    return out
+
+
+def reduced(values: np.ndarray, side: int) -> tuple[np.ndarray, int]:
+    """``values`` block-averaged down to at most ``side`` pixels on the longer side, and the factor."""
+    factor = max(1, int(np.ceil(max(values.shape) / side)))
+    if factor == 1:
+        return values, 1
+    rows, cols = values.shape[0] // factor * factor, values.shape[1] // factor * factor
+    return values[:rows, :cols].reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3)), factor
+
+
+def _ink(flat: np.ndarray, light: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(ink, mask, noise)`` of the flattened photo against the sheet's ``light``."""
     light = np.maximum(light, FLOOR * float(np.percentile(light, 95)) + 1e-6)
-    signed = (light - flat) / light
+    # smoothed: a pencil's or chalk's grain breaks a stroke into specks, a blur joins them again
+    signed = ndimage.gaussian_filter((light - flat) / light, INK_SMOOTHING)
     ink = np.clip(signed, 0.0, 1.0).astype(np.float32)
     noise, level = robust_spread(signed)
     high = level + max(HIGH * noise, MIN_HIGH)
     low = level + max(LOW * noise, MIN_LOW)
-    return ink, hysteresis(ink, low, high), noise, light
+    return ink, hysteresis(ink, low, high), noise
 
 
 def light_edges(light: np.ndarray) -> np.ndarray:
