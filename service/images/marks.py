@@ -10,8 +10,9 @@
      its strokes fill a small part of its box);
    - *specks*: dirt, dots, noise: below ``MIN_HEIGHT_SHARE`` of the short side, or solid blobs whose
      stroke width is ``BLOB_STROKE`` of their extent or more (a stroke is much thinner than it is long);
-   - *faint* marks, with less than ``FAINT`` of the strongest stroke's ink: what is left of the light's
-     unevenness (a dim corner), a crease, a faint ruled line, never the pen's strokes, which are alike;
+   - *faint* marks, with less than ``FAINT`` of the strongest stroke's ink, a peak below ``MIN_PEAK``, or
+     mostly a faint halo (``HALO``): what is left of the light's unevenness (a dim corner), a crease, a faint
+     ruled line, never the pen's strokes, which are alike;
    - the rest are strokes.
 3. **Digits** (``group``): strokes whose columns overlap belong to one digit (a 5's flag, a 4 written in two
    strokes, a pencil stroke broken by the paper's grain); groups much smaller than the tallest
@@ -35,8 +36,10 @@ EDGE_FILL = 0.5  # shadow ... (solid: filling this share of its box; a digit's s
 SPAN_SHARE = 0.96  # a mark this wide or tall (of the frame) is a line or an edge, not a digit
 MIN_HEIGHT_SHARE = 0.025  # digits are at least this share of the short side tall ...
 MIN_HEIGHT_PX = 7  # ... and this many working pixels
-BLOB_STROKE = 0.36  # stroke width / extent of a solid blob (a disk: 0.5) rather than a stroke (a digit: ~0.15)
+BLOB_STROKE = 0.3  # stroke width / extent of a solid blob (a disk: 0.5) rather than a stroke (a digit: ~0.15)
 FAINT = 0.4  # a stroke with less than this share of the strongest stroke's mean ink is the light's, not a pen's
+MIN_PEAK = 0.2  # ... and so is a mark whose strongest ink is below this (a pencil's: 0.25 and more)
+HALO = 0.3  # ... or whose mean ink is below this share of its peak: a faint halo around a dot
 MIN_RELATIVE_HEIGHT = 0.45  # a group this much shorter than the tallest is not a digit of the number
 STRAIGHT = 0.08  # a mark whose pixels spread across its axis less than this share of along it is straight
 LINE_TILT = 50.0  # degrees from vertical beyond which a straight mark is a line, not a 1 (MNIST's lean less)
@@ -48,7 +51,8 @@ EIGHT = np.ones((3, 3), bool)
 class Mark:
     """One connected mark: ``label`` in the label image, its box ``(top, left, bottom, right)`` (exclusive),
     ``area`` in pixels, ``stroke`` its stroke width (2 area / boundary length), ``contact`` the share of one
-    side of the frame its pixels lie on (the largest), ``ink`` its mean ink."""
+    side of the frame its pixels lie on (the largest), ``ink`` its mean ink, ``peak`` its strongest ink (the
+    maximum of the ink map blurred by one pixel: one noisy pixel does not make a peak)."""
 
     label: int
     box: tuple[int, int, int, int]
@@ -56,6 +60,7 @@ class Mark:
     stroke: float
     contact: float
     ink: float = 1.0  # mean ink over its pixels
+    peak: float = 1.0  # its strongest ink
     straightness: float = 1.0  # spread across its main axis / spread along it (0: a straight line)
     tilt: float = 0.0  # angle of its main axis from vertical, degrees (0-90)
     kind: str = "stroke"
@@ -169,6 +174,8 @@ def measure(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
     boundary = mask & ~ndimage.binary_erosion(mask, structure=EIGHT, border_value=0)
     edges = np.bincount(labels[boundary], minlength=count + 1)
     inks = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1) / np.maximum(areas, 1)
+    peaks = np.zeros(count + 1)
+    peaks[1:] = ndimage.maximum(ndimage.gaussian_filter(ink, 1.0), labels, np.arange(1, count + 1))
     straightness, tilt = _shape_axes(labels, count, areas)
     contact = _border_contact(labels, count)
     marks = []
@@ -177,7 +184,7 @@ def measure(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
             continue
         marks.append(Mark(label, (box[0].start, box[1].start, box[0].stop, box[1].stop), int(areas[label]),
                           2.0 * areas[label] / max(edges[label], 1), contact[label], float(inks[label]),
-                          float(straightness[label]), float(tilt[label])))
+                          float(peaks[label]), float(straightness[label]), float(tilt[label])))
     return labels, marks
 
 
@@ -225,7 +232,8 @@ def classify(marks: list[Mark], shape: tuple[int, int]) -> None:
             mark.kind = "speck"
     strongest = max((mark.ink for mark in marks if mark.kind == "stroke"), default=0.0)
     for mark in marks:
-        if mark.kind == "stroke" and mark.ink < FAINT * strongest:
+        if mark.kind == "stroke" and (mark.ink < FAINT * strongest or mark.peak < MIN_PEAK
+                                      or mark.ink < HALO * mark.peak):
             mark.kind = "faint"
 
 

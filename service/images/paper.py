@@ -29,7 +29,7 @@ AREA_SIDE = 256  # the area closing runs on the photo reduced to this longer sid
 LIGHT_AREA = 0.3  # a dark region this large a share of the frame is the light's (a digit's ink: at most ~0.23)
 EDGE_AREA, LIGHT_CONTACT = 0.04, 0.25  # ... or this large, along a quarter of a side of the frame (a shadow, a table)
 AREA_LEVELS = np.exp(np.linspace(np.log(0.1), np.log(2.0), 48))  # times the median brightness
-LEVEL_STEP = float(AREA_LEVELS[1] / AREA_LEVELS[0] - 1)  # one level of the area closing, relative
+FAT_STROKE = 0.2  # where the fine closing is this much darker than the coarse one, it sat on a fat stroke
 FINE_SHARE = 0.025  # the fine closing's side, of the short side: wider than a pen's stroke on most digits
 NARROW_SHARE = 0.06  # the closing's side, of the short side: wider than a pen's stroke, narrow enough to follow
 WIDE_SHARE = 0.22  # a shadow's wedge; for fatter strokes (a marker, a digit filling the frame): wider than those
@@ -86,14 +86,15 @@ def sheet_light(channel: np.ndarray) -> np.ndarray:
       sheet, along a straight shadow's edge (a closing keeps monotone steps) and under thin strokes, but blind
       to strokes wider than its side.
 
-    The fine one is taken where the two agree within a level, and in a band along the coarse light's own edges;
-    the coarse one elsewhere (under a fat stroke)."""
+    The coarse one is taken where the fine one is ``FAT_STROKE`` darker (it sat on a fat stroke, as dark as ink),
+    except in a band along the coarse light's own edges; the fine one everywhere else (the coarse one would fill
+    the light's shallow dips that are not a shadow's, and its levels show as faint bands)."""
     small, _ = reduced(channel, AREA_SIDE)
     coarse = ndimage.zoom(area_closing(small), (channel.shape[0] / small.shape[0], channel.shape[1] / small.shape[1]),
                           order=1)[:channel.shape[0], :channel.shape[1]]
     coarse = np.maximum(coarse, channel)
     fine = closing(ndimage.gaussian_filter(channel, EDGE_SMOOTHING), odd(FINE_SHARE * min(channel.shape)))
-    take_fine = (coarse - fine <= LEVEL_STEP * coarse) | light_edges(coarse)
+    take_fine = (coarse - fine <= FAT_STROKE * coarse) | light_edges(coarse)
     return np.where(take_fine, fine, coarse)
 
 
