@@ -7,6 +7,7 @@ Run it with gunicorn (one model per worker, loaded after the fork)::
 This module only wires the parts together; each lives in its own module:
 
 - ``POST /predict``                        our API (``service/native.py``)
+- ``POST /read``                           every digit of a photo, as a number (``service/reading.py``)
 - ``/v1/models/<name>...``                 TensorFlow Serving REST API (``service/tf_serving.py``)
 - ``/v2/...``                              Open Inference Protocol / KServe v2 (``service/kserve.py``)
 - ``GET /healthz``, ``/readyz``, ``/metrics``  liveness, readiness, Prometheus (``service/probes.py``)
@@ -22,7 +23,7 @@ from typing import Mapping
 
 from flask import Flask
 
-from . import error_handlers, kserve, native, pages, probes, tf_serving
+from . import error_handlers, kserve, native, pages, probes, reading, tf_serving
 from .config import Config, load_config
 from .metrics import Metrics
 from .graph_runner import BatchSettings
@@ -31,7 +32,7 @@ from .web import ServiceState
 
 log = logging.getLogger(__name__)
 
-BLUEPRINTS = (native.blueprint, tf_serving.blueprint, kserve.blueprint, probes.blueprint, pages.blueprint)
+BLUEPRINTS = (native.blueprint, reading.blueprint, tf_serving.blueprint, kserve.blueprint, probes.blueprint, pages.blueprint)
 
 
 def create_app(config: Mapping | Config | None = None) -> Flask:

@@ -4,23 +4,23 @@ Response::
 
     {"model": {"name": "mnist", "version": 3},
      "predictions": [{"digit": 7, "confidence": 0.998, "probabilities": [10 numbers]}, ...]}
+
+With ``?explain=1`` each prediction also holds ``"image"``: the 28x28 image the model read, as base64 PNG.
+A photo must hold one digit: none, or several, is a 422 saying what was found (several: use ``/read``).
 """
 
 from __future__ import annotations
-
-import base64
-import binascii
 
 import numpy as np
 from flask import Blueprint, request
 
 from . import images
 from .errors import RequestError
+from .image_inputs import b64_image, explain_requested, is_image_request, png_b64, uploaded_image
 from .inputs import (check_batch_size, checked_pixels, is_json_content_type, parse_json, require_object,
                      to_pixel_batch, to_pixels)
 from .json_rows import instance_rows
-from .web import (body_has_bools, check_streamed_body_limit, json_response, read_body,
-                  record_predictions, state)
+from .web import body_has_bools, json_response, read_body, record_predictions, state
 
 blueprint = Blueprint("native", __name__)
 
@@ -33,10 +33,8 @@ SUPPORTED = ("application/json, an image (image/png, image/jpeg, image/gif, imag
 def predict():
     service = state()
     mimetype = request.mimetype
-    if images.is_image_content_type(mimetype):
-        pixels = images.to_mnist(read_body(), service.config.max_image_pixels)[None, :]
-    elif mimetype == "multipart/form-data":
-        pixels = _multipart_image(service.config.max_image_pixels)
+    if is_image_request(mimetype):
+        pixels = _one_digit(images.read_one(uploaded_image(), service.config.max_image_pixels), service)
     elif is_json_content_type(mimetype):
         pixels = _json_instances(read_body(), service.config)
     else:
@@ -45,24 +43,26 @@ def predict():
     probabilities = model.predict(pixels)
     record_predictions(probabilities)
     digits = probabilities.argmax(axis=1).tolist()
-    return json_response({
-        "model": {"name": service.config.model_name, "version": model.version},
-        "predictions": [
-            {"digit": digit, "confidence": row[digit], "probabilities": row}
-            for digit, row in zip(digits, probabilities)
-        ],
-    })
+    predictions = [{"digit": digit, "confidence": row[digit], "probabilities": row}
+                   for digit, row in zip(digits, probabilities)]
+    if explain_requested():
+        for prediction, image in zip(predictions, pixels):
+            prediction["image"] = png_b64(image)
+    return json_response({"model": {"name": service.config.model_name, "version": model.version},
+                          "predictions": predictions})
 
 
-def _multipart_image(max_pixels: int) -> np.ndarray:
-    upload = request.files.get("image")
-    check_streamed_body_limit()
-    if upload is None:
-        # a part whose name Werkzeug cannot parse (e.g. name="\") is listed under None: leave it out
-        fields = sorted(str(name) for name in set(request.files) | set(request.form) if name is not None)
-        raise RequestError("the multipart form has no file field named 'image'"
-                           + (f" (it has: {', '.join(fields)})" if fields else ""))
-    return images.to_mnist(upload.read(), max_pixels)[None, :]
+def _one_digit(reading: images.Reading, service) -> np.ndarray:
+    """``(1, 784)``: the photo's one mark, unless it looks like touching digits and its parts are each read more
+    confidently than the whole (then a 422 that points to /read, as for several digits apart)."""
+    if reading.parts:
+        model = service.predictor.get()
+        whole = model.predict(reading.pixels[None, :])[0]
+        parts = model.predict(np.stack([part.pixels for part in reading.parts]))
+        if parts.max(axis=1).min() > whole.max():
+            raise RequestError(images.several_digits(len(reading.parts), [part.box[0] for part in reading.parts],
+                                                     touching=True), status=images.UNPROCESSABLE)
+    return reading.pixels[None, :]
 
 
 def _json_instances(body: bytes, config) -> np.ndarray:
@@ -83,25 +83,16 @@ def _json_instances(body: bytes, config) -> np.ndarray:
     rows = []
     for index, item in enumerate(instances):
         if isinstance(item, dict):
-            rows.append(_b64_image(item, index, config.max_image_pixels))
+            rows.append(_b64_digit(item, index, config.max_image_pixels))
         else:
             rows.append(to_pixels(item, f"instance {index}"))
     return np.stack(rows)
 
 
-def _b64_image(item: dict, index: int, max_pixels: int) -> np.ndarray:
-    if set(item) != {"b64"} or not isinstance(item["b64"], str):
-        raise RequestError(f'instance {index} is an object, so it must be {{"b64": "<base64 image>"}}; '
-                           f"got keys {sorted(item)}")
-    text = item["b64"].strip()
-    if text.startswith("data:") and "," in text:  # a data: URL, e.g. from canvas.toDataURL()
-        text = text.split(",", 1)[1]
-    try:
-        data = base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4),
-                                validate=True)
-    except (binascii.Error, ValueError):
-        raise RequestError(f"instance {index}: 'b64' is not valid base64") from None
+def _b64_digit(item: dict, index: int, max_pixels: int) -> np.ndarray:
+    where = f"instance {index}"
+    data = b64_image(item, where)
     try:
         return images.to_mnist(data, max_pixels)
     except RequestError as exc:
-        raise RequestError(f"instance {index}: {exc.message}", exc.status) from None
+        raise RequestError(f"{where}: {exc.message}", exc.status) from None

@@ -21,6 +21,7 @@ ERROR_MEANINGS = {
     405: "Wrong method",
     413: "Too many instances (MAX_BATCH), body too large (MAX_BODY_BYTES) or image too large",
     415: "Unsupported Content-Type",
+    422: "The photo holds no digit, or several where one is expected (the message says what was found)",
     503: "No model loaded yet (retry later)",
 }
 
@@ -35,9 +36,9 @@ def build_spec(config: Config) -> dict:
                  "description": f"Serves the newest exported version of model {config.model_name!r}: "
                                 "our own API, TensorFlow Serving's REST API and the Open Inference "
                                 "Protocol (KServe v2). Every error is {\"error\": \"...\"}."},
-        "paths": {**_predict_paths(), **_service_paths(),
+        "paths": {**_predict_paths(), **_read_paths(), **_service_paths(),
                   **_tf_serving_paths(model_parameter), **_kserve_paths(model_parameter)},
-        "components": {"schemas": {**_predict_schemas(config.max_batch),
+        "components": {"schemas": {**_predict_schemas(config.max_batch), **_read_schemas(),
                                    **_tf_serving_schemas(config.max_batch), **_kserve_schemas()}},
     }
 
@@ -68,6 +69,13 @@ def _numbers(count: int, items: dict) -> dict:
 
 PIXEL = {"type": "number", "minimum": 0, "maximum": 1}
 PROBABILITIES = _numbers(CLASSES, {"type": "number"})
+SEEN = {"type": "string", "format": "byte",
+        "description": "with ?explain=1: the 28x28 image the model read (light ink on black), base64 PNG"}
+EXPLAIN = {"name": "explain", "in": "query", "required": False, "schema": {"type": "string", "enum": ["0", "1"]},
+           "description": "1: add each digit's 28x28 image as the model saw it (\"image\", base64 PNG)"}
+IMAGE_CONTENT = {**{image_type: {"schema": BINARY} for image_type in IMAGE_TYPES},
+                 "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
+                                                    "properties": {"image": BINARY}}}}
 
 
 # ---- POST /predict --------------------------------------------------------------------------------
@@ -87,7 +95,8 @@ def _predict_schemas(max_batch: int) -> dict:
         "Prediction": {"type": "object", "required": ["digit", "confidence", "probabilities"],
                        "properties": {"digit": {"type": "integer", "minimum": 0, "maximum": 9},
                                       "confidence": {"type": "number"},
-                                      "probabilities": PROBABILITIES}},
+                                      "probabilities": PROBABILITIES,
+                                      "image": SEEN}},
         "PredictResponse": {
             "type": "object", "required": ["model", "predictions"],
             "properties": {
@@ -98,24 +107,60 @@ def _predict_schemas(max_batch: int) -> dict:
 
 
 def _predict_paths() -> dict:
-    body = {
-        "required": True,
-        "content": {
-            JSON: {"schema": _ref("PredictRequest")},
-            **{image_type: {"schema": BINARY} for image_type in IMAGE_TYPES},
-            "multipart/form-data": {"schema": {"type": "object", "required": ["image"],
-                                               "properties": {"image": BINARY}}},
-        },
-    }
+    body = {"required": True, "content": {JSON: {"schema": _ref("PredictRequest")}, **IMAGE_CONTENT}}
     return {"/predict": {"post": {
         "summary": "Predict digits from pixels, an image, or base64 images",
         "tags": ["predict"],
         "description": "JSON instances are 784 numbers or 28x28 numbers in [0, 1] (divide 0-255 "
                        "pixels by 255), or {\"b64\": image}; or a raw image body; or a multipart "
-                       "form with a file field 'image'. Images are preprocessed like MNIST.",
+                       "form with a file field 'image'. A photo, scan or drawing is read like MNIST was "
+                       "made (light evened out, lines, specks and the sheet's edge left out, the digit "
+                       "centred); it must hold one digit: none, or several, is a 422 (several: use /read).",
+        "parameters": [EXPLAIN],
         "requestBody": body,
         "responses": {"200": _json(_ref("PredictResponse"), "one prediction per instance"),
-                      **_errors(400, 405, 413, 415, 503)}}}}
+                      **_errors(400, 405, 413, 415, 422, 503)}}}}
+
+
+# ---- POST /read -----------------------------------------------------------------------------------
+def _read_schemas() -> dict:
+    return {
+        "DigitReading": {"type": "object", "required": ["digit", "confidence", "probabilities", "box"],
+                         "properties": {"digit": {"type": "integer", "minimum": 0, "maximum": 9},
+                                        "confidence": {"type": "number"},
+                                        "probabilities": PROBABILITIES,
+                                        "box": {**_numbers(4, {"type": "integer", "minimum": 0}),
+                                                "description": "[x, y, width, height] in the photo's pixels"},
+                                        "touching": {"type": "boolean",
+                                                     "description": "part of a mark that looked like digits "
+                                                                    "that touch (see warnings)"},
+                                        "image": SEEN}},
+        "ReadResponse": {"type": "object", "required": ["model", "number", "digits"],
+                         "properties": {
+                             "model": {"type": "object", "properties": {"name": {"type": "string"},
+                                                                        "version": {"type": "integer"}}},
+                             "number": {"type": "string", "pattern": "^[0-9]+$",
+                                        "description": "the digits, left to right"},
+                             "digits": {"type": "array", "minItems": 1, "items": _ref("DigitReading")},
+                             "warnings": {"type": "array", "items": {"type": "string"},
+                                          "description": "marks that looked like digits that touch, how "
+                                                         "they were read and how else they could be"}}},
+    }
+
+
+def _read_paths() -> dict:
+    body = {"required": True, "content": {JSON: {"schema": _ref("Base64Image")}, **IMAGE_CONTENT}}
+    return {"/read": {"post": {
+        "summary": "Read every digit of a photo, left to right, as a number",
+        "tags": ["predict"],
+        "description": "The same image inputs as /predict (an image body, a multipart field 'image', or "
+                       "JSON {\"b64\": image}). Digits that touch may be read as one: a mark much wider "
+                       "than tall is weighed as one digit and as the digits it would hold, and the answer "
+                       "says so in 'warnings'. A photo without a digit is a 422 saying what was found.",
+        "parameters": [EXPLAIN],
+        "requestBody": body,
+        "responses": {"200": _json(_ref("ReadResponse"), "the number and each digit"),
+                      **_errors(400, 405, 413, 415, 422, 503)}}}}
 
 
 # ---- probes, metrics, pages -----------------------------------------------------------------------

@@ -9,8 +9,8 @@ The one place that knows what a digit looks like on paper. A photo goes through,
                 remaining strokes grouped into digits, left to right;
 4. ``mnist``    each digit drawn as MNIST's were: contrast, stroke width, 20x20 box, centre of mass.
 
-Public: :func:`read` (every digit of a photo: ``/read``), :func:`to_mnist` (the one digit of a photo:
-``/predict``), :func:`png` (a 28x28 image as PNG: what the model saw). A photo with no digit, or with several
+Public: :func:`read` (every digit of a photo: ``/read``), :func:`read_one` / :func:`to_mnist` (the one digit
+of a photo: ``/predict``), :func:`png` (a 28x28 image as PNG: what the model saw). A photo with no digit, or with several
 where one is expected, is a ``RequestError`` with status 422 saying what was found.
 """
 
@@ -61,12 +61,18 @@ def read(data: bytes, max_pixels: int = 4096 * 4096) -> list[Reading]:
     return readings
 
 
-def to_mnist(data: bytes, max_pixels: int = 4096 * 4096) -> np.ndarray:
-    """The one digit of the photo as ``(784,)`` float32; RequestError 422 if there is none or several."""
+def read_one(data: bytes, max_pixels: int = 4096 * 4096) -> Reading:
+    """The one digit of the photo; RequestError 422 if there is none or several."""
     readings = read(data, max_pixels)
     if len(readings) > 1:
-        raise RequestError(several_digits(readings), status=UNPROCESSABLE)
-    return readings[0].pixels
+        raise RequestError(several_digits(len(readings), [reading.box[0] for reading in readings]),
+                           status=UNPROCESSABLE)
+    return readings[0]
+
+
+def to_mnist(data: bytes, max_pixels: int = 4096 * 4096) -> np.ndarray:
+    """The one digit of the photo as ``(784,)`` float32; RequestError 422 if there is none or several."""
+    return read_one(data, max_pixels).pixels
 
 
 def _digits_on(rgb: np.ndarray):
@@ -128,16 +134,17 @@ def nothing_found(found: Found) -> str:
     if found.specks or found.small:
         count = found.specks + found.small
         seen.append(f"{count} speck{'s' * (count > 1)} or dot{'s' * (count > 1)} too small to be a digit")
-    what = "only " + ", ".join(seen) if seen else "nothing but the bare sheet"
+    what = "only " + ", ".join(seen) if seen else "nothing: it is blank"
     return (f"no digit found in the image: it holds {what}. Photograph or draw a digit, dark on light or "
             "light on dark, at least a fortieth of the picture's height")
 
 
-def several_digits(readings: list[Reading]) -> str:
-    """What a 422 says when /predict gets a photo of several digits."""
-    where = ", ".join(f"x={reading.box[0]}" for reading in readings)
-    return (f"the image holds {len(readings)} digits (from the left, at {where}): POST it to /read to read them "
-            "as a number, or send one digit per image")
+def several_digits(count: int, lefts: list[int], touching: bool = False) -> str:
+    """What a 422 says when /predict gets a photo of several digits (``lefts``: where each starts)."""
+    where = ", ".join(f"x={left}" for left in lefts)
+    what = f"{count} digits that touch" if touching else f"{count} digits"
+    return (f"the image holds {what} (from the left, at {where}): POST it to /read to read them as a number, "
+            "or send one digit per image")
 
 
 def png(pixels: np.ndarray) -> bytes:

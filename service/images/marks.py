@@ -223,11 +223,11 @@ def classify(marks: list[Mark], shape: tuple[int, int]) -> None:
     min_height = max(MIN_HEIGHT_PX, MIN_HEIGHT_SHARE * min(shape))
     for mark in marks:
         fill = mark.area / max(mark.width * mark.height, 1)
-        if (mark.contact >= EDGE_CONTACT and fill >= EDGE_FILL) or mark.width >= SPAN_SHARE * cols \
-                or mark.height >= SPAN_SHARE * rows:
+        spans = mark.width >= SPAN_SHARE * cols or mark.height >= SPAN_SHARE * rows
+        if mark.straightness < STRAIGHT and (mark.tilt > LINE_TILT or spans):
+            mark.kind = "line"  # straight, and far from upright or across the frame: a 1 stands up, and ends
+        elif (mark.contact >= EDGE_CONTACT and fill >= EDGE_FILL) or spans:
             mark.kind = "edge"
-        elif mark.straightness < STRAIGHT and mark.tilt > LINE_TILT:
-            mark.kind = "line"  # a straight mark far from upright: a shadow's or the sheet's edge, a line; a 1 stands up
         elif max(mark.height, mark.width) < min_height or mark.stroke >= BLOB_STROKE * max(mark.height, mark.width):
             mark.kind = "speck"
     strongest = max((mark.ink for mark in marks if mark.kind == "stroke"), default=0.0)

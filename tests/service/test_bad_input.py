@@ -72,7 +72,7 @@ CASES = [
     ("truncated image", "POST", "/predict", "TRUNCATED", "image/png", 400, "could not be decoded"),
     ("image too large", "POST", "/predict", "BIG", "image/png", 413, "at most 1000000 pixels"),
     ("decompression bomb", "POST", "/predict", png_header_only(100_000, 100_000), "image/png", 413, "too large"),
-    ("blank image", "POST", "/predict", blank_png(), "image/png", 400, "blank"),
+    ("blank image", "POST", "/predict", blank_png(), "image/png", 422, "no digit found in the image: it holds nothing: it is blank"),
     ("bad base64", "POST", "/predict", {"instances": [{"b64": "***"}]}, J, 400, "not valid base64"),
     ("wrong object", "POST", "/predict", {"instances": [{"image": "x"}]}, J, 400, '{"b64": "<base64 image>"}'),
     ("b64 not an image", "POST", "/predict", {"instances": [{"b64": "aGVsbG8="}]}, J, 400, "instance 0: the data is not an image"),
