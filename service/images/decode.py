@@ -1,4 +1,4 @@
-"""Image bytes -> RGB floats in [0, 1] at the working size: the first step of reading a photo.
+"""Image bytes -> an RGB image at the working size: the first step of reading a photo.
 
 - Formats: PNG, JPEG, GIF, BMP, WebP (the first frame of an animation); EXIF rotation applied.
 - An image larger than ``max_pixels`` (width x height, as its header declares) is refused before any pixel
@@ -35,13 +35,13 @@ def is_image_content_type(mimetype: str) -> bool:
     return (mimetype or "").lower() in CONTENT_TYPES
 
 
-def decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, float]:
-    """``(rgb, scale)``: the image as float32 ``(rows, cols, 3)`` in [0, 1], at most ``WORKING_SIDE`` on its
-    longer side, and ``scale``, the original's pixels per working pixel (1 if it was not reduced)."""
+def decode(data: bytes, max_pixels: int) -> tuple[Image.Image, float]:
+    """``(image, scale)``: the image in RGB mode, at most ``WORKING_SIDE`` on its longer side, and ``scale``,
+    the original's pixels per working pixel (1 if it was not reduced)."""
     image = open_image(data, max_pixels)
     original = max(image.size)
     rgb = to_rgb(reduce(image))
-    return rgb, original / max(rgb.shape[:2])
+    return rgb, original / max(rgb.size)
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -102,16 +102,17 @@ def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ALPHA_MODES or (image.mode == "P" and "transparency" in image.info)
 
 
-def to_rgb(image: Image.Image) -> np.ndarray:
-    """Float32 ``(rows, cols, 3)`` in [0, 1]; transparent areas take the colour that contrasts with the ink:
-    white under dark ink, black under light ink (the ink's colour judged from the opaque pixels)."""
+def to_rgb(image: Image.Image) -> Image.Image:
+    """The image in RGB mode; transparent areas take the colour that contrasts with the ink: white under dark
+    ink, black under light ink (the ink's colour judged from the opaque pixels)."""
     if not _has_alpha(image):
-        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        return image.convert("RGB")
     rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
     rgb, alpha = rgba[..., :3], rgba[..., 3:]
     if alpha.min() >= 1.0:
-        return np.ascontiguousarray(rgb)
+        return image.convert("RGB")
     weight = alpha.sum()
     ink = float((rgb.mean(axis=2, keepdims=True) * alpha).sum() / weight) if weight > 0 else 0.0
     background = 1.0 if ink < 0.5 else 0.0
-    return rgb * alpha + background * (1.0 - alpha)
+    flattened = rgb * alpha + background * (1.0 - alpha)
+    return Image.fromarray(np.round(flattened * 255).astype(np.uint8), mode="RGB")

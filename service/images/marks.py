@@ -29,7 +29,7 @@ from scipy import ndimage
 LINE_ANGLES = np.deg2rad(np.arange(-6.0, 6.01, 0.5))  # around horizontal (and, turned, vertical)
 LINE_SPAN = 0.5  # a line's pixels cover at least this share of the frame's columns (rows, turned)
 LINE_BIN = 0.2  # ... piling at least this share of the columns into each bin of its thickness
-LINE_THICKNESS = 0.012  # ... at most this share of the short side thick
+LINE_THICKNESS = 0.02  # ... at most this share of the short side thick
 LINE_SAMPLE = 40_000  # mask pixels used to find the lines' angle
 EDGE_CONTACT = 0.2  # a solid mark along the border for this share of a side is a table, the sheet's edge, a
 EDGE_FILL = 0.5  # shadow ... (solid: filling this share of its box; a digit's strokes fill much less of theirs)
@@ -51,8 +51,8 @@ EIGHT = np.ones((3, 3), bool)
 class Mark:
     """One connected mark: ``label`` in the label image, its box ``(top, left, bottom, right)`` (exclusive),
     ``area`` in pixels, ``stroke`` its stroke width (2 area / boundary length), ``contact`` the share of one
-    side of the frame its pixels lie on (the largest), ``ink`` its mean ink, ``peak`` its strongest ink (the
-    maximum of the ink map blurred by one pixel: one noisy pixel does not make a peak)."""
+    side of the frame its pixels lie on (the largest), ``ink`` its mean ink, ``peak`` its strongest ink (of the
+    ink map, which is smoothed: one noisy pixel does not make a peak)."""
 
     label: int
     box: tuple[int, int, int, int]
@@ -174,12 +174,15 @@ def measure(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
     boundary = mask & ~ndimage.binary_erosion(mask, structure=EIGHT, border_value=0)
     edges = np.bincount(labels[boundary], minlength=count + 1)
     inks = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1) / np.maximum(areas, 1)
+    boxes = ndimage.find_objects(labels)
     peaks = np.zeros(count + 1)
-    peaks[1:] = ndimage.maximum(ndimage.gaussian_filter(ink, 1.0), labels, np.arange(1, count + 1))
+    for label, box in enumerate(boxes, 1):  # per box: no sort of the whole image by label
+        if box is not None:
+            peaks[label] = ink[box][labels[box] == label].max()
     straightness, tilt = _shape_axes(labels, count, areas)
     contact = _border_contact(labels, count)
     marks = []
-    for label, box in enumerate(ndimage.find_objects(labels), 1):
+    for label, box in enumerate(boxes, 1):
         if box is None:
             continue
         marks.append(Mark(label, (box[0].start, box[1].start, box[0].stop, box[1].stop), int(areas[label]),

@@ -3,17 +3,25 @@
 1. **Polarity.** Dark ink on a light sheet, or light ink (chalk, a white-on-black drawing) on a dark one:
    the side whose extreme departs further from the photo's median brightness (``is_light_on_dark``). From
    then on a light-on-dark photo is handled inverted, as dark ink on a light sheet.
-2. **The ink channel.** The darkest of R, G, B (the lightest, inverted, for light ink): blue, red and black
-   ink all absorb strongly in at least one channel, while white or grey paper is light in all three.
-3. **The sheet's light** (``background``): a grey-level *closing* (a maximum filter, then a minimum filter,
-   of side ``k``) erases every dark mark narrower than ``k`` and keeps the paper's brightness, gradients,
-   vignetting and the straight edge of a hard shadow as they are (a closing leaves monotone steps alone).
-   ``k`` is ``CLOSING_SHARE`` of the short side: wider than a marker's stroke on a digit that fills the frame.
-4. **Ink** = ``(background - channel) / background``: dividing by the light makes a stroke in a shadow or a
-   dim corner as strong as one in full light (Beer-Lambert: ink lets through a share of the light).
+2. **The ink channel** (``ink_channel``): the darkest of R, G, B (the lightest, inverted, for light ink): blue,
+   red and black ink all absorb strongly in at least one channel, while white or grey paper is light in all
+   three.
+3. **The sheet's light** (``sheet_light``): what the channel would be with the marks erased. Two estimates,
+   each right where the other is not: an *area closing* (every dark region too small to be a shadow or a
+   table filled to the level around it: right under strokes of any width) on a reduced photo, and a fine
+   grey-level closing at full size (exact on the bare sheet and along a shadow's straight edge, which the
+   reduction blurs).
+4. **Ink** = ``(light - channel) / light``: dividing by the light makes a stroke in a shadow or a dim corner as
+   strong as one in full light (Beer-Lambert: ink lets through a share of the light), lightly smoothed (a
+   pencil's or chalk's grain).
 5. **Mask**: hysteresis thresholds above the noise (``HIGH``/``LOW`` noise deviations, at least
    ``MIN_HIGH``/``MIN_LOW`` of ink): pixels clearly ink, and the fainter pixels connected to them (a pencil
    stroke's grainy edge, a thin line's blurred edge), nothing isolated.
+
+Why SciPy (``scipy.ndimage``): its closings (separable, in C, whatever their size), labelling, morphology and
+filters are what this needs, and the serving image keeps only the parts it loads; OpenCV's headless wheel is a
+larger install of its own, and scikit-image depends on SciPy anyway (docs/deployment.md, "Image size").
+``python -m bench.photos`` measures the CPU per photo.
 """
 
 from __future__ import annotations
@@ -21,26 +29,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image, ImageChops
 from scipy import ndimage
-
-from .marks import classify, measure
 
 AREA_SIDE = 256  # the area closing runs on the photo reduced to this longer side
 LIGHT_AREA = 0.3  # a dark region this large a share of the frame is the light's (a digit's ink: at most ~0.23)
 EDGE_AREA, LIGHT_CONTACT = 0.04, 0.25  # ... or this large, along a quarter of a side of the frame (a shadow, a table)
-AREA_LEVELS = np.exp(np.linspace(np.log(0.1), np.log(2.0), 48))  # times the median brightness
+AREA_LEVELS = np.exp(np.linspace(np.log(0.1), np.log(2.0), 32))  # times the median brightness
 FAT_STROKE = 0.2  # where the fine closing is this much darker than the coarse one, it sat on a fat stroke
 FINE_SHARE = 0.025  # the fine closing's side, of the short side: wider than a pen's stroke on most digits
-NARROW_SHARE = 0.06  # the closing's side, of the short side: wider than a pen's stroke, narrow enough to follow
-WIDE_SHARE = 0.22  # a shadow's wedge; for fatter strokes (a marker, a digit filling the frame): wider than those
-STROKE_MARGIN = 2.5  # a closing this many stroke widths wide erases the stroke
-GRID_CELLS = 48  # cells along the longer side in which the sheet's brightness is sampled for the surface
-GRID_PERCENTILE = 90  # of a cell's pixels: its paper (ink covers less than 90 % of a cell but in a fat stroke)
-FIT_DROP = 0.15  # cells more than this below the surface (in log brightness) are ink or shadow, not the light
 POLARITY_SIDE = 192  # the polarity is judged on the photo reduced to this longer side
 DARK = 0.02  # grey level added to both sides of a contrast ratio (black is not infinitely darker than 0.01)
-LIGHT_EDGE = 0.04  # log-light change per pixel above which the light has an edge (a shadow's: 0.4-1 over a few px)
-LIGHT_EDGE_BAND = 3  # pixels either side of such an edge where ink is not trusted
+LIGHT_EDGE = 0.08  # log-light change per reduced pixel above which the light has an edge (a shadow's: 0.4-1)
+LIGHT_EDGE_BAND = 2  # reduced pixels either side of such an edge where the fine closing's light is taken
 INK_SMOOTHING = 1.0  # Gaussian sigma, pixels, of the ink map
 EDGE_SMOOTHING = 1.5  # Gaussian sigma, pixels, of the photo the light is estimated from
 FLOOR = 0.2  # the light is never taken below this share of the brightest sheet (noise in near-black areas)
@@ -59,20 +60,12 @@ class InkMap:
     noise: float
 
 
-def ink_map(rgb: np.ndarray) -> InkMap:
+def ink_map(image: Image.Image) -> InkMap:
     """The ink map of an RGB photo (float32 in [0, 1]) and its mask (see the module docstring)."""
-    light_on_dark = is_light_on_dark(rgb)
-    channel = 1.0 - rgb.max(axis=2) if light_on_dark else rgb.min(axis=2)
+    light_on_dark = is_light_on_dark(image)
+    channel = ink_channel(image, light_on_dark)
     ink, mask, noise = _ink(channel, sheet_light(channel))
     return InkMap(ink, mask, light_on_dark, noise)
-
-
-def widest_stroke(mask: np.ndarray, ink: np.ndarray) -> float:
-    """The stroke width (2 x area / boundary length) of the widest stroke-like mark of the mask, in pixels (0:
-    none): a shadow, the sheet's edge or a speck is not a stroke (``marks.classify``)."""
-    labels, found = measure(mask, ink)
-    classify(found, mask.shape)
-    return max((mark.stroke for mark in found if mark.kind == "stroke"), default=0.0)
 
 
 def sheet_light(channel: np.ndarray) -> np.ndarray:
@@ -90,12 +83,18 @@ def sheet_light(channel: np.ndarray) -> np.ndarray:
     except in a band along the coarse light's own edges; the fine one everywhere else (the coarse one would fill
     the light's shallow dips that are not a shadow's, and its levels show as faint bands)."""
     small, _ = reduced(channel, AREA_SIDE)
-    coarse = ndimage.zoom(area_closing(small), (channel.shape[0] / small.shape[0], channel.shape[1] / small.shape[1]),
-                          order=1)[:channel.shape[0], :channel.shape[1]]
-    coarse = np.maximum(coarse, channel)
+    closed = area_closing(small)
+    coarse = np.maximum(enlarged(closed, channel.shape), channel)
+    edges = enlarged(light_edges(closed).astype(np.float32), channel.shape) > 0
     fine = closing(ndimage.gaussian_filter(channel, EDGE_SMOOTHING), odd(FINE_SHARE * min(channel.shape)))
-    take_fine = (coarse - fine <= FAT_STROKE * coarse) | light_edges(coarse)
+    take_fine = (coarse - fine <= FAT_STROKE * coarse) | edges
     return np.where(take_fine, fine, coarse)
+
+
+def enlarged(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``values`` (float32) resized to ``shape`` (rows, cols) by bilinear interpolation."""
+    image = Image.fromarray(values.astype(np.float32), mode="F")
+    return np.asarray(image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def area_closing(values: np.ndarray) -> np.ndarray:
@@ -138,7 +137,7 @@ def reduced(values: np.ndarray, side: int) -> tuple[np.ndarray, int]:
 
 def _ink(flat: np.ndarray, light: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """``(ink, mask, noise)`` of the flattened photo against the sheet's ``light``."""
-    light = np.maximum(light, FLOOR * float(np.percentile(light, 95)) + 1e-6)
+    light = np.maximum(light, FLOOR * float(np.percentile(light[::4, ::4], 95)) + 1e-6)
     # smoothed: a pencil's or chalk's grain breaks a stroke into specks, a blur joins them again
     signed = ndimage.gaussian_filter((light - flat) / light, INK_SMOOTHING)
     ink = np.clip(signed, 0.0, 1.0).astype(np.float32)
@@ -150,9 +149,9 @@ def _ink(flat: np.ndarray, light: np.ndarray) -> tuple[np.ndarray, np.ndarray, f
 
 def light_edges(light: np.ndarray) -> np.ndarray:
     """Where the light itself changes abruptly (a hard shadow's or the sheet's edge): a band around the pixels
-    whose log-light gradient exceeds ``LIGHT_EDGE`` per pixel. Ink found there is the edge's jaggedness, not a
-    stroke (the light under a stroke is smooth: the closing erased the stroke)."""
-    log_light = np.log(light)
+    whose log-light gradient exceeds ``LIGHT_EDGE`` per pixel of the reduced photo. There the reduced light is
+    blurred, and the fine closing is right (the light under a stroke is smooth: the closing erased the stroke)."""
+    log_light = np.log(np.maximum(light, 1e-3))
     gradient = np.hypot(ndimage.sobel(log_light, axis=0), ndimage.sobel(log_light, axis=1)) / 8.0
     return ndimage.binary_dilation(gradient > LIGHT_EDGE, iterations=LIGHT_EDGE_BAND)
 
@@ -167,64 +166,36 @@ def closing(flat: np.ndarray, side: int) -> np.ndarray:
     return closed[pad:-pad, pad:-pad]
 
 
-def smooth_light(channel: np.ndarray) -> np.ndarray:
-    """A quadratic surface ``exp(a + b x + c y + d x^2 + e x y + f y^2)`` fitted to the sheet's brightness: to the
-    logarithm of the ``GRID_PERCENTILE`` of each of about ``GRID_CELLS`` cells along the longer side (the paper
-    between the strokes), by least squares, twice more without the cells far below the fit (ink, shadow)."""
-    rows, cols = channel.shape
-    cell = max(1, max(rows, cols) // GRID_CELLS)
-    grid_rows, grid_cols = rows // cell, cols // cell
-    if grid_rows < 3 or grid_cols < 3:
-        return np.full_like(channel, max(float(np.percentile(channel, GRID_PERCENTILE)), 1e-3))
-    blocks = channel[:grid_rows * cell, :grid_cols * cell].reshape(grid_rows, cell, grid_cols, cell)
-    values = np.percentile(blocks.transpose(0, 2, 1, 3).reshape(grid_rows, grid_cols, -1), GRID_PERCENTILE, axis=2)
-    y, x = np.mgrid[0:grid_rows, 0:grid_cols]
-    x, y = (x.ravel() + 0.5) * cell / cols - 0.5, (y.ravel() + 0.5) * cell / rows - 0.5
-    design = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
-    target = np.log(np.maximum(values.ravel(), 1e-3))
-    keep = np.ones(len(target), bool)
-    for _ in range(3):
-        coefficients = np.linalg.lstsq(design[keep], target[keep], rcond=None)[0]
-        keep = target > design @ coefficients - FIT_DROP
-        if keep.sum() < 6:
-            break
-    xs = (np.arange(cols) + 0.5) / cols - 0.5
-    ys = (np.arange(rows) + 0.5) / rows - 0.5
-    a, b, c, d, e, f = coefficients
-    surface = a + b * xs[None, :] + c * ys[:, None] + d * xs[None, :] ** 2 + e * ys[:, None] * xs[None, :] \
-        + f * ys[:, None] ** 2
-    return np.exp(surface).astype(np.float32)
+def ink_channel(image: Image.Image, light_on_dark: bool) -> np.ndarray:
+    """Float32 in [0, 1], ink dark on a light sheet: the darkest of R, G and B, or, for light ink on a dark
+    sheet, one minus the lightest."""
+    red, green, blue = image.split()
+    if light_on_dark:
+        return 1.0 - np.asarray(ImageChops.lighter(ImageChops.lighter(red, green), blue), np.float32) / 255.0
+    return np.asarray(ImageChops.darker(ImageChops.darker(red, green), blue), np.float32) / 255.0
 
 
-def is_light_on_dark(rgb: np.ndarray) -> bool:
+def is_light_on_dark(image: Image.Image) -> bool:
     """True if the photo's extreme pixels are lighter than its bulk (chalk, light ink on black), False if they
     are darker (ink on paper): the sheet is most of the photo, so its median is the sheet's brightness, and ink
     lets through a share of the light, so contrast is a ratio: ``max / median`` against ``median / min`` of
     the reduced, lightly smoothed grey levels (``DARK`` keeps the ratios finite)."""
-    grey = ndimage.gaussian_filter(reduced_grey(rgb, POLARITY_SIDE), 1.0)
-    median = float(np.median(grey))
-    lighter = (float(grey.max()) + DARK) / (median + DARK)
-    darker = (median + DARK) / (float(grey.min()) + DARK)
+    grey = image.convert("L")
+    factor = int(np.ceil(max(grey.size) / POLARITY_SIDE))
+    if factor > 1:
+        grey = grey.reduce(factor)
+    values = ndimage.gaussian_filter(np.asarray(grey, np.float32) / 255.0, 1.0)
+    median = float(np.median(values))
+    lighter = (float(values.max()) + DARK) / (median + DARK)
+    darker = (median + DARK) / (float(values.min()) + DARK)
     return lighter > darker
-
-
-def reduced_grey(rgb: np.ndarray, side: int) -> np.ndarray:
-    """The mean of R, G and B, block-averaged down to at most ``side`` pixels on the longer side."""
-    grey = rgb.mean(axis=2)
-    factor = max(1, int(np.ceil(max(grey.shape) / side)))
-    if factor == 1:
-        return grey
-    rows, cols = grey.shape[0] // factor * factor, grey.shape[1] // factor * factor
-    if rows == 0 or cols == 0:
-        return grey
-    return grey[:rows, :cols].reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3))
 
 
 def robust_spread(values: np.ndarray) -> tuple[float, float]:
     """``(sigma, median)`` of ``values`` by the median absolute deviation (1.4826 MAD): the sheet's noise,
-    untouched by the few pixels of ink. Taken on at most ~250,000 evenly spread pixels."""
+    untouched by the few pixels of ink. Taken on about 50,000 evenly spread pixels."""
     flat = values.reshape(-1)
-    flat = flat[::max(1, flat.size // 250_000)]
+    flat = flat[::max(1, flat.size // 50_000)]
     median = float(np.median(flat))
     return 1.4826 * float(np.median(np.abs(flat - median))), median
 
