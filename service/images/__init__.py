@@ -24,7 +24,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ..errors import RequestError
-from .decode import CONTENT_TYPES, FORMATS, decode, is_image_content_type  # noqa: F401
+from .decode import CONTENT_TYPES, FORMATS, decode_image, is_image_content_type  # noqa: F401
 from .marks import Digit, Found, find_digits
 from .mnist import FIELD, digit_image
 from .paper import ink_map
@@ -48,8 +48,8 @@ class Reading:
 
 def read(data: bytes, max_pixels: int = 4096 * 4096) -> list[Reading]:
     """Every digit in the photo, left to right; RequestError 422 if there is none (saying what was found)."""
-    rgb, scale = decode(data, max_pixels)
-    ink, found = _digits_on(rgb)
+    image, scale = decode_image(data, max_pixels)
+    ink, found = _digits_on(image)
     if not found.digits:
         raise RequestError(nothing_found(found), status=UNPROCESSABLE)
     readings = []
@@ -75,9 +75,9 @@ def to_mnist(data: bytes, max_pixels: int = 4096 * 4096) -> np.ndarray:
     return read_one(data, max_pixels).pixels
 
 
-def _digits_on(rgb: np.ndarray):
+def _digits_on(image: Image.Image):
     """The ink map and the digits found on it."""
-    ink = ink_map(rgb)
+    ink = ink_map(image)
     return ink, find_digits(ink.mask, ink.ink)
 
 

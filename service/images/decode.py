@@ -35,30 +35,31 @@ def is_image_content_type(mimetype: str) -> bool:
     return (mimetype or "").lower() in CONTENT_TYPES
 
 
-def decode(data: bytes, max_pixels: int) -> tuple[Image.Image, float]:
+def decode_image(data: bytes, max_pixels: int) -> tuple[Image.Image, float]:
     """``(image, scale)``: the image in RGB mode, at most ``WORKING_SIDE`` on its longer side, and ``scale``,
     the original's pixels per working pixel (1 if it was not reduced)."""
-    image = open_image(data, max_pixels)
-    original = max(image.size)
+    image, original = open_image(data, max_pixels)
     rgb = to_rgb(reduce(image))
-    return rgb, original / max(rgb.size)
+    return rgb, max(original) / max(rgb.size)
 
 
-def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """The first frame, decoded (a JPEG at the smallest DCT scale that keeps ``WORKING_SIDE``), EXIF-rotated;
-    RequestError for anything that is not a complete image of a supported format, or is too large."""
+def open_image(data: bytes, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+    """``(image, size)``: the first frame, decoded (a JPEG at the smallest DCT scale that keeps
+    ``WORKING_SIDE``) and EXIF-rotated, and its size as stored (before any reduction); RequestError for
+    anything that is not a complete image of a supported format, or is too large."""
     if not data:
         raise RequestError("the image is empty (0 bytes); send a PNG, JPEG, GIF, BMP or WebP image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
-            _check_size(*image.size, max_pixels)
+            size = image.size
+            _check_size(*size, max_pixels)
             image.seek(0)
             if image.format == "JPEG":
                 image.draft(None, _draft_size(image.size))  # decode at 1/2, 1/4 or 1/8 scale if that is enough
             image.load()
-            return ImageOps.exif_transpose(image)
+            return ImageOps.exif_transpose(image), size
     except RequestError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

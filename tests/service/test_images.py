@@ -1,0 +1,265 @@
+"""service/images: each mechanism that reads real-world photos, on pictures made here whose truth is known.
+
+Every test targets one mechanism and fails without it: the light evened out (gradients, hard shadows, fat
+strokes), the polarity, the ink channel, lines, specks, edges, the grouping of strokes into digits, the stroke
+width brought to MNIST's, large JPEGs decoded at reduced size, touching digits, and the 422s that say what was
+found. No MNIST needed: the strokes are drawn here. (Accuracy on realistic photos: tests/service/test_photos.py.)
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from service import images
+from service.errors import RequestError
+from service.images import decode, marks, mnist, paper
+
+PAPER, INK = (235, 232, 225), (25, 25, 30)
+
+
+def sheet(size=(640, 480), colour=PAPER) -> Image.Image:
+    return Image.new("RGB", size, colour)
+
+
+def seven(draw: ImageDraw.ImageDraw, left: int, top: int, height: int, width: int, colour=INK) -> None:
+    """A 7: a bar and a slanted stem, ``width`` pixels thick."""
+    right = left + int(0.7 * height)
+    draw.line([(left, top), (right, top), (left + int(0.25 * height), top + height)], fill=colour, width=width,
+              joint="curve")
+
+
+def one(draw: ImageDraw.ImageDraw, x: int, top: int, height: int, width: int, colour=INK) -> None:
+    draw.line([(x, top), (x - height // 10, top + height)], fill=colour, width=width)
+
+
+def jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def lit(image: Image.Image, light: np.ndarray) -> Image.Image:
+    """The picture under a light field (rows x cols, 1 = full light)."""
+    pixels = np.asarray(image, np.float32) * light[..., None]
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def found(image: Image.Image) -> marks.Found:
+    ink = paper.ink_map(image)
+    return marks.find_digits(ink.mask, ink.ink)
+
+
+# ---- the light ------------------------------------------------------------------------------------------------
+def test_uneven_light_is_evened_out_before_the_ink_is_measured():
+    picture = sheet()
+    seven(ImageDraw.Draw(picture), 380, 140, 200, 14)
+    rows, cols = 480, 640
+    y, x = np.mgrid[0:rows, 0:cols] / np.array([rows, cols])[:, None, None]
+    light = (1.0 - 0.6 * x) * (1.0 - 0.4 * ((x - 0.4) ** 2 + (y - 0.5) ** 2))  # fall-off and vignetting
+    ink = paper.ink_map(lit(picture, light.astype(np.float32)))
+    bare = ~ndimage_dilate(ink.mask, 6)
+    assert float(np.percentile(ink.ink[bare], 99)) < 0.08  # the dim side is not ink
+    assert float(np.median(ink.ink[ink.mask])) > 0.7  # the strokes are, as strongly on either side
+    assert len(found(lit(picture, light.astype(np.float32))).digits) == 1
+
+
+def test_a_hard_shadow_across_a_digit_leaves_no_false_stroke_along_its_edge():
+    picture = sheet()
+    seven(ImageDraw.Draw(picture), 260, 150, 200, 12)
+    light = np.ones((480, 640), np.float32)
+    rows, cols = np.mgrid[0:480, 0:640]
+    light[rows < 0.35 * cols + 120] = 0.45  # a straight shadow's edge crossing the 7
+    photo = lit(picture, light)
+    ink = paper.ink_map(photo)
+    away = ~ndimage_dilate(ink.mask & (np.asarray(picture.convert("L")) < 128), 8)
+    assert float(np.percentile(ink.ink[away], 99.5)) < 0.15  # nothing along the shadow's edge
+    result = found(photo)
+    assert len(result.digits) == 1
+    top, left, bottom, right = result.digits[0].box
+    assert abs(top - 150) < 15 and abs(bottom - 350) < 15  # the whole 7, in shadow and out
+
+
+def test_a_fat_stroke_is_ink_all_the_way_across():
+    picture = sheet((400, 400))
+    ImageDraw.Draw(picture).line([(200, 40), (200, 360)], fill=INK, width=90)  # a marker's 1 filling the frame
+    ink = paper.ink_map(picture)
+    assert float(ink.ink[100:300, 170:230].min()) > 0.7  # the middle too, not only the edges
+
+
+def test_chalk_on_a_board_is_read_as_light_ink_on_a_dark_sheet():
+    board = sheet(colour=(40, 60, 50))
+    seven(ImageDraw.Draw(board), 250, 120, 220, 16, colour=(230, 230, 225))
+    assert paper.is_light_on_dark(board)
+    assert not paper.is_light_on_dark(sheet())
+    result = found(board)
+    assert len(result.digits) == 1 and result.digits[0].height > 200
+
+
+@pytest.mark.parametrize("colour", [(40, 60, 170), (190, 40, 40), (30, 30, 30)])
+def test_blue_red_and_black_ink_are_equally_strong(colour):
+    picture = sheet()
+    one(ImageDraw.Draw(picture), 320, 100, 250, 14, colour=colour)
+    ink = paper.ink_map(picture)
+    assert float(np.percentile(ink.ink[ink.mask], 90)) > 0.65  # the darkest channel of each ink
+
+
+# ---- lines, specks, edges -------------------------------------------------------------------------------------
+def test_ruled_lines_are_removed_and_the_strokes_they_crossed_joined_again():
+    picture = sheet()
+    draw = ImageDraw.Draw(picture)
+    for y in range(60, 480, 70):  # ruled paper, slightly tilted
+        draw.line([(0, y), (640, y + 12)], fill=(120, 140, 200), width=3)
+    one(draw, 320, 95, 260, 14)
+    ink = paper.ink_map(picture)
+    cleaned, lines = marks.remove_lines(ink.mask)
+    assert lines >= 6
+    labels, count = ndimage_label(cleaned)
+    sizes = np.bincount(labels.ravel())[1:]
+    assert count >= 1 and sizes.max() > 0.9 * sizes.sum()  # the 1, whole: the crossings were bridged
+    assert not cleaned[:, :200].any()  # no line left away from the digit
+    result = marks.find_digits(ink.mask, ink.ink)
+    assert len(result.digits) == 1 and result.lines >= 6
+
+
+def test_specks_and_dots_are_not_digits():
+    picture = sheet()
+    draw = ImageDraw.Draw(picture)
+    seven(draw, 300, 130, 220, 14)
+    for x, y, r in ((60, 60, 6), (580, 400, 9), (120, 420, 4), (560, 80, 7)):
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=(60, 50, 40))
+    result = found(picture)
+    assert len(result.digits) == 1 and result.specks >= 4
+    assert result.digits[0].box[1] >= 290  # the 7's box, not stretched to the specks
+
+
+def test_a_table_at_the_sheets_edge_is_not_a_digit_but_a_digit_touching_the_border_is():
+    picture = sheet()
+    draw = ImageDraw.Draw(picture)
+    draw.polygon([(0, 0), (90, 0), (60, 480), (0, 480)], fill=(50, 40, 35))  # the table beyond the sheet
+    one(draw, 420, 0, 300, 16)  # a 1 starting at the top border
+    result = found(picture)
+    assert result.edges >= 1
+    assert len(result.digits) == 1 and result.digits[0].box[1] > 350
+
+
+def test_strokes_of_one_digit_are_grouped_and_digits_apart_are_not():
+    picture = sheet()
+    draw = ImageDraw.Draw(picture)
+    draw.line([(100, 165), (100, 240), (170, 240), (170, 330), (100, 330)], fill=INK, width=12)  # a 5's body
+    draw.line([(115, 140), (180, 140)], fill=INK, width=12)  # ... and its flag, written apart
+    one(draw, 400, 140, 190, 12)
+    result = found(picture)
+    assert len(result.digits) == 2
+    assert len(result.digits[0].marks) == 2 and result.digits[0].box[2] - result.digits[0].box[0] > 180
+
+
+# ---- MNIST's normalisation ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("width", [3, 60])
+def test_thin_and_thick_strokes_are_brought_to_mnists_width(width):
+    patch = Image.new("F", (160, 200), 0.0)
+    ImageDraw.Draw(patch).line([(40, 20), (130, 20), (60, 190)], fill=1.0, width=width)
+    before = mnist.stroke_width(mnist.resize(np.asarray(patch), mnist.STROKE_SIDE / 200))
+    after = mnist.stroke_width(mnist.normalise_stroke(np.asarray(patch)))
+    target = mnist.MNIST_STROKE * mnist.STROKE_SIDE
+    low, high = mnist.STROKE_TOLERANCE
+    assert not low * target <= before <= high * target  # it needed a change
+    assert abs(after - target) < abs(before - target) and 0.6 * target <= after <= 1.6 * target
+
+
+def test_a_digit_is_centred_by_its_centre_of_mass_in_a_20_pixel_box():
+    picture = sheet()
+    one(ImageDraw.Draw(picture), 80, 30, 120, 10)  # small, in a corner
+    pixels = images.to_mnist(png(picture)).reshape(28, 28)
+    rows = np.flatnonzero(pixels.max(axis=1) > 0.1)
+    assert rows[-1] - rows[0] + 1 in (19, 20, 21)
+    mass = pixels.sum()
+    centre = ((pixels.sum(axis=1) * np.arange(28)).sum() / mass, (pixels.sum(axis=0) * np.arange(28)).sum() / mass)
+    assert abs(centre[0] - 14) < 1 and abs(centre[1] - 14) < 1
+
+
+# ---- decoding -------------------------------------------------------------------------------------------------
+def test_a_12_megapixel_jpeg_is_decoded_at_reduced_size_in_its_dct(monkeypatch):
+    big = sheet((4000, 3000))
+    one(ImageDraw.Draw(big), 2000, 800, 1400, 90)
+    data = jpeg(big)
+    sizes = []
+    original = Image.Image.load
+
+    def load(self):
+        result = original(self)
+        sizes.append(self.size)
+        return result
+
+    monkeypatch.setattr(Image.Image, "load", load)
+    image, scale = decode.decode_image(data, 20_000_000)
+    assert sizes[0] == (1000, 750)  # the JPEG decoded at 1/4 scale: Image.draft, not 4000x3000 then resized
+    assert max(image.size) == decode.WORKING_SIDE and scale == pytest.approx(4000 / decode.WORKING_SIDE)
+    reading = images.read(data, 20_000_000)
+    assert len(reading) == 1 and reading[0].box[3] > 1200  # the box in the photo's own pixels
+
+
+def test_an_image_over_max_image_pixels_is_refused_before_decoding():
+    with pytest.raises(RequestError) as info:
+        decode.decode_image(jpeg(sheet((1200, 1000))), 1_000_000)
+    assert info.value.status == 413 and "1200x1000 = 1200000 pixels" in info.value.message
+
+
+# ---- touching digits and honest answers -----------------------------------------------------------------------
+def test_a_mark_much_wider_than_tall_is_also_cut_into_the_digits_it_likely_holds():
+    picture = sheet()
+    draw = ImageDraw.Draw(picture)
+    seven(draw, 150, 150, 200, 14)
+    seven(draw, 280, 150, 200, 14)  # the second 7's bar runs into the first's
+    (reading,) = images.read(png(picture))
+    assert len(reading.parts) == 2
+    assert reading.parts[0].box[0] < reading.parts[1].box[0]
+    assert abs(reading.parts[1].box[0] - 280) < 50  # cut near where the second 7 begins
+
+
+def test_no_digit_is_a_422_that_says_what_was_found():
+    blank = sheet()
+    with pytest.raises(RequestError) as info:
+        images.to_mnist(jpeg(blank))
+    assert info.value.status == 422
+    assert info.value.message == ("no digit found in the image: it holds nothing: it is blank. Photograph or draw a "
+                                  "digit, dark on light or light on dark, at least a fortieth of the picture's height")
+    lined = sheet()
+    ImageDraw.Draw(lined).line([(0, 200), (640, 210)], fill=(90, 100, 160), width=3)
+    with pytest.raises(RequestError) as info:
+        images.to_mnist(png(lined))
+    assert info.value.message.startswith("no digit found in the image: it holds only 1 straight line")
+
+
+def test_several_digits_where_one_is_expected_is_a_422_pointing_to_read():
+    picture = sheet()
+    draw = ImageDraw.Draw(picture)
+    one(draw, 150, 120, 220, 14)
+    seven(draw, 350, 120, 220, 14)
+    with pytest.raises(RequestError) as info:
+        images.to_mnist(png(picture))
+    assert info.value.status == 422
+    assert info.value.message.startswith("the image holds 2 digits (from the left, at x=")
+    assert info.value.message.endswith("POST it to /read to read them as a number, or send one digit per image")
+
+
+# ---- helpers --------------------------------------------------------------------------------------------------
+def ndimage_dilate(mask: np.ndarray, iterations: int) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, iterations=iterations)
+
+
+def ndimage_label(mask: np.ndarray):
+    from scipy import ndimage
+
+    return ndimage.label(mask, structure=np.ones((3, 3), bool))
