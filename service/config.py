@@ -20,7 +20,7 @@ Variable                Default            Meaning
                                            its event loop: service/whole_requests.py), at least 1
 ``LOG_LEVEL``           ``info``           gunicorn's log level: debug, info, warning, error or critical
 ``MAX_BATCH``           ``256``            instances per request (more: 413)
-``MAX_BODY_BYTES``      ``4194304``        request body limit, 4 MiB (more: 413)
+``MAX_BODY_BYTES``      ``8388608``        request body limit, 8 MiB: a phone's 4-6 MB photo fits (more: 413)
 ``MODEL_POLL_SECONDS``  ``10``             how often each worker looks for a newer version; 0: never
 ``TF_NUM_THREADS``      ``1``              TensorFlow intra-op and inter-op threads per worker
 ``MAX_IMAGE_PIXELS``    ``16777216``       largest decoded image (width x height) accepted (more: 413)
@@ -61,7 +61,7 @@ class Config:
     threads: int = 16
     log_level: str = "info"
     max_batch: int = 256
-    max_body_bytes: int = 4 * MIB
+    max_body_bytes: int = 8 * MIB
     model_poll_seconds: float = 10.0
     tf_num_threads: int = 1
     max_image_pixels: int = 4096 * 4096

@@ -151,14 +151,14 @@ def test_broken_export_is_skipped_and_serving_continues(server):
 
 
 def test_oversized_body_gets_a_json_413_not_a_broken_pipe(server):
-    body = b'{"instances": [' + b"0.5, " * (1_300_000) + b'0.5]}'  # ~6.5 MB > 4 MiB default
+    body = b'{"instances": [' + b"0.5, " * (2_000_000) + b'0.5]}'  # ~10 MB > the 8 MiB default
     response = requests.post(server.url("/predict"), data=body,
                              headers={"Content-Type": "application/json"}, timeout=30)
     assert response.status_code == 413
     assert "MAX_BODY_BYTES" in response.json()["error"]
 
     def chunks():  # no Content-Length: the limit still holds while streaming
-        for _ in range(100):
+        for _ in range(200):
             yield b"0.5, " * 10_000
     response = requests.post(server.url("/predict"), data=chunks(),
                              headers={"Content-Type": "application/json"}, timeout=30)
