@@ -1,6 +1,6 @@
 """docs/benchmarks.md from the figures of ``python -m bench.run_all`` (a run's, or a saved results.json's
 with ``--render-only``): the header (run, machine, libraries), the table of stages, each stage's section
-(bench/training_sections.py, bench/serving_sections.py) and, when saved, the peers benchmark's report.
+(bench/training_sections.py, bench/serving_sections.py) and, when saved, the peers and photo benchmarks' reports.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def render(results: dict, output: Path, plots: Path) -> None:
             lines += section + [""]
     lines += section_peers(plots / PEERS_JSON, output)
     lines += section_peers_grpc(plots / PEERS_GRPC_JSON, output)
+    lines += section_photos(plots / PHOTOS_JSON, output)
     write_bytes_atomic(output, "\n".join(lines).encode())
 
 
@@ -83,6 +84,25 @@ def section_peers_grpc(path: Path, output: Path) -> list[str]:
             "here); ours over HTTP is the same gunicorn's `POST /predict`. h2load's c=1 level is checked against a "
             "plain grpcio client (the last table): where the two disagree, compare the plain client's figures.", "",
             report_from_json(data), ""]
+
+
+PHOTOS_JSON = "photos.json"  # python -m bench.photos --json docs/benchmarks/photos.json
+
+
+def section_photos(path: Path, output: Path) -> list[str]:
+    """Digits photographed, scanned and drawn (bench/photos.py), from its last saved run, if there is one."""
+    if not path.is_file():
+        return []
+    from bench.photo_report import report_from_json as photos_report
+
+    data = json.loads(path.read_text())
+    link = os.path.relpath(path, output.parent)
+    return ["## Photos, scans and drawings", "",
+            "`python -m bench.photos --json docs/benchmarks/photos.json --markdown`, run on its own; raw figures: "
+            f"[`{link}`]({link}). MNIST test digits rendered as phone photos, scans and drawings under each "
+            "condition (bench/photo_looks.py says what each models), sent to the service as a user sends them, "
+            "next to the same digits sent as 784 numbers; CPU per photo is the service's (decoding, preprocessing, "
+            "the model), not the rendering's.", "", photos_report(data), ""]
 
 
 def header_lines(results: dict, raw_link: str) -> list[str]:

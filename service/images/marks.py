@@ -30,6 +30,7 @@ LINE_ANGLES = np.deg2rad(np.arange(-6.0, 6.01, 0.5))  # around horizontal (and, 
 LINE_SPAN = 0.5  # a line's pixels cover at least this share of the frame's columns (rows, turned)
 LINE_BIN = 0.2  # ... piling at least this share of the columns into each bin of its thickness
 LINE_THICKNESS = 0.02  # ... at most this share of the short side thick
+LINE_INK = 0.05  # lines are looked for among the pixels with this much ink or more (the mask's threshold is higher)
 LINE_SAMPLE = 40_000  # mask pixels used to find the lines' angle
 EDGE_CONTACT = 0.2  # a solid mark along the border for this share of a side is a table, the sheet's edge, a
 EDGE_FILL = 0.5  # shadow ... (solid: filling this share of its box; a digit's strokes fill much less of theirs)
@@ -106,25 +107,31 @@ class Found:
 
 
 # ---- 1. lines ------------------------------------------------------------------------------------------------
-def remove_lines(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """``(mask without its straight lines, number of lines)``: horizontal-ish lines, then vertical-ish ones."""
-    mask, across = _remove_lines_along(mask)
-    turned, down = _remove_lines_along(mask.T)
+def remove_lines(mask: np.ndarray, faint: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """``(mask without its straight lines, number of lines)``: horizontal-ish lines, then vertical-ish ones.
+    ``faint``: a more permissive mask to find the lines in (default: ``mask``): a faint ruled or squared
+    paper's line can fall below the mask's threshold but where it crosses another line or a stroke, and then
+    only those pieces would be left, as little crosses; the whole line is plain in the permissive mask."""
+    faint = mask if faint is None else faint
+    mask, across = _remove_lines_along(mask, faint)
+    turned, down = _remove_lines_along(mask.T, faint.T)
     return turned.T, across + down
 
 
-def _remove_lines_along(mask: np.ndarray) -> tuple[np.ndarray, int]:
+def _remove_lines_along(mask: np.ndarray, faint: np.ndarray) -> tuple[np.ndarray, int]:
     """Lines within ``LINE_ANGLES`` of horizontal. Each pixel's distance ``r = y cos a - x sin a`` to the line
     through the origin at the angle ``a`` where the pixels pile highest; a line at that angle is a thin run of
     full bins of ``r`` (at most ``LINE_THICKNESS`` of the short side) whose pixels cover ``LINE_SPAN`` of the
-    columns or more. A digit's bar is much thicker than a ruled line, or much shorter."""
-    ys, xs = np.nonzero(mask)
+    columns or more. A digit's bar is much thicker than a ruled line, or much shorter. Found in ``faint``,
+    removed from ``mask``."""
+    ys, xs = np.nonzero(faint)
     rows, cols = mask.shape
     if len(ys) < LINE_SPAN * cols:
         return mask, 0
     angle = _best_angle(ys, xs)
     r = np.round(ys * np.cos(angle) - xs * np.sin(angle)).astype(np.int64)
-    r -= r.min()
+    offset = r.min()
+    r -= offset
     runs, _ = ndimage.label(np.bincount(r) >= LINE_BIN * cols)  # a thin line spreads over one to three bins
     thickest = max(3, LINE_THICKNESS * min(rows, cols))
     line_bins = np.zeros(r.max() + 2, bool)
@@ -136,6 +143,8 @@ def _remove_lines_along(mask: np.ndarray) -> tuple[np.ndarray, int]:
             lines += 1
     if not lines:
         return mask, 0
+    ys, xs = np.nonzero(mask)
+    r = np.clip(np.round(ys * np.cos(angle) - xs * np.sin(angle)).astype(np.int64) - offset, 0, len(line_bins) - 1)
     on_line = line_bins[r]
     removed = np.zeros_like(mask)
     removed[ys[on_line], xs[on_line]] = True
@@ -292,7 +301,7 @@ def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[
 
 def find_digits(mask: np.ndarray, ink: np.ndarray) -> Found:
     """Lines removed, marks sorted out, strokes grouped into digits: what the mask of the ink map holds."""
-    mask, lines = remove_lines(mask)
+    mask, lines = remove_lines(mask, ink > LINE_INK)
     labels, marks = measure(mask, ink)
     classify(marks, mask.shape)
     digits = group([mark for mark in marks if mark.kind == "stroke"])
