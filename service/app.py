@@ -22,7 +22,7 @@ from typing import Mapping
 
 from flask import Flask
 
-from . import error_handlers, kserve, native, pages, probes, tf_serving
+from . import error_handlers, kserve, native, pages, probes, request_ids, tf_serving
 from .config import Config, load_config
 from .metrics import Metrics
 from .graph_runner import BatchSettings
@@ -42,25 +42,35 @@ def create_app(config: Mapping | Config | None = None) -> Flask:
     prediction endpoints 503, and the poller keeps looking for a version.
     """
     settings = config if isinstance(config, Config) else load_config(config)
-    _configure_logging()
+    _configure_logging(settings)
     configure_tensorflow(settings.tf_num_threads)
     metrics = Metrics(settings.max_batch, settings.max_batch_size)
     predictor = _start_predictor(settings, metrics)
 
-    app = Flask(__name__, static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app = Flask(__name__, static_folder=None)  # bodies arrive within MAX_BODY_BYTES: service/whole_requests.py
     app.extensions["mnist"] = ServiceState(settings, predictor, metrics)
     metrics.init_app(app)
     error_handlers.init_app(app)
+    _init_operator_features(app, settings)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     return app
 
 
-def _configure_logging() -> None:
-    if not logging.getLogger().handlers:
+def _init_operator_features(app: Flask, settings: Config) -> None:
+    """The features an operator turns on (docs/deployment.md, "Securing it"); off, each is absent."""
+    if settings.request_ids_on:
+        request_ids.init_app(app)
+
+
+def _configure_logging(settings: Config) -> None:
+    root = logging.getLogger()
+    created = not root.handlers
+    if created:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    if settings.request_ids_on:
+        request_ids.install_log_filter(root.handlers, set_format=created)
     logging.getLogger("service").setLevel(logging.INFO)
 
 

@@ -34,7 +34,14 @@ Variable                Default            Meaning
 ``BATCH_TIMEOUT_MICROS`` ``500``           longest wait for a batch to fill, in microseconds
 ``MAX_ENQUEUED_BATCHES`` ``100``           batches that may wait; beyond, requests get 503
 ``NUM_BATCH_THREADS``   ``1``              threads that execute batches, per worker
+``REQUEST_IDS``         ``0``              1: every HTTP request gets an id (its X-Request-Id, sanitised, or
+                                           a new one), echoed in the response, its error body and its log
+                                           lines (service/request_ids.py); on by itself with
+                                           ACCESS_LOG=json or tracing
 ======================  =================  ================================================================
+
+Every operator feature (request IDs, CORS, tokens, TLS, the JSON access log, tracing) is off by
+default; off, it adds nothing to a request (its module is not even imported).
 """
 
 from __future__ import annotations
@@ -73,6 +80,12 @@ class Config:
     batch_timeout_micros: int = 500
     max_enqueued_batches: int = 100
     num_batch_threads: int = 1
+    request_ids: int = 0  # service/request_ids.py
+
+    @property
+    def request_ids_on(self) -> bool:
+        """Request IDs, asked for or needed by the features that record them."""
+        return bool(self.request_ids)
 
 
 # environment variable -> field name
@@ -97,8 +110,10 @@ ENV_VARS = {
     "BATCH_TIMEOUT_MICROS": "batch_timeout_micros",
     "MAX_ENQUEUED_BATCHES": "max_enqueued_batches",
     "NUM_BATCH_THREADS": "num_batch_threads",
+    "REQUEST_IDS": "request_ids",
 }
 VARIABLE = {field: var for var, field in ENV_VARS.items()}  # field name -> environment variable
+SWITCHES = ("enable_batching", "request_ids")  # 0 or 1
 AT_LEAST_ONE = ("web_concurrency", "threads", "max_batch", "keep_versions", "keepalive_seconds", "max_batch_size",
                 "max_enqueued_batches", "num_batch_threads")
 
@@ -142,8 +157,9 @@ def _check_ranges(config: Config) -> None:
     for field in AT_LEAST_ONE:
         if getattr(config, field) < 1:
             raise ValueError(f"{VARIABLE[field]} must be at least 1; got {getattr(config, field)}")
-    if config.enable_batching not in (0, 1):
-        raise ValueError(f"ENABLE_BATCHING must be 0 or 1; got {config.enable_batching}")
+    for field in SWITCHES:
+        if getattr(config, field) not in (0, 1):
+            raise ValueError(f"{VARIABLE[field]} must be 0 or 1; got {getattr(config, field)}")
     if config.enable_batching and config.max_batch > config.max_batch_size:
         raise ValueError(f"MAX_BATCH ({config.max_batch}) must not exceed MAX_BATCH_SIZE ({config.max_batch_size}) "
                          "with ENABLE_BATCHING=1: every request must fit in one batch")

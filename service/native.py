@@ -19,8 +19,7 @@ from .errors import RequestError
 from .inputs import (check_batch_size, checked_pixels, is_json_content_type, parse_json, require_object,
                      to_pixel_batch, to_pixels)
 from .json_rows import instance_rows
-from .web import (body_has_bools, check_streamed_body_limit, json_response, read_body,
-                  record_predictions, state)
+from .web import body_has_bools, json_response, read_body, record_predictions, state
 
 blueprint = Blueprint("native", __name__)
 
@@ -56,7 +55,6 @@ def predict():
 
 def _multipart_image(max_pixels: int) -> np.ndarray:
     upload = request.files.get("image")
-    check_streamed_body_limit()
     if upload is None:
         # a part whose name Werkzeug cannot parse (e.g. name="\") is listed under None: leave it out
         fields = sorted(str(name) for name in set(request.files) | set(request.form) if name is not None)

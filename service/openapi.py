@@ -73,8 +73,10 @@ PROBABILITIES = _numbers(CLASSES, {"type": "number"})
 # ---- POST /predict --------------------------------------------------------------------------------
 def _predict_schemas(max_batch: int) -> dict:
     return {
-        "Error": {"type": "object", "required": ["error"],
-                  "properties": {"error": {"type": "string"}}},
+        "Error": {"type": "object", "required": ["error"],  # service/errors.py: error_body
+                  "properties": {"error": {"type": "string"},
+                                 "request_id": {"type": "string",
+                                                "description": "with REQUEST_IDS=1: the request's id"}}},
         "Pixels": _numbers(PIXELS, PIXEL),
         "Image28x28": _numbers(28, _numbers(28, PIXEL)),
         "Base64Image": {"type": "object", "required": ["b64"], "additionalProperties": False,

@@ -32,16 +32,17 @@ version; ``tests/service/test_worker.py`` checks each behaviour against a real s
 from __future__ import annotations
 
 import asyncio
-import json
 from http import HTTPStatus
 
 from gunicorn.arbiter import Arbiter
 from gunicorn.asgi import protocol as asgi_protocol
 from gunicorn.workers import gasgi
 
+from . import request_ids
+from .asgi import asgi_app
 from .balancing import TABLE, balancing_loop_class
 from .config import load_config
-from .whole_requests import WholeRequests
+from .errors import ERROR_CONTENT_TYPE, error_body
 
 
 class Protocol(asgi_protocol.ASGIProtocol):
@@ -73,10 +74,14 @@ class Protocol(asgi_protocol.ASGIProtocol):
         super()._keepalive_timeout()
 
     def _send_error_response(self, status, message, extra_headers=()):
-        """gunicorn's error response, with the service's body: ``{"error": message}``."""
-        body = json.dumps({"error": message}).encode()
+        """gunicorn's error response, with the service's body (``errors.error_body``). No request was
+        read, so with request IDs on the id is a new one."""
+        request_id = request_ids.request_id() if self.worker.request_ids_on else None
+        body = error_body(message, request_id)
+        if request_id is not None:
+            extra_headers = (*extra_headers, (request_ids.HEADER, request_id))
         reason = HTTPStatus(status).phrase
-        head = "".join([f"HTTP/1.1 {status} {reason}\r\n", "Content-Type: application/json\r\n",
+        head = "".join([f"HTTP/1.1 {status} {reason}\r\n", f"Content-Type: {ERROR_CONTENT_TYPE}\r\n",
                         f"Content-Length: {len(body)}\r\n",
                         *(f"{name}: {value}\r\n" for name, value in extra_headers),
                         "Connection: close\r\n\r\n"])
@@ -101,14 +106,14 @@ class Worker(gasgi.ASGIWorker):
         pass  # the ASGI worker warns that it ignores `threads`: this one uses them for the pool
 
     grpc_server = None
+    request_ids_on = False
 
     def load_wsgi(self):
         super().load_wsgi()  # the configured app: the Flask app of create_app()
         self.flask_app = self.asgi
         settings = load_config()
-        threads = settings.threads if settings.enable_batching else 0  # see WholeRequests
-        self.asgi = WholeRequests(self.asgi, threads=threads, max_body_bytes=settings.max_body_bytes,
-                                  body_timeout=settings.body_timeout_seconds)
+        self.request_ids_on = settings.request_ids_on
+        self.asgi, self.whole_requests = asgi_app(self.flask_app, settings)
 
     def run(self):
         gasgi.ASGIProtocol = Protocol  # gasgi builds its servers with this module-level name
@@ -120,7 +125,7 @@ class Worker(gasgi.ASGIWorker):
         if settings.grpc_port:
             from .grpc_api.server import GrpcServer  # here, in the worker: gRPC never enters the master
 
-            self.grpc_server = GrpcServer(self.flask_app, self._grpc_host(), settings, self.asgi.pool)
+            self.grpc_server = GrpcServer(self.flask_app, self._grpc_host(), settings, self.whole_requests.pool)
             try:
                 await self.grpc_server.start()
             except RuntimeError as exc:
