@@ -61,6 +61,18 @@ def _init_operator_features(app: Flask, settings: Config) -> None:
     """The features an operator turns on (docs/deployment.md, "Securing it"); off, each is absent."""
     if settings.request_ids_on:
         request_ids.init_app(app)
+    if settings.access_log == "json":
+        from . import access_log
+
+        access_log.init_app(app)
+    if settings.cors_origin_list:
+        from . import cors
+
+        cors.init_app(app, settings.cors_origin_list)
+    if settings.api_tokens_file:
+        from . import auth
+
+        auth.init_app(app, settings.api_tokens_file, bool(settings.auth_probes))
 
 
 def _configure_logging(settings: Config) -> None:

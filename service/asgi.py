@@ -2,8 +2,8 @@
 
 1. :class:`~service.request_ids.RequestIds`, only when request IDs are on (``REQUEST_IDS=1``,
    ``ACCESS_LOG=json`` or tracing): every request's id, ``X-Request-Id`` header and record, with the
-   access log and the request's trace span around it (each feature's ``init_app`` listed its part in
-   ``app.extensions[AROUND]``);
+   access log and the request's trace span around it (each feature's ``init_app`` listed its part:
+   ``request_ids.add_around``);
 2. :class:`~service.whole_requests.WholeRequests`: the body read whole within its limits, then Flask.
 
 With everything off the worker serves ``WholeRequests`` itself: not one call more per request.
@@ -14,10 +14,8 @@ from __future__ import annotations
 from flask import Flask
 
 from .config import Config
-from .request_ids import RequestIds
+from .request_ids import RequestIds, arounds
 from .whole_requests import WholeRequests
-
-AROUND = "mnist.around"  # app.extensions key: context managers entered around every request
 
 
 def asgi_app(flask_app: Flask, config: Config) -> tuple[object, WholeRequests]:
@@ -27,4 +25,4 @@ def asgi_app(flask_app: Flask, config: Config) -> tuple[object, WholeRequests]:
                           body_timeout=config.body_timeout_seconds)
     if not config.request_ids_on:
         return whole, whole
-    return RequestIds(whole, flask_app.extensions.get(AROUND, [])), whole
+    return RequestIds(whole, arounds(flask_app)), whole

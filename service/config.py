@@ -38,6 +38,16 @@ Variable                Default            Meaning
                                            a new one), echoed in the response, its error body and its log
                                            lines (service/request_ids.py); on by itself with
                                            ACCESS_LOG=json or tracing
+``ACCESS_LOG``          ``off``            json: one JSON line per request (HTTP and gRPC) on standard
+                                           output: time, id, method, route, status, duration, instances,
+                                           bytes in and out, client (service/access_log.py)
+``CORS_ORIGINS``        (none)             origins whose pages may call the API (``https://a.example,
+                                           http://localhost:3000``, comma or space separated), or ``*``:
+                                           any (service/cors.py)
+``API_TOKENS_FILE``     (none)             a file of bearer tokens, one a line: then every API route (HTTP
+                                           and gRPC) needs one; read again when it changes (service/auth.py)
+``AUTH_PROBES``         ``0``              1: the probes (/healthz, /readyz, /metrics, /v2/health/*, gRPC
+                                           health) need a token too
 ======================  =================  ================================================================
 
 Every operator feature (request IDs, CORS, tokens, TLS, the JSON access log, tracing) is off by
@@ -48,11 +58,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from typing import Mapping
 
 MIB = 1024 * 1024
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")  # gunicorn's (glogging.Logger.LOG_LEVELS)
+ACCESS_LOG_MODES = ("off", "json")
+ORIGIN = re.compile(r"^https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
 MAX_PORT = 65535
 
 
@@ -81,11 +94,20 @@ class Config:
     max_enqueued_batches: int = 100
     num_batch_threads: int = 1
     request_ids: int = 0  # service/request_ids.py
+    access_log: str = "off"  # service/access_log.py
+    api_tokens_file: str = ""  # service/auth.py
+    cors_origins: str = ""  # service/cors.py
+    auth_probes: int = 0
 
     @property
     def request_ids_on(self) -> bool:
         """Request IDs, asked for or needed by the features that record them."""
-        return bool(self.request_ids)
+        return bool(self.request_ids) or self.access_log == "json"
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """``CORS_ORIGINS`` as a tuple (empty: CORS off)."""
+        return tuple(self.cors_origins.replace(",", " ").split())
 
 
 # environment variable -> field name
@@ -111,9 +133,13 @@ ENV_VARS = {
     "MAX_ENQUEUED_BATCHES": "max_enqueued_batches",
     "NUM_BATCH_THREADS": "num_batch_threads",
     "REQUEST_IDS": "request_ids",
+    "ACCESS_LOG": "access_log",
+    "API_TOKENS_FILE": "api_tokens_file",
+    "AUTH_PROBES": "auth_probes",
+    "CORS_ORIGINS": "cors_origins",
 }
 VARIABLE = {field: var for var, field in ENV_VARS.items()}  # field name -> environment variable
-SWITCHES = ("enable_batching", "request_ids")  # 0 or 1
+SWITCHES = ("enable_batching", "request_ids", "auth_probes")  # 0 or 1
 AT_LEAST_ONE = ("web_concurrency", "threads", "max_batch", "keep_versions", "keepalive_seconds", "max_batch_size",
                 "max_enqueued_batches", "num_batch_threads")
 
@@ -135,8 +161,9 @@ def load_config(overrides: Mapping | None = None, environ: Mapping | None = None
         if field not in types:
             raise ValueError(f"unknown configuration key {key!r}; known: {sorted(types)}")
         values[field] = _convert(key, value, types[field])
-    if "log_level" in values:
-        values["log_level"] = values["log_level"].lower()  # gunicorn ignores the case too
+    for field in ("log_level", "access_log"):
+        if field in values:
+            values[field] = values[field].lower()  # gunicorn ignores the case of its log level too
     config = replace(Config(), **values)
     _check_ranges(config)
     return config
@@ -173,3 +200,20 @@ def _check_ranges(config: Config) -> None:
         raise ValueError(f"GRPC_PORT must differ from PORT ({config.port}); use 0 for no gRPC")
     if config.log_level not in LOG_LEVELS:
         raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; got {config.log_level!r}")
+    _check_operator_features(config)
+
+
+def _check_operator_features(config: Config) -> None:
+    """The operator features' settings: known values, and files that can be read now (else start-up fails)."""
+    if config.access_log not in ACCESS_LOG_MODES:
+        raise ValueError(f"ACCESS_LOG must be {' or '.join(ACCESS_LOG_MODES)}; got {config.access_log!r}")
+    if config.api_tokens_file and not os.access(config.api_tokens_file, os.R_OK):
+        raise ValueError(f"API_TOKENS_FILE={config.api_tokens_file!r} cannot be read")
+    if config.auth_probes and not config.api_tokens_file:
+        raise ValueError("AUTH_PROBES=1 needs API_TOKENS_FILE (the tokens the probes must carry)")
+    origins = config.cors_origin_list
+    for origin in origins:
+        if not (origin == "*" and len(origins) == 1) and not ORIGIN.match(origin):
+            raise ValueError(f"CORS_ORIGINS: {origin!r} is not an origin like https://app.example or "
+                             "http://localhost:3000 (scheme, host, optional port; no path, no trailing /), "
+                             "nor a lone *")

@@ -50,6 +50,7 @@ def body_too_large_message(size: int | None, limit: int) -> str:
 # refusal through grpc_status below, with the same message as the HTTP body's "error").
 GRPC_CODES = {
     400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",  # no valid API token (service/auth.py)
     404: "NOT_FOUND",
     408: "DEADLINE_EXCEEDED",
     413: "RESOURCE_EXHAUSTED",  # as gRPC itself answers a message over grpc.max_receive_message_length

@@ -78,6 +78,17 @@ def new_record(scope) -> RequestRecord:
 
 
 Around = Callable[[RequestRecord], ContextManager]
+AROUND = "mnist.around"  # app.extensions key: the Around of each feature that is on (access log, tracing)
+
+
+def arounds(app: Flask) -> list[Around]:
+    """What the features that are on want entered around every request of ``app``."""
+    return app.extensions.get(AROUND, [])
+
+
+def add_around(app: Flask, around: Around) -> None:
+    """A feature's ``init_app``: enter ``around(record)`` around every request (HTTP and gRPC)."""
+    app.extensions.setdefault(AROUND, []).append(around)
 
 
 class RequestIds:
@@ -110,14 +121,34 @@ class RequestIds:
                 record.bytes_out += len(message.get("body", b""))
             await send(message)
 
-        token = CURRENT.set(record.id)
-        try:
-            with contextlib.ExitStack() as stack:
-                for around in self.around:
-                    stack.enter_context(around(record))
-                await self.app(scope, counted_receive, send_with_id)
-        finally:
-            CURRENT.reset(token)
+        with recording(record, self.around):
+            await self.app(scope, counted_receive, send_with_id)
+
+
+@contextlib.contextmanager
+def recording(record: RequestRecord, around: list[Around]):
+    """While a request runs: its id in the log lines, and each feature's ``around`` entered."""
+    token = CURRENT.set(record.id)
+    try:
+        with contextlib.ExitStack() as stack:
+            for enter in around:
+                stack.enter_context(enter(record))
+            yield record
+    finally:
+        CURRENT.reset(token)
+
+
+ID_METADATA = "x-request-id"  # gRPC: the id comes in this metadata and goes back in the trailing one
+
+
+def grpc_record(route: str, incoming: str | None, peer: str | None, raw) -> RequestRecord:
+    """The record of a gRPC call of ``route`` (its method's path): ``peer`` is gRPC's ``ipv4:1.2.3.4:567``."""
+    client = None
+    if peer and ":" in peer:
+        client = peer.split(":", 1)[1].rsplit(":", 1)[0].strip("[]")
+    return RequestRecord(request_id(incoming), "POST", route, client, protocol="grpc", route=route,
+                         started=time.perf_counter(), wall_time=time.time(),
+                         bytes_in=len(raw) if isinstance(raw, bytes) else 0)
 
 
 def current_record() -> RequestRecord | None:

@@ -30,6 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ..config import Config
+from ..errors import RequestError
 from . import kserve, tf_serving
 from .calls import generic_handlers
 
@@ -43,10 +44,11 @@ class Health(health.aio.HealthServicer):
     """``grpc.health.v1.Health``: SERVING once a model version is loaded, NOT_SERVING before (and while
     the worker shuts down), for the server as a whole (``""``) and each of its services."""
 
-    def __init__(self, predictor, services):
+    def __init__(self, predictor, services, tokens=None):
         super().__init__()
         self.predictor = predictor
         self.services = ("", *services)
+        self.tokens = tokens  # with AUTH_PROBES=1: the API's TokenFile (service/auth.py)
 
     async def refresh(self) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if self.predictor.ready \
@@ -55,8 +57,21 @@ class Health(health.aio.HealthServicer):
             await self.set(service, status)
 
     async def Check(self, request, context):  # noqa: N802 (gRPC's method name)
+        await self._authorise(context)
         await self.refresh()
         return await super().Check(request, context)
+
+    async def Watch(self, request, context):  # noqa: N802
+        await self._authorise(context)
+        return await super().Watch(request, context)
+
+    async def _authorise(self, context) -> None:
+        """With AUTH_PROBES=1, a probe needs a token too (UNAUTHENTICATED otherwise)."""
+        if self.tokens is not None:
+            try:
+                self.tokens.check(dict(context.invocation_metadata() or ()).get("authorization"))
+            except RequestError as exc:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
 
     async def keep_fresh(self) -> None:
         """For Watch: the status follows the model (the first version appears) without a Check."""
@@ -75,6 +90,7 @@ class GrpcServer:
         self.pool = pool
         self.address = f"{host}:{config.grpc_port}"
         self.max_message = config.max_body_bytes
+        self.auth_probes = bool(config.auth_probes)
         self.server: grpc.aio.Server | None = None
         self.health: Health | None = None
         self._refresher: asyncio.Task | None = None
@@ -87,7 +103,8 @@ class GrpcServer:
             ("grpc.max_send_message_length", -1),
         ])
         server.add_generic_rpc_handlers(generic_handlers(self.app, METHODS, self.pool))
-        self.health = Health(self.app.extensions["mnist"].predictor, METHODS)
+        probe_tokens = self.app.extensions.get("mnist.tokens") if self.auth_probes else None
+        self.health = Health(self.app.extensions["mnist"].predictor, METHODS, probe_tokens)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*METHODS, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         try:
