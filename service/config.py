@@ -41,6 +41,9 @@ Variable                Default            Meaning
 ``ACCESS_LOG``          ``off``            json: one JSON line per request (HTTP and gRPC) on standard
                                            output: time, id, method, route, status, duration, instances,
                                            bytes in and out, client (service/access_log.py)
+``TLS_CERT_FILE``       (none)             with TLS_KEY_FILE: HTTPS and gRPC over TLS (1.2 at least) with
+``TLS_KEY_FILE``        (none)             this certificate (chain, PEM) and its private key (PEM); both
+                                           or neither (service/gunicorn.conf.py)
 ``CORS_ORIGINS``        (none)             origins whose pages may call the API (``https://a.example,
                                            http://localhost:3000``, comma or space separated), or ``*``:
                                            any (service/cors.py)
@@ -59,6 +62,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import ssl
 from dataclasses import dataclass, fields, replace
 from typing import Mapping
 
@@ -97,6 +101,8 @@ class Config:
     access_log: str = "off"  # service/access_log.py
     api_tokens_file: str = ""  # service/auth.py
     cors_origins: str = ""  # service/cors.py
+    tls_cert_file: str = ""  # gunicorn's certfile (service/gunicorn.conf.py) and gRPC's (grpc_api/server.py)
+    tls_key_file: str = ""
     auth_probes: int = 0
 
     @property
@@ -137,6 +143,8 @@ ENV_VARS = {
     "API_TOKENS_FILE": "api_tokens_file",
     "AUTH_PROBES": "auth_probes",
     "CORS_ORIGINS": "cors_origins",
+    "TLS_CERT_FILE": "tls_cert_file",
+    "TLS_KEY_FILE": "tls_key_file",
 }
 VARIABLE = {field: var for var, field in ENV_VARS.items()}  # field name -> environment variable
 SWITCHES = ("enable_batching", "request_ids", "auth_probes")  # 0 or 1
@@ -211,9 +219,23 @@ def _check_operator_features(config: Config) -> None:
         raise ValueError(f"API_TOKENS_FILE={config.api_tokens_file!r} cannot be read")
     if config.auth_probes and not config.api_tokens_file:
         raise ValueError("AUTH_PROBES=1 needs API_TOKENS_FILE (the tokens the probes must carry)")
+    _check_tls(config.tls_cert_file, config.tls_key_file)
     origins = config.cors_origin_list
     for origin in origins:
         if not (origin == "*" and len(origins) == 1) and not ORIGIN.match(origin):
             raise ValueError(f"CORS_ORIGINS: {origin!r} is not an origin like https://app.example or "
                              "http://localhost:3000 (scheme, host, optional port; no path, no trailing /), "
                              "nor a lone *")
+
+
+def _check_tls(cert_file: str, key_file: str) -> None:
+    """Both files or neither, and a certificate that the key matches (loaded once, here, so that a bad pair
+    stops gunicorn at start with its reason)."""
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both (or neither, for plain HTTP)")
+    if cert_file:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"TLS_CERT_FILE={cert_file!r} and TLS_KEY_FILE={key_file!r} cannot be used: "
+                             f"{exc.strerror or exc}") from None

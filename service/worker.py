@@ -24,7 +24,8 @@ Slow clients are bounded in time, and every refusal keeps the service's error co
   (400, 414, 431, 501) with a JSON body instead of gunicorn's plain text.
 
 :class:`Worker` overrides gunicorn's ``_serve`` and ``_shutdown`` coroutines to start and stop the gRPC
-server. The two overrides of :class:`Protocol` use gunicorn's internal ``ASGIProtocol`` methods
+server, and ``_get_ssl_context`` so that a TLS setting that fails stops the worker instead of leaving the
+port in plain HTTP. The two overrides of :class:`Protocol` use gunicorn's internal ``ASGIProtocol`` methods
 (``_arm_keepalive_timer``, ``_keepalive_timeout``, ``_send_error_response``) of the pinned gunicorn
 version; ``tests/service/test_worker.py`` checks each behaviour against a real server.
 """
@@ -34,6 +35,7 @@ from __future__ import annotations
 import asyncio
 from http import HTTPStatus
 
+from gunicorn import sock as gunicorn_sock
 from gunicorn.arbiter import Arbiter
 from gunicorn.asgi import protocol as asgi_protocol
 from gunicorn.workers import gasgi
@@ -99,6 +101,7 @@ class Worker(gasgi.ASGIWorker):
         self.loop.close()
         self.loop = balancing_loop_class(loop_class)()
         self.loop.connection_slot = self.connection_slot = TABLE.claim(self.age)
+        self.loop.tls_timeout = self.cfg.keepalive  # with TLS: the handshake is due as headers are
         asyncio.set_event_loop(self.loop)
 
     @classmethod
@@ -132,6 +135,17 @@ class Worker(gasgi.ASGIWorker):
                 self.log.error("%s", exc)
                 raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None  # the master stops: a port clash is not transient
         await super()._serve()
+
+    def _get_ssl_context(self):
+        """gunicorn's TLS context; if it cannot be made, the worker stops (gunicorn would log the error
+        and serve plain HTTP on the port that was meant to be TLS)."""
+        if not self.cfg.is_ssl:
+            return None
+        try:
+            return gunicorn_sock.ssl_context(self.cfg)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            self.log.error("TLS (TLS_CERT_FILE, TLS_KEY_FILE): %s", exc)
+            raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None
 
     def _grpc_host(self) -> str:
         """The host of gunicorn's first bind address (``0.0.0.0``, ``127.0.0.1``, ``[::]``), for gRPC too."""

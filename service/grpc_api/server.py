@@ -10,7 +10,8 @@ a replaced worker's server simply binds again.
 Served: ``tensorflow.serving.PredictionService`` and ``ModelService`` (``tf_serving.py``),
 ``inference.GRPCInferenceService`` (``kserve.py``), ``grpc.health.v1.Health`` (:class:`Health`) and
 server reflection (``grpcurl list`` works without proto files). Messages over ``MAX_BODY_BYTES`` are
-refused by gRPC itself (RESOURCE_EXHAUSTED, "Received message larger than max").
+refused by gRPC itself (RESOURCE_EXHAUSTED, "Received message larger than max"). With
+``TLS_CERT_FILE``/``TLS_KEY_FILE`` it serves TLS with the HTTP port's certificate.
 
 On the event loop, not in a thread of its own: requests of both protocols then run one at a time on
 one thread, as HTTP requests already do, with no hand-off between threads per call; the gRPC rows of
@@ -80,6 +81,14 @@ class Health(health.aio.HealthServicer):
             await asyncio.sleep(HEALTH_REFRESH_SECONDS)
 
 
+def tls_credentials(cert_file: str, key_file: str) -> grpc.ServerCredentials | None:
+    """With TLS_CERT_FILE and TLS_KEY_FILE, gRPC serves TLS with the HTTP port's certificate (None: plain)."""
+    if not cert_file:
+        return None
+    with open(key_file, "rb") as key, open(cert_file, "rb") as chain:
+        return grpc.ssl_server_credentials([(key.read(), chain.read())])
+
+
 class GrpcServer:
     """``GrpcServer(app, host, config, pool)``: ``await start()`` in the worker, ``await stop(grace)`` at its
     end. ``pool``: the threads that run the calls (the HTTP requests' pool with ENABLE_BATCHING=1), or None:
@@ -91,6 +100,7 @@ class GrpcServer:
         self.address = f"{host}:{config.grpc_port}"
         self.max_message = config.max_body_bytes
         self.auth_probes = bool(config.auth_probes)
+        self.credentials = tls_credentials(config.tls_cert_file, config.tls_key_file)
         self.server: grpc.aio.Server | None = None
         self.health: Health | None = None
         self._refresher: asyncio.Task | None = None
@@ -108,7 +118,10 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*METHODS, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         try:
-            server.add_insecure_port(self.address)
+            if self.credentials is None:
+                server.add_insecure_port(self.address)
+            else:
+                server.add_secure_port(self.address, self.credentials)
         except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
             raise RuntimeError(f"gRPC could not bind {self.address} (GRPC_PORT): {exc}") from None
         await server.start()
