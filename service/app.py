@@ -65,6 +65,10 @@ def _init_operator_features(app: Flask, settings: Config) -> None:
         from . import access_log
 
         access_log.init_app(app)
+    if settings.tracing_on:
+        from . import tracing
+
+        tracing.init_app(app, settings.otel_service_name)
     if settings.cors_origin_list:
         from . import cors
 

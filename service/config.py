@@ -44,6 +44,10 @@ Variable                Default            Meaning
 ``TLS_CERT_FILE``       (none)             with TLS_KEY_FILE: HTTPS and gRPC over TLS (1.2 at least) with
 ``TLS_KEY_FILE``        (none)             this certificate (chain, PEM) and its private key (PEM); both
                                            or neither (service/gunicorn.conf.py)
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (none)     OpenTelemetry's: set, every request is traced (service/tracing.py;
+                                           needs ``pip install -r requirements-tracing.txt``); the other
+                                           OTEL_* variables are read by OpenTelemetry itself
+``OTEL_SERVICE_NAME``   ``mnist-digits``   the service's name in the traces
 ``CORS_ORIGINS``        (none)             origins whose pages may call the API (``https://a.example,
                                            http://localhost:3000``, comma or space separated), or ``*``:
                                            any (service/cors.py)
@@ -59,6 +63,7 @@ default; off, it adds nothing to a request (its module is not even imported).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -103,12 +108,18 @@ class Config:
     cors_origins: str = ""  # service/cors.py
     tls_cert_file: str = ""  # gunicorn's certfile (service/gunicorn.conf.py) and gRPC's (grpc_api/server.py)
     tls_key_file: str = ""
+    otel_exporter_otlp_endpoint: str = ""  # OpenTelemetry's own variables (service/tracing.py)
+    otel_service_name: str = "mnist-digits"
     auth_probes: int = 0
 
     @property
     def request_ids_on(self) -> bool:
         """Request IDs, asked for or needed by the features that record them."""
-        return bool(self.request_ids) or self.access_log == "json"
+        return bool(self.request_ids) or self.access_log == "json" or self.tracing_on
+
+    @property
+    def tracing_on(self) -> bool:
+        return bool(self.otel_exporter_otlp_endpoint)
 
     @property
     def cors_origin_list(self) -> tuple[str, ...]:
@@ -145,6 +156,8 @@ ENV_VARS = {
     "CORS_ORIGINS": "cors_origins",
     "TLS_CERT_FILE": "tls_cert_file",
     "TLS_KEY_FILE": "tls_key_file",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "otel_exporter_otlp_endpoint",
+    "OTEL_SERVICE_NAME": "otel_service_name",
 }
 VARIABLE = {field: var for var, field in ENV_VARS.items()}  # field name -> environment variable
 SWITCHES = ("enable_batching", "request_ids", "auth_probes")  # 0 or 1
@@ -220,6 +233,9 @@ def _check_operator_features(config: Config) -> None:
     if config.auth_probes and not config.api_tokens_file:
         raise ValueError("AUTH_PROBES=1 needs API_TOKENS_FILE (the tokens the probes must carry)")
     _check_tls(config.tls_cert_file, config.tls_key_file)
+    if config.tracing_on and importlib.util.find_spec("opentelemetry.sdk") is None:
+        raise ValueError("OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed: "
+                         "pip install -r requirements-tracing.txt (or unset it)")
     origins = config.cors_origin_list
     for origin in origins:
         if not (origin == "*" and len(origins) == 1) and not ORIGIN.match(origin):

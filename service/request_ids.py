@@ -64,17 +64,26 @@ class RequestRecord:
     instances: int | None = None  # images predicted, for prediction routes
     bytes_in: int = 0
     bytes_out: int = 0
+    trace_headers: dict | None = None  # W3C traceparent/tracestate, when the request brings them
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started
 
 
+TRACE_HEADERS = (b"traceparent", b"tracestate")
+
+
 def new_record(scope) -> RequestRecord:
     """The record of an ASGI HTTP request, its id from its ``X-Request-Id`` header (or new)."""
-    incoming = next((value for name, value in scope["headers"] if name == b"x-request-id"), None)
+    incoming, trace_headers = None, None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            incoming = value
+        elif name in TRACE_HEADERS:
+            trace_headers = {**(trace_headers or {}), name.decode(): value.decode("latin-1")}
     client = scope.get("client")
     return RequestRecord(request_id(incoming), scope["method"], scope["path"], client[0] if client else None,
-                         started=time.perf_counter(), wall_time=time.time())
+                         started=time.perf_counter(), wall_time=time.time(), trace_headers=trace_headers)
 
 
 Around = Callable[[RequestRecord], ContextManager]
@@ -141,14 +150,16 @@ def recording(record: RequestRecord, around: list[Around]):
 ID_METADATA = "x-request-id"  # gRPC: the id comes in this metadata and goes back in the trailing one
 
 
-def grpc_record(route: str, incoming: str | None, peer: str | None, raw) -> RequestRecord:
-    """The record of a gRPC call of ``route`` (its method's path): ``peer`` is gRPC's ``ipv4:1.2.3.4:567``."""
+def grpc_record(route: str, metadata: dict, peer: str | None, raw) -> RequestRecord:
+    """The record of a gRPC call of ``route`` (its method's path) with its ``metadata``; ``peer`` is
+    gRPC's ``ipv4:1.2.3.4:567``."""
     client = None
     if peer and ":" in peer:
         client = peer.split(":", 1)[1].rsplit(":", 1)[0].strip("[]")
-    return RequestRecord(request_id(incoming), "POST", route, client, protocol="grpc", route=route,
-                         started=time.perf_counter(), wall_time=time.time(),
-                         bytes_in=len(raw) if isinstance(raw, bytes) else 0)
+    trace_headers = {name: metadata[name] for name in ("traceparent", "tracestate") if name in metadata}
+    return RequestRecord(request_id(metadata.get(ID_METADATA)), "POST", route, client, protocol="grpc",
+                         route=route, started=time.perf_counter(), wall_time=time.time(),
+                         bytes_in=len(raw) if isinstance(raw, bytes) else 0, trace_headers=trace_headers or None)
 
 
 def current_record() -> RequestRecord | None:

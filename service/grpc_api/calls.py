@@ -40,6 +40,7 @@ from google.protobuf.message import DecodeError
 
 from ..errors import grpc_status
 from ..request_ids import ID_METADATA, RequestRecord, arounds, grpc_record, recording
+from ..tracing import traced
 from ..web import state
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def method_handler(app: Flask, route: str, request_type, function: Callable,
         if not recorded:
             code, message, body = await execute(raw, metadata, None)
         else:
-            record = grpc_record(route, metadata.get(ID_METADATA), context.peer(), raw)
+            record = grpc_record(route, metadata, context.peer(), raw)
             trailing = ((ID_METADATA, record.id),)
             context.set_trailing_metadata(trailing)
             with recording(record, arounds(app)):
@@ -101,6 +102,7 @@ class _Malformed(Exception):
     pass
 
 
+@traced("parse")
 def _parse(request_type, raw):
     if raw is grpc.aio.EOF:
         raise _Malformed(f"no complete {request_type.DESCRIPTOR.full_name} message: the request stream ended "

@@ -40,10 +40,8 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     import shutil
     import subprocess
 
-    import pytest
-
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a test certificate: apt-get install openssl")
+    require(shutil.which("openssl") is not None, "the openssl command (to make a test certificate)",
+            "apt-get install openssl")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                     "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
@@ -88,3 +86,16 @@ def running_tls_gunicorn(model_dir: Path, folder: Path, cert: Path, key: Path, w
         code = server.stop()
         print(server.log()[-3000:])
     assert code == 0, "gunicorn did not shut down cleanly on SIGTERM"
+
+
+# ---- optional pieces -----------------------------------------------------------------------------------
+def require(available: bool, what: str, fix: str) -> None:
+    """Skip unless ``available``, saying ``fix``; in CI (``CI`` set), which installs it
+    (.ci/setup.d/50-operator-features.sh), fail instead."""
+    import pytest
+
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing although CI installs it (.ci/setup.d/50-operator-features.sh): {fix}")
+    pytest.skip(f"{what} is not installed: {fix}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import runpy
+import shutil
 import socket
 import ssl
 import subprocess
@@ -19,7 +20,7 @@ from bench.localhost import wait_for
 from tests.support import established_connections
 
 from ..conftest import REPO
-from .operator_support import https_status, running_tls_gunicorn, self_signed_certificate
+from .operator_support import https_status, require, running_tls_gunicorn, self_signed_certificate
 
 KEEPALIVE_SECONDS = 1
 BODY_TIMEOUT_SECONDS = 1.5
@@ -52,6 +53,7 @@ def tls_exchange(server, data: bytes, wait: float = 10.0) -> tuple[float, bytes]
 
 
 def test_curl_verifies_the_certificate_and_predicts(server, certificate):
+    require(shutil.which("curl") is not None, "the curl command", "apt-get install curl")
     url = f"https://127.0.0.1:{server.port}/predict"
     done = subprocess.run(["curl", "-sS", "--cacert", str(certificate[0]), url, "-H", "Content-Type: application/json",
                            "-d", PREDICT], capture_output=True, text=True, timeout=30)
