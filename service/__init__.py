@@ -9,6 +9,7 @@ page, ``openapi.json``), ``openapi`` (the API description), ``metrics`` (Prometh
 ``error_handlers`` (every error as JSON), ``web`` (HTTP helpers), ``app`` (the Flask factory: wiring
 only), ``static/index.html`` (the draw page); the worker's side: ``worker`` (gunicorn's asyncio
 worker), ``asgi`` (its layers), ``whole_requests`` (bodies read whole, the body limits), ``balancing``;
-operator features, each off by default: ``request_ids``. It never imports ``model``, ``training``, Keras or
+operator features, each off by default: ``request_ids``, ``access_log``, ``auth`` (API tokens), ``cors``,
+``tracing`` (TLS: ``gunicorn.conf.py`` and ``balancing``). It never imports ``model``, ``training``, Keras or
 scikit-learn.
 """

@@ -25,11 +25,12 @@ layer; gRPC: ``service/grpc_api/calls.py``), so turning the access log on turns 
 from __future__ import annotations
 
 import contextlib
-import json
+import functools
 import logging
 import sys
 import time
 
+import orjson
 from flask import Flask
 
 from .request_ids import RequestRecord, add_around
@@ -66,16 +67,21 @@ def written(record: RequestRecord):
 
 
 def line(record: RequestRecord) -> str:
-    """The JSON line of one request."""
-    return json.dumps({
+    """The JSON line of one request (orjson: a fifth of the time of the standard library's encoder)."""
+    return orjson.dumps({
         "time": _utc(record.wall_time), "id": record.id, "protocol": record.protocol, "method": record.method,
         "route": record.route, "path": record.path[:MAX_PATH], "status": record.status,
         "duration_ms": round(record.seconds() * 1000, 3), "instances": record.instances,
         "bytes_in": record.bytes_in, "bytes_out": record.bytes_out, "client": record.client,
-    }, ensure_ascii=False, separators=(",", ":"))
+    }).decode()
+
+
+@functools.lru_cache(maxsize=4)
+def _second(whole: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
 def _utc(seconds: float) -> str:
-    """ISO 8601 in UTC, to the millisecond: ``2026-12-07T05:08:11.168Z``."""
+    """ISO 8601 in UTC, to the millisecond: ``2026-12-07T05:08:11.168Z`` (the second's text is made once)."""
     whole = int(seconds)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((seconds - whole) * 1000):03d}Z"
+    return f"{_second(whole)}.{int((seconds - whole) * 1000):03d}Z"

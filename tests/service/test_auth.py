@@ -142,3 +142,41 @@ def test_the_file_is_read_only_when_it_changed_or_may_have(tmp_path, monkeypatch
     monkeypatch.setattr("service.auth.os", SimpleNamespace(stat=lambda p: recent))
     assert tokens.allows(b"token-bbbb") is True and tokens.allows(b"token-aaaa") is False
     assert len(opened) == 3  # recent: read at each of the two checks, until it settles
+
+
+def test_the_image_healthcheck_carries_a_token_when_the_probes_need_one(tokens_file, monkeypatch):
+    """service/healthcheck.py with AUTH_PROBES=1 sends the first token of the file (checked on a stand-in)."""
+    from service import healthcheck
+    from service.config import load_config
+
+    sent = {}
+
+    class Connection:
+        def __init__(self, host, port, timeout):
+            sent["where"] = (host, port)
+
+        def request(self, method, path, headers):
+            sent["request"] = (method, path, headers)
+
+        def getresponse(self):
+            return SimpleNamespace(status=200, read=lambda: b"")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(healthcheck.http.client, "HTTPConnection", Connection)
+    config = load_config({"PORT": 8123, "API_TOKENS_FILE": str(tokens_file), "AUTH_PROBES": 1}, environ={})
+    assert healthcheck.check(config, "/readyz") == 200
+    assert sent == {"where": ("127.0.0.1", 8123), "request": ("GET", "/readyz", {"Authorization": f"Bearer {TOKENS[0]}"})}
+
+
+def test_the_api_description_says_which_operations_need_a_token(client):
+    from openapi_spec_validator import validate
+
+    spec = client.get("/openapi.json").get_json()
+    validate(spec)
+    assert spec["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
+    assert spec["security"] == [{"bearer": []}]
+    assert spec["paths"]["/healthz"]["get"]["security"] == [] and spec["paths"]["/"]["get"]["security"] == []
+    assert "401" in spec["paths"]["/predict"]["post"]["responses"]
+    assert "security" not in spec["paths"]["/predict"]["post"]

@@ -6,6 +6,7 @@ slow clients over TLS: tests/reliability/test_tls_slow_clients.py."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import runpy
 import shutil
@@ -165,3 +166,28 @@ def test_bad_tls_settings_stop_the_start(certificate, tmp_path):
                     str(other_key)], check=True, capture_output=True, timeout=60)
     with pytest.raises(ValueError, match="cannot be used"):
         load_config({"TLS_CERT_FILE": cert, "TLS_KEY_FILE": str(other_key)}, environ={})
+
+
+def test_the_image_healthcheck_speaks_tls_when_the_service_does(server, certificate, monkeypatch):
+    """python -m service.healthcheck (the image's HEALTHCHECK) over HTTPS to the port; plain HTTP fails."""
+    from service.config import load_config
+    from service.healthcheck import check
+
+    cert, key = (str(path) for path in certificate)
+    assert check(load_config({"PORT": server.port, "TLS_CERT_FILE": cert, "TLS_KEY_FILE": key}, environ={})) == 200
+    with pytest.raises((OSError, http.client.HTTPException)):
+        check(load_config({"PORT": server.port}, environ={}))
+
+
+def test_gunicorns_private_hook_for_the_tls_context_is_still_there():
+    """service/worker.py overrides gunicorn's private ``ASGIWorker._get_ssl_context`` so that a TLS context
+    that cannot be made stops the worker (gunicorn's own logs it and serves plain HTTP): if a new gunicorn
+    renamed it, the override would be silently dead. This fails loudly instead."""
+    import inspect
+
+    from gunicorn.workers import gasgi
+
+    from service.worker import Worker
+
+    assert "self._get_ssl_context()" in inspect.getsource(gasgi.ASGIWorker._serve)
+    assert Worker._get_ssl_context is not gasgi.ASGIWorker._get_ssl_context
