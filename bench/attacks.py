@@ -8,6 +8,9 @@ usually :func:`probe`: ``GET /healthz`` and a single-image ``POST /predict`` on 
 turn, for ``PROBE_SECONDS``, recording what failed instead of stopping at it; then :func:`hold` waits
 for the server to close every attacker.
 
+Over TLS too: give ``tls`` (an ``ssl.SSLContext`` that trusts the server) to :func:`attack` and
+:func:`probe`, and every connection is a verified TLS connection (tests/reliability/test_tls_slow_clients.py).
+
 Loopback only, bounded in count (the callers choose how many attackers) and in time (every wait has a
 limit). The client needs ~1,300 file descriptors: :func:`raise_fd_limit`. Standard library only, like
 bench/localhost.py: the container smoke client runs it with no more than that and NumPy.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import resource
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -71,10 +75,16 @@ def raise_fd_limit(wanted: int = 4096) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------- attackers
-def connect(port: int, count: int, first_bytes: bytes) -> list[socket.socket]:
+def open_connection(port: int, timeout: float, tls: ssl.SSLContext | None = None) -> socket.socket:
+    """A connection to 127.0.0.1:``port``; with ``tls``, TLS on it (the handshake done)."""
+    sock = socket.create_connection((LOCALHOST, port), timeout=timeout)
+    return sock if tls is None else tls.wrap_socket(sock, server_hostname=LOCALHOST)
+
+
+def connect(port: int, count: int, first_bytes: bytes, tls: ssl.SSLContext | None = None) -> list[socket.socket]:
     sockets = []
     for _ in range(count):
-        sock = socket.create_connection((LOCALHOST, port), timeout=10)
+        sock = open_connection(port, 10, tls)
         if first_bytes:
             sock.sendall(first_bytes)
         sockets.append(sock)
@@ -88,10 +98,10 @@ def read_all(sock: socket.socket) -> bytes:
     return data
 
 
-def attack(port: int, kind: str, count: int) -> tuple[list[socket.socket], list[bytes]]:
+def attack(port: int, kind: str, count: int, tls: ssl.SSLContext | None = None) -> tuple[list[socket.socket], list[bytes]]:
     """Open ``count`` attacking connections of ``kind`` (a key of ``ATTACKS``). Returns them and, for
     the idle ones, the answer each read to its one request (``b""`` where none came); ``[]`` otherwise."""
-    sockets = connect(port, count, ATTACKS[kind])
+    sockets = connect(port, count, ATTACKS[kind], tls)
     first_answers = []
     if kind == "idle":
         for sock in sockets:
@@ -156,12 +166,12 @@ def probe_requests(body: bytes = PREDICT_BODY) -> dict[str, bytes]:
                          b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)) + body}
 
 
-def probe_once(port: int, request: bytes, timeout: float) -> float:
+def probe_once(port: int, request: bytes, timeout: float, tls: ssl.SSLContext | None = None) -> float:
     """Milliseconds for one whole 200 answer to ``request`` on a new connection; ``ProbeFailed``
     (saying what came instead) on an error, a timeout or another answer."""
     started = time.monotonic()
     try:
-        with socket.create_connection((LOCALHOST, port), timeout=timeout) as sock:
+        with open_connection(port, timeout, tls) as sock:
             sock.sendall(request)
             response = read_all(sock)
     except OSError as error:
@@ -172,7 +182,7 @@ def probe_once(port: int, request: bytes, timeout: float) -> float:
 
 
 def probe(port: int, seconds: float = PROBE_SECONDS, body: bytes = PREDICT_BODY,
-          timeout: float = PROBE_TIMEOUT) -> Probes:
+          timeout: float = PROBE_TIMEOUT, tls: ssl.SSLContext | None = None) -> Probes:
     """/healthz and /predict in turn, each on a new connection, for ``seconds``; failures are
     recorded, not raised."""
     requests = probe_requests(body)
@@ -181,7 +191,7 @@ def probe(port: int, seconds: float = PROBE_SECONDS, body: bytes = PREDICT_BODY,
     while time.monotonic() < deadline:
         for path, request in requests.items():
             try:
-                probes.answered[path].append(probe_once(port, request, timeout))
+                probes.answered[path].append(probe_once(port, request, timeout, tls))
             except ProbeFailed as failure:
                 probes.failed[path].append(str(failure))
         time.sleep(0.01)

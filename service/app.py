@@ -23,7 +23,7 @@ from typing import Mapping
 
 from flask import Flask
 
-from . import error_handlers, kserve, native, pages, probes, reading, tf_serving
+from . import error_handlers, kserve, native, pages, probes, reading, request_ids, tf_serving
 from .config import Config, load_config
 from .metrics import Metrics
 from .graph_runner import BatchSettings
@@ -43,25 +43,51 @@ def create_app(config: Mapping | Config | None = None) -> Flask:
     prediction endpoints 503, and the poller keeps looking for a version.
     """
     settings = config if isinstance(config, Config) else load_config(config)
-    _configure_logging()
+    _configure_logging(settings)
     configure_tensorflow(settings.tf_num_threads)
     metrics = Metrics(settings.max_batch, settings.max_batch_size)
     predictor = _start_predictor(settings, metrics)
 
-    app = Flask(__name__, static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app = Flask(__name__, static_folder=None)  # bodies arrive within MAX_BODY_BYTES: service/whole_requests.py
     app.extensions["mnist"] = ServiceState(settings, predictor, metrics)
     metrics.init_app(app)
     error_handlers.init_app(app)
+    _init_operator_features(app, settings)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     return app
 
 
-def _configure_logging() -> None:
-    if not logging.getLogger().handlers:
+def _init_operator_features(app: Flask, settings: Config) -> None:
+    """The features an operator turns on (docs/deployment.md, "Securing it"); off, each is absent."""
+    if settings.request_ids_on:
+        request_ids.init_app(app)
+    if settings.access_log == "json":
+        from . import access_log
+
+        access_log.init_app(app)
+    if settings.tracing_on:
+        from . import tracing
+
+        tracing.init_app(app, settings.otel_service_name)
+    if settings.cors_origin_list:
+        from . import cors
+
+        cors.init_app(app, settings.cors_origin_list)
+    if settings.api_tokens_file:
+        from . import auth
+
+        auth.init_app(app, settings.api_tokens_file, bool(settings.auth_probes))
+
+
+def _configure_logging(settings: Config) -> None:
+    root = logging.getLogger()
+    created = not root.handlers
+    if created:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    if settings.request_ids_on:
+        request_ids.install_log_filter(root.handlers, set_format=created)
     logging.getLogger("service").setLevel(logging.INFO)
 
 

@@ -8,6 +8,13 @@ accepts a connection only while it holds no more connections than the least busy
 otherwise it leaves the connection to the others for up to ``LEAVE_SECONDS`` and then takes it
 anyway (the others may be busy with a long request).
 
+TLS connections (``TLS_CERT_FILE``) are balanced the same way: the listener accepts, then hands the
+socket to the event loop's TLS machinery, which must finish the handshake within ``tls_timeout`` (the
+service's ``KEEPALIVE_SECONDS``: a client that connects and stays silent is closed as a plain one is;
+asyncio's own default would hold it for 60 s), and at the end wait as long at most for the client's
+``close_notify`` (asyncio's default: 30 s, for a client that never answers it). A connection whose
+handshake fails never reaches the protocol, so its count is given back here.
+
 The counts are in :data:`TABLE`, a small table in shared memory that this module creates when the
 gunicorn master imports it (to load the worker class), so that every forked worker sees the same
 table: one slot per worker, chosen by the worker's ``age`` (gunicorn's spawn counter), holding its pid
@@ -16,10 +23,12 @@ and its number of open connections. The master clears a dead worker's slot (``ch
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import mmap
 import os
 import socket
+import ssl
 
 SLOTS = 256  # more than any sensible number of workers per machine
 LEAVE_SECONDS = 0.005  # how long a busier worker leaves a new connection to the others
@@ -69,9 +78,11 @@ class BalancedListener:
     Looks like the ``asyncio.Server`` gunicorn's worker expects: ``close()`` and ``wait_closed()``.
     """
 
-    def __init__(self, loop, sock: socket.socket, protocol_factory, table: ConnectionTable, slot: int):
+    def __init__(self, loop, sock: socket.socket, protocol_factory, table: ConnectionTable, slot: int,
+                 ssl_context=None, tls_timeout: float | None = None):
         self.loop, self.sock, self.protocol_factory = loop, sock, protocol_factory
         self.table, self.slot = table, slot
+        self.ssl_context, self.tls_timeout = ssl_context, tls_timeout
         self._left_since = None  # when this worker started leaving a pending connection to others
         self._listening = False
         sock.setblocking(False)
@@ -107,7 +118,18 @@ class BalancedListener:
         conn.setblocking(False)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.table.add(self.slot, 1)
-        self.loop.create_task(self.loop.connect_accepted_socket(self.protocol_factory, conn))
+        self.loop.create_task(self._connect(conn))
+
+    async def _connect(self, conn: socket.socket) -> None:
+        """Hand ``conn`` to the protocol (after the TLS handshake, with TLS); if it never gets there, its
+        count goes back (the protocol gives it back in ``connection_lost`` otherwise)."""
+        try:
+            await self.loop.connect_accepted_socket(self.protocol_factory, conn, ssl=self.ssl_context,
+                                                    ssl_handshake_timeout=self.tls_timeout,
+                                                    ssl_shutdown_timeout=self.tls_timeout)
+        except (OSError, asyncio.TimeoutError, ssl.SSLError):  # a failed or timed-out handshake, a reset
+            self.table.add(self.slot, -1)
+            conn.close()
 
     def close(self) -> None:
         if self._listening:
@@ -119,15 +141,16 @@ class BalancedListener:
 
 
 def balancing_loop_class(loop_class):
-    """A subclass of the event loop class ``loop_class`` whose ``create_server(factory, sock=...)``
-    returns a :class:`BalancedListener` (set ``loop.connection_slot`` first)."""
+    """A subclass of the event loop class ``loop_class`` whose ``create_server(factory, sock=..., ssl=...)``
+    returns a :class:`BalancedListener` (set ``loop.connection_slot`` and ``loop.tls_timeout`` first)."""
 
     class BalancingLoop(loop_class):
         connection_slot: int
 
-        async def create_server(self, protocol_factory, sock=None, **options):
-            if options.get("ssl") is not None:  # TLS is not balanced: the loop's own server
-                return await super().create_server(protocol_factory, sock=sock, **options)
-            return BalancedListener(self, sock, protocol_factory, TABLE, self.connection_slot)
+        tls_timeout: float | None = None  # set by the worker: its KEEPALIVE_SECONDS
+
+        async def create_server(self, protocol_factory, sock=None, ssl=None, **options):
+            return BalancedListener(self, sock, protocol_factory, TABLE, self.connection_slot, ssl,
+                                    self.tls_timeout if ssl is not None else None)
 
     return BalancingLoop

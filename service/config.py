@@ -34,18 +34,47 @@ Variable                Default            Meaning
 ``BATCH_TIMEOUT_MICROS`` ``500``           longest wait for a batch to fill, in microseconds
 ``MAX_ENQUEUED_BATCHES`` ``100``           batches that may wait; beyond, requests get 503
 ``NUM_BATCH_THREADS``   ``1``              threads that execute batches, per worker
+``REQUEST_IDS``         ``0``              1: every HTTP request gets an id (its X-Request-Id, sanitised, or
+                                           a new one), echoed in the response, its error body and its log
+                                           lines (service/request_ids.py); on by itself with
+                                           ACCESS_LOG=json or tracing
+``ACCESS_LOG``          ``off``            json: one JSON line per request (HTTP and gRPC) on standard
+                                           output: time, id, method, route, status, duration, instances,
+                                           bytes in and out, client (service/access_log.py)
+``TLS_CERT_FILE``       (none)             with TLS_KEY_FILE: HTTPS and gRPC over TLS (1.2 at least) with
+``TLS_KEY_FILE``        (none)             this certificate (chain, PEM) and its private key (PEM); both
+                                           or neither (service/gunicorn.conf.py)
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (none)     OpenTelemetry's: set, every request is traced (service/tracing.py;
+                                           needs ``pip install -r requirements-tracing.txt``); the other
+                                           OTEL_* variables are read by OpenTelemetry itself
+``OTEL_SERVICE_NAME``   ``mnist-digits``   the service's name in the traces
+``CORS_ORIGINS``        (none)             origins whose pages may call the API (``https://a.example,
+                                           http://localhost:3000``, comma or space separated), or ``*``:
+                                           any (service/cors.py)
+``API_TOKENS_FILE``     (none)             a file of bearer tokens, one a line: then every API route (HTTP
+                                           and gRPC) needs one; read again when it changes (service/auth.py)
+``AUTH_PROBES``         ``0``              1: the probes (/healthz, /readyz, /metrics, /v2/health/*, gRPC
+                                           health) need a token too
 ======================  =================  ================================================================
+
+Every operator feature (request IDs, CORS, tokens, TLS, the JSON access log, tracing) is off by
+default; off, it adds nothing to a request (its module is not even imported).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import re
+import ssl
 from dataclasses import dataclass, fields, replace
 from typing import Mapping
 
 MIB = 1024 * 1024
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")  # gunicorn's (glogging.Logger.LOG_LEVELS)
+ACCESS_LOG_MODES = ("off", "json")
+ORIGIN = re.compile(r"^https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
 MAX_PORT = 65535
 
 
@@ -73,6 +102,29 @@ class Config:
     batch_timeout_micros: int = 500
     max_enqueued_batches: int = 100
     num_batch_threads: int = 1
+    request_ids: int = 0  # service/request_ids.py
+    access_log: str = "off"  # service/access_log.py
+    api_tokens_file: str = ""  # service/auth.py
+    cors_origins: str = ""  # service/cors.py
+    tls_cert_file: str = ""  # gunicorn's certfile (service/gunicorn.conf.py) and gRPC's (grpc_api/server.py)
+    tls_key_file: str = ""
+    otel_exporter_otlp_endpoint: str = ""  # OpenTelemetry's own variables (service/tracing.py)
+    otel_service_name: str = "mnist-digits"
+    auth_probes: int = 0
+
+    @property
+    def request_ids_on(self) -> bool:
+        """Request IDs, asked for or needed by the features that record them."""
+        return bool(self.request_ids) or self.access_log == "json" or self.tracing_on
+
+    @property
+    def tracing_on(self) -> bool:
+        return bool(self.otel_exporter_otlp_endpoint)
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """``CORS_ORIGINS`` as a tuple (empty: CORS off)."""
+        return tuple(self.cors_origins.replace(",", " ").split())
 
 
 # environment variable -> field name
@@ -97,8 +149,18 @@ ENV_VARS = {
     "BATCH_TIMEOUT_MICROS": "batch_timeout_micros",
     "MAX_ENQUEUED_BATCHES": "max_enqueued_batches",
     "NUM_BATCH_THREADS": "num_batch_threads",
+    "REQUEST_IDS": "request_ids",
+    "ACCESS_LOG": "access_log",
+    "API_TOKENS_FILE": "api_tokens_file",
+    "AUTH_PROBES": "auth_probes",
+    "CORS_ORIGINS": "cors_origins",
+    "TLS_CERT_FILE": "tls_cert_file",
+    "TLS_KEY_FILE": "tls_key_file",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "otel_exporter_otlp_endpoint",
+    "OTEL_SERVICE_NAME": "otel_service_name",
 }
 VARIABLE = {field: var for var, field in ENV_VARS.items()}  # field name -> environment variable
+SWITCHES = ("enable_batching", "request_ids", "auth_probes")  # 0 or 1
 AT_LEAST_ONE = ("web_concurrency", "threads", "max_batch", "keep_versions", "keepalive_seconds", "max_batch_size",
                 "max_enqueued_batches", "num_batch_threads")
 
@@ -120,8 +182,9 @@ def load_config(overrides: Mapping | None = None, environ: Mapping | None = None
         if field not in types:
             raise ValueError(f"unknown configuration key {key!r}; known: {sorted(types)}")
         values[field] = _convert(key, value, types[field])
-    if "log_level" in values:
-        values["log_level"] = values["log_level"].lower()  # gunicorn ignores the case too
+    for field in ("log_level", "access_log"):
+        if field in values:
+            values[field] = values[field].lower()  # gunicorn ignores the case of its log level too
     config = replace(Config(), **values)
     _check_ranges(config)
     return config
@@ -142,8 +205,9 @@ def _check_ranges(config: Config) -> None:
     for field in AT_LEAST_ONE:
         if getattr(config, field) < 1:
             raise ValueError(f"{VARIABLE[field]} must be at least 1; got {getattr(config, field)}")
-    if config.enable_batching not in (0, 1):
-        raise ValueError(f"ENABLE_BATCHING must be 0 or 1; got {config.enable_batching}")
+    for field in SWITCHES:
+        if getattr(config, field) not in (0, 1):
+            raise ValueError(f"{VARIABLE[field]} must be 0 or 1; got {getattr(config, field)}")
     if config.enable_batching and config.max_batch > config.max_batch_size:
         raise ValueError(f"MAX_BATCH ({config.max_batch}) must not exceed MAX_BATCH_SIZE ({config.max_batch_size}) "
                          "with ENABLE_BATCHING=1: every request must fit in one batch")
@@ -157,3 +221,37 @@ def _check_ranges(config: Config) -> None:
         raise ValueError(f"GRPC_PORT must differ from PORT ({config.port}); use 0 for no gRPC")
     if config.log_level not in LOG_LEVELS:
         raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}; got {config.log_level!r}")
+    _check_operator_features(config)
+
+
+def _check_operator_features(config: Config) -> None:
+    """The operator features' settings: known values, and files that can be read now (else start-up fails)."""
+    if config.access_log not in ACCESS_LOG_MODES:
+        raise ValueError(f"ACCESS_LOG must be {' or '.join(ACCESS_LOG_MODES)}; got {config.access_log!r}")
+    if config.api_tokens_file and not os.access(config.api_tokens_file, os.R_OK):
+        raise ValueError(f"API_TOKENS_FILE={config.api_tokens_file!r} cannot be read")
+    if config.auth_probes and not config.api_tokens_file:
+        raise ValueError("AUTH_PROBES=1 needs API_TOKENS_FILE (the tokens the probes must carry)")
+    _check_tls(config.tls_cert_file, config.tls_key_file)
+    if config.tracing_on and importlib.util.find_spec("opentelemetry.sdk") is None:
+        raise ValueError("OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed: "
+                         "pip install -r requirements-tracing.txt (or unset it)")
+    origins = config.cors_origin_list
+    for origin in origins:
+        if not (origin == "*" and len(origins) == 1) and not ORIGIN.match(origin):
+            raise ValueError(f"CORS_ORIGINS: {origin!r} is not an origin like https://app.example or "
+                             "http://localhost:3000 (scheme, host, optional port; no path, no trailing /), "
+                             "nor a lone *")
+
+
+def _check_tls(cert_file: str, key_file: str) -> None:
+    """Both files or neither, and a certificate that the key matches (loaded once, here, so that a bad pair
+    stops gunicorn at start with its reason)."""
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE go together: set both (or neither, for plain HTTP)")
+    if cert_file:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"TLS_CERT_FILE={cert_file!r} and TLS_KEY_FILE={key_file!r} cannot be used: "
+                             f"{exc.strerror or exc}") from None

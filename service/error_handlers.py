@@ -1,32 +1,30 @@
-"""How failures become responses: ``init_app(app)`` makes every error JSON ``{"error": ...}``.
+"""How failures become responses: ``init_app(app)`` answers every error with ``web.error_response``.
 
 - :class:`~service.errors.RequestError`: its own status (400, 404, 413, 415) and message.
 - ``ModelNotReady`` (no version loaded yet): 503 with ``Retry-After``.
 - ``Overloaded`` (batching on, its queue full): 503 with ``Retry-After``.
 - ``VersionNotFound`` (a version that is not loaded): 404.
-- Werkzeug's HTTP errors (unknown route, wrong method, body over ``MAX_BODY_BYTES``): their status,
-  with a message that says what to do instead.
+- Werkzeug's HTTP errors (unknown route, wrong method): their status, with a message that says what
+  to do instead.
 - Anything else: 500, logged with its traceback; the client sees only the exception's type.
 
-A refused body (413) is read to its end before answering, up to :data:`DRAIN_LIMIT`: a client still
-sending would otherwise get a broken pipe instead of the JSON error.
+Bodies over ``MAX_BODY_BYTES`` never get here: the worker refuses them before Flask runs
+(``service/whole_requests.py``, the one place that enforces the body limits).
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from .errors import RequestError, body_too_large_message, error_status
+from .errors import RequestError, error_status
 from .graph_runner import Overloaded
 from .predictor import ModelNotReady, VersionNotFound
 from .web import error_response, retry_later_response
 
 log = logging.getLogger(__name__)
-
-DRAIN_LIMIT = 32 * 1024 * 1024  # read (and drop) oversized bodies up to this size before a 413
 
 
 def init_app(app: Flask) -> None:
@@ -40,9 +38,7 @@ def init_app(app: Flask) -> None:
 
 
 def _request_error(exc: RequestError) -> Response:
-    if exc.status == 413:
-        _drain_body()
-    return error_response(exc.message, exc.status)
+    return error_response(exc.message, exc.status, exc.headers)
 
 
 def _model_not_ready(exc: ModelNotReady) -> Response:
@@ -64,8 +60,6 @@ def _http_error(exc: HTTPException) -> Response:
                               "see GET /openapi.json for the API", 404)
     if status == 405:
         return _method_not_allowed(exc)
-    if status == 413:
-        return _body_too_large()
     return error_response(f"{exc.name}: {exc.description}", status)
 
 
@@ -78,31 +72,6 @@ def _method_not_allowed(exc: HTTPException) -> Response:
     return error_response(message, 405, {"Allow": ", ".join(valid or allowed)})
 
 
-def _body_too_large() -> Response:
-    """413 for a body over ``MAX_CONTENT_LENGTH``; the connection closes after it."""
-    message = body_too_large_message(request.content_length, current_app.config["MAX_CONTENT_LENGTH"])
-    _drain_body()
-    return error_response(message, 413, {"Connection": "close"})
-
-
 def _unexpected_error(exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.path)
     return error_response(f"internal server error ({type(exc).__name__}); it was logged", 500)
-
-
-def _drain_body() -> None:
-    """Read what is left of a refused body so the client gets the 413 instead of a broken pipe."""
-    length = request.content_length
-    if length is None and "wsgi.input_terminated" in request.environ:
-        length = DRAIN_LIMIT  # chunked: read to the end, up to the cap
-    if not length or length > DRAIN_LIMIT:
-        return
-    stream = request.environ.get("wsgi.input")
-    try:
-        while length > 0 and stream is not None:
-            chunk = stream.read(min(length, 1 << 16))
-            if not chunk:
-                break
-            length -= len(chunk)
-    except Exception:  # noqa: BLE001 - best effort only
-        pass

@@ -28,11 +28,16 @@
 - The master, and so every worker, refuses to import Keras, scikit-learn, SciPy, matplotlib, pandas, JAX
   and torch (``service/lean.py``): TensorFlow and Keras would import them when installed, for nothing.
 - No control socket (gunicorn >= 25 would create one in ``~/.gunicorn/`` or ``$XDG_RUNTIME_DIR``).
+- TLS when ``TLS_CERT_FILE`` and ``TLS_KEY_FILE`` are set: gunicorn's ``certfile``/``keyfile``, TLS 1.2 at
+  least (``ssl_context`` below); the worker balances TLS connections too and gives a handshake
+  ``KEEPALIVE_SECONDS`` (service/balancing.py), and refuses to start rather than serve plain HTTP if the
+  context cannot be made (service/worker.py). gRPC takes the same certificate (service/grpc_api/server.py).
 """
 
 import glob
 import os
 import shutil
+import ssl
 import sys
 import tempfile
 
@@ -61,11 +66,20 @@ graceful_timeout = 30
 keepalive = _config.keepalive_seconds  # idle connections close, and request headers are due, after this
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # heartbeat files off the disk
 control_socket_disable = True
-accesslog = None
+accesslog = None  # ACCESS_LOG=json is the service's own (service/access_log.py)
+certfile = _config.tls_cert_file or None
+keyfile = _config.tls_key_file or None
 errorlog = "-"
 loglevel = _config.log_level
 
 _created_metrics_dir = None
+
+
+def ssl_context(conf, default_ssl_context_factory):
+    """gunicorn's TLS context (certfile, keyfile), refusing TLS 1.0 and 1.1."""
+    context = default_ssl_context_factory()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def on_starting(server):

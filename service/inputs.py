@@ -17,6 +17,7 @@ import orjson
 
 from .contract import PIXELS
 from .errors import RequestError
+from .tracing import traced
 
 SIDE = 28
 SHAPE_HINT = "784 numbers or 28 rows of 28 numbers"
@@ -34,6 +35,7 @@ def is_json_content_type(mimetype: str) -> bool:
     return mimetype in JSON_CONTENT_TYPES or mimetype.endswith("+json")
 
 
+@traced("parse")
 def parse_json(body: bytes) -> object:
     """Parse a JSON body. ``NaN``/``Infinity`` parse (TensorFlow Serving allows them) and are rejected
     later with a clear message; anything unparsable is a 400 naming the position.
@@ -101,6 +103,7 @@ def contains_bool(value: object) -> bool:
     return False
 
 
+@traced("preprocess")
 def to_pixel_batch(instances: object, *, label: str = "instance", allow_square: bool = True,
                    has_bools: bool = True) -> np.ndarray:
     """A list of instances (each 784 numbers, or 28x28 when ``allow_square``) -> ``(n, 784)`` float32.
@@ -135,6 +138,7 @@ def numeric_array(values: object, has_bools: bool = True) -> np.ndarray | None:
     return array
 
 
+@traced("preprocess")
 def checked_pixels(array: np.ndarray, label: str, single: bool = False) -> np.ndarray:
     """An ``(n, 784)`` array checked by :func:`check_range`, then clipped to [0, 1] as float32 (the
     clip only removes the rounding slop that check_range tolerates)."""

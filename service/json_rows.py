@@ -23,11 +23,13 @@ import numpy as np
 import simdjson
 
 from .contract import PIXELS
+from .tracing import traced
 
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 _local = threading.local()  # a parser per thread (requests run in threads with ENABLE_BATCHING=1)
 
 
+@traced("parse")
 def instance_rows(body: bytes) -> np.ndarray | None:
     """``(n, 784)`` float64 from ``{"instances": [[784 numbers], ...]}``, else None (see above)."""
     if body.startswith(BYTE_ORDER_MARK):  # simdjson skips one; JSON (RFC 8259) and the general path do not

@@ -17,6 +17,7 @@ VERSION_PARAMETER = {"name": "version", "in": "path", "required": True,
                      "schema": {"type": "string", "pattern": "^[0-9]+$"}}
 ERROR_MEANINGS = {
     400: "Bad input (the message says what was wrong and what is expected)",
+    401: "No valid API token (Authorization: Bearer <token>; with API_TOKENS_FILE)",
     404: "Unknown model, version or route",
     405: "Wrong method",
     413: "Too many instances (MAX_BATCH), body too large (MAX_BODY_BYTES) or image too large",
@@ -27,10 +28,10 @@ ERROR_MEANINGS = {
 
 
 def build_spec(config: Config) -> dict:
-    """The whole document for this configuration (model name, MAX_BATCH)."""
+    """The whole document for this configuration (model name, MAX_BATCH, API tokens)."""
     model_parameter = {"name": "model", "in": "path", "required": True,
                        "schema": {"type": "string", "enum": [config.model_name]}}
-    return {
+    spec = {
         "openapi": "3.0.3",
         "info": {"title": "MNIST digits prediction service", "version": "1.0.0",
                  "description": f"Serves the newest exported version of model {config.model_name!r}: "
@@ -41,6 +42,27 @@ def build_spec(config: Config) -> dict:
         "components": {"schemas": {**_predict_schemas(config.max_batch), **_read_schemas(),
                                    **_tf_serving_schemas(config.max_batch), **_kserve_schemas()}},
     }
+    if config.api_tokens_file:
+        _require_tokens(spec, probes=bool(config.auth_probes))
+    return spec
+
+
+OPEN_PATHS = ("/", "/openapi.json")
+PROBE_PATHS = ("/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready")
+
+
+def _require_tokens(spec: dict, probes: bool) -> None:
+    """With API_TOKENS_FILE (service/auth.py): a bearer token on every operation but the open ones, and
+    their 401."""
+    spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    spec["security"] = [{"bearer": []}]
+    open_paths = OPEN_PATHS if probes else OPEN_PATHS + PROBE_PATHS
+    for path, item in spec["paths"].items():
+        for operation in (item[method] for method in ("get", "post") if method in item):
+            if path in open_paths:
+                operation["security"] = []
+            else:
+                operation["responses"].update(_errors(401))
 
 
 # ---- building blocks ------------------------------------------------------------------------------
@@ -81,8 +103,10 @@ IMAGE_CONTENT = {**{image_type: {"schema": BINARY} for image_type in IMAGE_TYPES
 # ---- POST /predict --------------------------------------------------------------------------------
 def _predict_schemas(max_batch: int) -> dict:
     return {
-        "Error": {"type": "object", "required": ["error"],
-                  "properties": {"error": {"type": "string"}}},
+        "Error": {"type": "object", "required": ["error"],  # service/errors.py: error_body
+                  "properties": {"error": {"type": "string"},
+                                 "request_id": {"type": "string",
+                                                "description": "with REQUEST_IDS=1: the request's id"}}},
         "Pixels": _numbers(PIXELS, PIXEL),
         "Image28x28": _numbers(28, _numbers(28, PIXEL)),
         "Base64Image": {"type": "object", "required": ["b64"], "additionalProperties": False,

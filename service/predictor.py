@@ -33,6 +33,7 @@ import tensorflow as tf  # noqa: E402  (after the environment variable above)
 from .contract import (CLASSES, METADATA_PATH, OUTPUT_NAME, PIXELS, SAVED_MODEL_FILE,  # noqa: E402
                        SIGNATURE_NAME, list_versions)
 from .graph_runner import BatchSettings, GraphRunner  # noqa: E402
+from .tracing import traced  # noqa: E402
 
 log = logging.getLogger("service.predictor")
 
@@ -133,6 +134,7 @@ class ModelVersion:
     _run: Callable = field(repr=False)
     _saved_model: object = field(repr=False)  # keeps the variables alive
 
+    @traced("model")
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """``(n, 784)`` float32 in ``[0, 1]`` -> ``(n, 10)`` float32 probabilities (raises
         ``Overloaded`` when batching and the queue is full)."""

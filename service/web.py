@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 from flask import Response, current_app, g, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from .config import Config
 from .contract import is_version_name
-from .errors import RequestError
+from .errors import ERROR_CONTENT_TYPE, RequestError, error_body
 from .metrics import Metrics, route_label
 from .predictor import Predictor
+from .request_ids import RECORD_KEY
 
 RETRY_AFTER_SECONDS = "5"  # how long a 503 (no model loaded yet) asks clients to wait
 
@@ -41,8 +41,10 @@ def json_response(payload, status: int = 200, headers: dict | None = None) -> Re
 
 
 def error_response(message: str, status: int, headers: dict | None = None) -> Response:
-    """``{"error": message}``: the body of every error the service answers."""
-    return json_response({"error": message}, status, headers)
+    """The response of every error Flask answers: ``errors.error_body`` (with the request's id, if any)."""
+    record = request.environ.get(RECORD_KEY)
+    body = error_body(message, None if record is None else record.id)
+    return Response(body, status=status, mimetype=ERROR_CONTENT_TYPE, headers=headers)
 
 
 def retry_later_response(message: str) -> Response:
@@ -51,25 +53,8 @@ def retry_later_response(message: str) -> Response:
 
 
 def read_body() -> bytes:
-    """The raw request body (413 through ``MAX_CONTENT_LENGTH`` if it is too large)."""
-    body = request.get_data(cache=True, as_text=False, parse_form_data=False)
-    check_streamed_body_limit(len(body))
-    return body
-
-
-def check_streamed_body_limit(received: int | None = None) -> None:
-    """Werkzeug stops reading a body without Content-Length (chunked) at ``MAX_CONTENT_LENGTH`` and
-    returns it cut short; make that a 413 instead of a confusing "malformed" error.
-
-    ``received``: bytes read so far, if known (below the limit nothing can have been cut off)."""
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if request.content_length is not None or limit is None:
-        return
-    if received is not None and received < limit:
-        return
-    stream = request.environ.get("wsgi.input")
-    if stream is not None and stream.read(1):
-        raise RequestEntityTooLarge()
+    """The raw request body: whole, and within ``MAX_BODY_BYTES`` (the worker's WholeRequests saw to it)."""
+    return request.get_data(cache=True, as_text=False, parse_form_data=False)
 
 
 # What JSON arrays of numbers are made of (with the separators and whitespace between them).
@@ -92,6 +77,7 @@ def record_predictions(probabilities: np.ndarray) -> None:
     """Count the predicted digits and the batch size in the metrics, under this request's route (and
     protocol: ``g.protocol`` is set by service/grpc_api/calls.py for gRPC calls)."""
     digits = probabilities.argmax(axis=1)
+    g.instances = len(digits)  # for the request's record (access log), with request IDs on
     state().metrics.observe_predictions(route_label(), digits, g.get("protocol", "http"))
 
 

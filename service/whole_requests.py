@@ -6,12 +6,14 @@ in memory. A client that sends its body slowly, or stops halfway, costs a corout
 until its deadline, never the time of the code that runs the model, so slow clients cannot starve
 fast ones.
 
-What the adapter refuses itself keeps the service's error contract (JSON ``{"error": ...}``,
+The one place that enforces the body limits of HTTP requests (gRPC messages have gRPC's own
+``max_receive_message_length``, service/grpc_api/server.py); Flask gets only bodies within them. What
+the adapter refuses itself keeps the service's error contract (``errors.error_body``,
 ``Connection: close``):
 
 - 413 when ``Content-Length`` (or the chunks received so far) exceeds ``max_body_bytes``
-  (``MAX_BODY_BYTES``); the rest of the body is read and dropped first, up to ``DRAIN_LIMIT`` bytes,
-  so a client still writing gets the answer instead of a broken pipe;
+  (``MAX_BODY_BYTES``); the rest of the body is read and dropped first, up to :data:`DRAIN_LIMIT`
+  bytes, so a client still writing gets the answer instead of a broken pipe;
 - 408 when the body has not arrived within ``body_timeout`` seconds (``BODY_TIMEOUT_SECONDS``).
 
 The WSGI environ is built as PEP 3333 says, from the ASGI scope (the ASGI spec's "WSGI
@@ -22,19 +24,20 @@ compatibility" section): ``PATH_INFO`` is the URL-decoded path as latin-1, heade
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import io
-import json
 import logging
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .errors import body_too_large_message
+from .errors import ERROR_CONTENT_TYPE, body_too_large_message, error_body
+from .request_ids import RECORD_KEY
 
 log = logging.getLogger(__name__)
 
 DRAIN_LIMIT = 32 * 1024 * 1024  # a refused body is read (and dropped) up to this size before the 413
-JSON_ERROR_HEADERS = [(b"content-type", b"application/json"), (b"connection", b"close")]
+JSON_ERROR_HEADERS = [(b"content-type", ERROR_CONTENT_TYPE.encode()), (b"connection", b"close")]
 
 
 class WholeRequests:
@@ -78,22 +81,22 @@ class WholeRequests:
         if declared is not None and declared > self.max_body_bytes:
             if declared <= DRAIN_LIMIT:  # larger ones are not waited for: answered at once
                 await self._drain(receive, declared)
-            return await _send_error(send, 413, body_too_large_message(declared, self.max_body_bytes))
+            return await _send_error(send, scope, 413, body_too_large_message(declared, self.max_body_bytes))
         try:
             body = await self._read_body(receive)
         except _BodyTooLarge:
-            return await _send_error(send, 413, body_too_large_message(None, self.max_body_bytes))
+            return await _send_error(send, scope, 413, body_too_large_message(None, self.max_body_bytes))
         except asyncio.TimeoutError:
-            return await _send_error(send, 408, f"request body not received within {self.body_timeout:g} "
-                                                "seconds (BODY_TIMEOUT_SECONDS): send the whole body at once")
+            return await _send_error(send, scope, 408, f"request body not received within {self.body_timeout:g} "
+                                                       "seconds (BODY_TIMEOUT_SECONDS): send the whole body at once")
         except _Disconnected:
             return
         environ = wsgi_environ(scope, body)
         if self.pool is None:
             status, headers, content = call_wsgi(self.wsgi_app, environ)
-        else:
+        else:  # in this request's context: its request ID and trace span go with it into the thread
             status, headers, content = await asyncio.get_running_loop().run_in_executor(
-                self.pool, call_wsgi, self.wsgi_app, environ)
+                self.pool, contextvars.copy_context().run, call_wsgi, self.wsgi_app, environ)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
@@ -146,8 +149,9 @@ def _content_length(scope) -> int | None:
     return None
 
 
-async def _send_error(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
+async def _send_error(send, scope, status: int, message: str) -> None:
+    record = scope.get(RECORD_KEY)
+    body = error_body(message, None if record is None else record.id)
     await send({"type": "http.response.start", "status": status,
                 "headers": [*JSON_ERROR_HEADERS, (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
@@ -175,6 +179,8 @@ def wsgi_environ(scope, body: bytes) -> dict:
     }
     if scope.get("client"):
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = scope["client"][0], str(scope["client"][1])
+    if RECORD_KEY in scope:  # request IDs on (service/request_ids.py)
+        environ[RECORD_KEY] = scope[RECORD_KEY]
     for raw_name, raw_value in scope["headers"]:
         name, value = raw_name.decode("latin-1").upper().replace("-", "_"), raw_value.decode("latin-1")
         if name == "CONTENT_LENGTH" or name == "TRANSFER_ENCODING":

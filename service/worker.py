@@ -24,7 +24,8 @@ Slow clients are bounded in time, and every refusal keeps the service's error co
   (400, 414, 431, 501) with a JSON body instead of gunicorn's plain text.
 
 :class:`Worker` overrides gunicorn's ``_serve`` and ``_shutdown`` coroutines to start and stop the gRPC
-server. The two overrides of :class:`Protocol` use gunicorn's internal ``ASGIProtocol`` methods
+server, and ``_get_ssl_context`` so that a TLS setting that fails stops the worker instead of leaving the
+port in plain HTTP. The two overrides of :class:`Protocol` use gunicorn's internal ``ASGIProtocol`` methods
 (``_arm_keepalive_timer``, ``_keepalive_timeout``, ``_send_error_response``) of the pinned gunicorn
 version; ``tests/service/test_worker.py`` checks each behaviour against a real server.
 """
@@ -32,16 +33,18 @@ version; ``tests/service/test_worker.py`` checks each behaviour against a real s
 from __future__ import annotations
 
 import asyncio
-import json
 from http import HTTPStatus
 
+from gunicorn import sock as gunicorn_sock
 from gunicorn.arbiter import Arbiter
 from gunicorn.asgi import protocol as asgi_protocol
 from gunicorn.workers import gasgi
 
+from . import request_ids
+from .asgi import asgi_app
 from .balancing import TABLE, balancing_loop_class
 from .config import load_config
-from .whole_requests import WholeRequests
+from .errors import ERROR_CONTENT_TYPE, error_body
 
 
 class Protocol(asgi_protocol.ASGIProtocol):
@@ -73,10 +76,14 @@ class Protocol(asgi_protocol.ASGIProtocol):
         super()._keepalive_timeout()
 
     def _send_error_response(self, status, message, extra_headers=()):
-        """gunicorn's error response, with the service's body: ``{"error": message}``."""
-        body = json.dumps({"error": message}).encode()
+        """gunicorn's error response, with the service's body (``errors.error_body``). No request was
+        read, so with request IDs on the id is a new one."""
+        request_id = request_ids.request_id() if self.worker.request_ids_on else None
+        body = error_body(message, request_id)
+        if request_id is not None:
+            extra_headers = (*extra_headers, (request_ids.HEADER, request_id))
         reason = HTTPStatus(status).phrase
-        head = "".join([f"HTTP/1.1 {status} {reason}\r\n", "Content-Type: application/json\r\n",
+        head = "".join([f"HTTP/1.1 {status} {reason}\r\n", f"Content-Type: {ERROR_CONTENT_TYPE}\r\n",
                         f"Content-Length: {len(body)}\r\n",
                         *(f"{name}: {value}\r\n" for name, value in extra_headers),
                         "Connection: close\r\n\r\n"])
@@ -94,6 +101,7 @@ class Worker(gasgi.ASGIWorker):
         self.loop.close()
         self.loop = balancing_loop_class(loop_class)()
         self.loop.connection_slot = self.connection_slot = TABLE.claim(self.age)
+        self.loop.tls_timeout = self.cfg.keepalive  # with TLS: the handshake is due as headers are
         asyncio.set_event_loop(self.loop)
 
     @classmethod
@@ -101,14 +109,14 @@ class Worker(gasgi.ASGIWorker):
         pass  # the ASGI worker warns that it ignores `threads`: this one uses them for the pool
 
     grpc_server = None
+    request_ids_on = False
 
     def load_wsgi(self):
         super().load_wsgi()  # the configured app: the Flask app of create_app()
         self.flask_app = self.asgi
         settings = load_config()
-        threads = settings.threads if settings.enable_batching else 0  # see WholeRequests
-        self.asgi = WholeRequests(self.asgi, threads=threads, max_body_bytes=settings.max_body_bytes,
-                                  body_timeout=settings.body_timeout_seconds)
+        self.request_ids_on = settings.request_ids_on
+        self.asgi, self.whole_requests = asgi_app(self.flask_app, settings)
 
     def run(self):
         gasgi.ASGIProtocol = Protocol  # gasgi builds its servers with this module-level name
@@ -120,13 +128,24 @@ class Worker(gasgi.ASGIWorker):
         if settings.grpc_port:
             from .grpc_api.server import GrpcServer  # here, in the worker: gRPC never enters the master
 
-            self.grpc_server = GrpcServer(self.flask_app, self._grpc_host(), settings, self.asgi.pool)
+            self.grpc_server = GrpcServer(self.flask_app, self._grpc_host(), settings, self.whole_requests.pool)
             try:
                 await self.grpc_server.start()
             except RuntimeError as exc:
                 self.log.error("%s", exc)
                 raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None  # the master stops: a port clash is not transient
         await super()._serve()
+
+    def _get_ssl_context(self):
+        """gunicorn's TLS context; if it cannot be made, the worker stops (gunicorn would log the error
+        and serve plain HTTP on the port that was meant to be TLS)."""
+        if not self.cfg.is_ssl:
+            return None
+        try:
+            return gunicorn_sock.ssl_context(self.cfg)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            self.log.error("TLS (TLS_CERT_FILE, TLS_KEY_FILE): %s", exc)
+            raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None
 
     def _grpc_host(self) -> str:
         """The host of gunicorn's first bind address (``0.0.0.0``, ``127.0.0.1``, ``[::]``), for gRPC too."""

@@ -74,12 +74,13 @@ def check_first_answers(attackers: list[socket.socket], first_answers: list[byte
             raise AssertionError(f"an idle client's request got {answer[:80]!r}")
 
 
-def closed_after_deadline(port: int, kind: str, count: int, deadline: float) -> Outcome:
+def closed_after_deadline(port: int, kind: str, count: int, deadline: float, tls=None) -> Outcome:
     """``count`` attackers of ``kind`` held while the probe must find every answer fast, then each
-    closed by the server within ``deadline`` (+ grace) with the answer ``EXPECTED_ANSWERS`` names."""
-    attackers, first_answers = attack(port, kind, count)
+    closed by the server within ``deadline`` (+ grace) with the answer ``EXPECTED_ANSWERS`` names.
+    ``tls``: an ``ssl.SSLContext`` trusting the server, for attackers and probe over TLS."""
+    attackers, first_answers = attack(port, kind, count, tls)
     check_first_answers(attackers, first_answers)
-    measured, answers, closed_after = hold(attackers, kind, lambda: check_probe(probe(port)),
+    measured, answers, closed_after = hold(attackers, kind, lambda: check_probe(probe(port, tls=tls)),
                                            deadline + GRACE_SECONDS)
     expected, expectation = EXPECTED_ANSWERS[kind]
     assert all(expected(answer) for answer in answers), f"expected {expectation}: {summary(answers)}"
@@ -87,19 +88,19 @@ def closed_after_deadline(port: int, kind: str, count: int, deadline: float) -> 
     return Outcome(measured, closed_after)
 
 
-def never_finished_headers(port: int, keepalive: float, count: int = 200) -> Outcome:
+def never_finished_headers(port: int, keepalive: float, count: int = 200, tls=None) -> Outcome:
     """``count`` connections that send a request line and part of the headers, then wait: each must
     get a JSON 408 and be closed within ``keepalive`` (+ grace) while others are served."""
-    return closed_after_deadline(port, "headers", count, keepalive)
+    return closed_after_deadline(port, "headers", count, keepalive, tls)
 
 
-def dribbled_bodies(port: int, body_timeout: float, count: int = 200) -> Outcome:
+def dribbled_bodies(port: int, body_timeout: float, count: int = 200, tls=None) -> Outcome:
     """``count`` connections that send complete headers, then a body at one byte a second: each must
     get a JSON 408 naming BODY_TIMEOUT_SECONDS and be closed within ``body_timeout`` (+ grace)."""
-    return closed_after_deadline(port, "body", count, body_timeout)
+    return closed_after_deadline(port, "body", count, body_timeout, tls)
 
 
-def idle_keep_alive(port: int, keepalive: float, count: int = 1000) -> Outcome:
+def idle_keep_alive(port: int, keepalive: float, count: int = 1000, tls=None) -> Outcome:
     """``count`` connections that each make one request and then stay silent: each must be closed
     (without a response) within ``keepalive`` (+ grace) of its answer."""
-    return closed_after_deadline(port, "idle", count, keepalive)
+    return closed_after_deadline(port, "idle", count, keepalive, tls)

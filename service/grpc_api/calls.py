@@ -15,6 +15,11 @@ Each method is registered with no deserializer (:func:`method_handler`), so a ca
    only the exception's type, as over HTTP);
 4. count the call in the metrics: route = the method's path, method ``POST``, status = the code's name.
 
+With an ``API_TOKENS_FILE`` the call's ``authorization`` metadata is checked first (``service/auth.py``:
+UNAUTHENTICATED otherwise). With request IDs on (or the access log, or tracing) the call gets its id
+from the ``x-request-id`` metadata (or a new one), sends it back in the trailing metadata, and is
+recorded as an HTTP request is (``service/request_ids.py``): its log lines, access log line and span.
+
 The function runs where HTTP requests run (service/whole_requests.py): on the event loop's thread (a
 prediction is short and holds the GIL anyway; ``bench/peers.py``'s gRPC rows measure it), or with
 ENABLE_BATCHING=1 in the same pool of threads, so that the batch scheduler can merge concurrent calls.
@@ -23,6 +28,7 @@ ENABLE_BATCHING=1 in the same pool of threads, so that the batch scheduler can m
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from concurrent.futures import Executor
@@ -33,6 +39,8 @@ from flask import Flask, g
 from google.protobuf.message import DecodeError
 
 from ..errors import grpc_status
+from ..request_ids import ID_METADATA, RequestRecord, arounds, grpc_record, recording
+from ..tracing import traced
 from ..web import state
 
 log = logging.getLogger(__name__)
@@ -43,29 +51,48 @@ def method_handler(app: Flask, route: str, request_type, function: Callable,
     """A handler of raw bytes running ``function(request) -> response message`` (the first request message
     of the stream: a unary call has one): on the event loop, or in ``pool`` (with ENABLE_BATCHING=1, as
     HTTP requests: TensorFlow's batch scheduler merges calls that wait in different threads)."""
-    def run(raw) -> tuple[str, str, bytes]:
+    tokens = app.extensions.get("mnist.tokens")  # API_TOKENS_FILE (service/auth.py)
+    recorded = app.extensions["mnist"].config.request_ids_on  # request IDs, access log, tracing
+
+    def run(raw, metadata: dict, record: RequestRecord | None) -> tuple[str, str, bytes]:
         started = time.perf_counter()
         code, message, body = "OK", "", b""
         with app.app_context():
             g.route_label, g.protocol = route, "grpc"
             try:
+                if tokens is not None:
+                    tokens.check(metadata.get("authorization"))
                 body = function(_parse(request_type, raw)).SerializeToString()
             except Exception as exc:  # noqa: BLE001 - every failure becomes a status, never a dead call
                 code, message = _refusal(exc, route)
             state().metrics.observe_request(route, "POST", code, time.perf_counter() - started, "grpc")
+            if record is not None:
+                record.status, record.instances, record.bytes_out = code, g.get("instances"), len(body)
         return code, message, body
+
+    async def execute(raw, metadata: dict, record: RequestRecord | None) -> tuple[str, str, bytes]:
+        if pool is None:
+            return run(raw, metadata, record)
+        try:  # in this call's context: its request ID and trace span go with it into the thread
+            return await asyncio.get_running_loop().run_in_executor(
+                pool, contextvars.copy_context().run, run, raw, metadata, record)
+        except RuntimeError:  # the pool is shut down (the worker is stopping): run the call here
+            return run(raw, metadata, record)
 
     async def behavior(requests, context: grpc.aio.ServicerContext) -> bytes:
         raw = await context.read()
-        if pool is None:
-            code, message, body = run(raw)
+        metadata = dict(context.invocation_metadata() or ())
+        trailing = ()
+        if not recorded:
+            code, message, body = await execute(raw, metadata, None)
         else:
-            try:
-                code, message, body = await asyncio.get_running_loop().run_in_executor(pool, run, raw)
-            except RuntimeError:  # the pool is shut down (the worker is stopping): run the call here
-                code, message, body = run(raw)
+            record = grpc_record(route, metadata, context.peer(), raw)
+            trailing = ((ID_METADATA, record.id),)
+            context.set_trailing_metadata(trailing)
+            with recording(record, arounds(app)):
+                code, message, body = await execute(raw, metadata, record)
         if code != "OK":
-            await context.abort(getattr(grpc.StatusCode, code), message)
+            await context.abort(getattr(grpc.StatusCode, code), message, trailing)
         return body
 
     return grpc.stream_unary_rpc_method_handler(behavior)
@@ -75,6 +102,7 @@ class _Malformed(Exception):
     pass
 
 
+@traced("parse")
 def _parse(request_type, raw):
     if raw is grpc.aio.EOF:
         raise _Malformed(f"no complete {request_type.DESCRIPTOR.full_name} message: the request stream ended "

@@ -10,7 +10,8 @@ a replaced worker's server simply binds again.
 Served: ``tensorflow.serving.PredictionService`` and ``ModelService`` (``tf_serving.py``),
 ``inference.GRPCInferenceService`` (``kserve.py``), ``grpc.health.v1.Health`` (:class:`Health`) and
 server reflection (``grpcurl list`` works without proto files). Messages over ``MAX_BODY_BYTES`` are
-refused by gRPC itself (RESOURCE_EXHAUSTED, "Received message larger than max").
+refused by gRPC itself (RESOURCE_EXHAUSTED, "Received message larger than max"). With
+``TLS_CERT_FILE``/``TLS_KEY_FILE`` it serves TLS with the HTTP port's certificate.
 
 On the event loop, not in a thread of its own: requests of both protocols then run one at a time on
 one thread, as HTTP requests already do, with no hand-off between threads per call and no contention for
@@ -34,6 +35,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ..config import Config
+from ..errors import RequestError
 from . import kserve, tf_serving
 from .calls import generic_handlers
 
@@ -47,10 +49,11 @@ class Health(health.aio.HealthServicer):
     """``grpc.health.v1.Health``: SERVING once a model version is loaded, NOT_SERVING before (and while
     the worker shuts down), for the server as a whole (``""``) and each of its services."""
 
-    def __init__(self, predictor, services):
+    def __init__(self, predictor, services, tokens=None):
         super().__init__()
         self.predictor = predictor
         self.services = ("", *services)
+        self.tokens = tokens  # with AUTH_PROBES=1: the API's TokenFile (service/auth.py)
 
     async def refresh(self) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if self.predictor.ready \
@@ -59,14 +62,35 @@ class Health(health.aio.HealthServicer):
             await self.set(service, status)
 
     async def Check(self, request, context):  # noqa: N802 (gRPC's method name)
+        await self._authorise(context)
         await self.refresh()
         return await super().Check(request, context)
+
+    async def Watch(self, request, context):  # noqa: N802
+        await self._authorise(context)
+        return await super().Watch(request, context)
+
+    async def _authorise(self, context) -> None:
+        """With AUTH_PROBES=1, a probe needs a token too (UNAUTHENTICATED otherwise)."""
+        if self.tokens is not None:
+            try:
+                self.tokens.check(dict(context.invocation_metadata() or ()).get("authorization"))
+            except RequestError as exc:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
 
     async def keep_fresh(self) -> None:
         """For Watch: the status follows the model (the first version appears) without a Check."""
         while True:
             await self.refresh()
             await asyncio.sleep(HEALTH_REFRESH_SECONDS)
+
+
+def tls_credentials(cert_file: str, key_file: str) -> grpc.ServerCredentials | None:
+    """With TLS_CERT_FILE and TLS_KEY_FILE, gRPC serves TLS with the HTTP port's certificate (None: plain)."""
+    if not cert_file:
+        return None
+    with open(key_file, "rb") as key, open(cert_file, "rb") as chain:
+        return grpc.ssl_server_credentials([(key.read(), chain.read())])
 
 
 class GrpcServer:
@@ -79,6 +103,8 @@ class GrpcServer:
         self.pool = pool
         self.address = f"{host}:{config.grpc_port}"
         self.max_message = config.max_body_bytes
+        self.auth_probes = bool(config.auth_probes)
+        self.credentials = tls_credentials(config.tls_cert_file, config.tls_key_file)
         self.server: grpc.aio.Server | None = None
         self.health: Health | None = None
         self._refresher: asyncio.Task | None = None
@@ -91,11 +117,15 @@ class GrpcServer:
             ("grpc.max_send_message_length", -1),
         ])
         server.add_generic_rpc_handlers(generic_handlers(self.app, METHODS, self.pool))
-        self.health = Health(self.app.extensions["mnist"].predictor, METHODS)
+        probe_tokens = self.app.extensions.get("mnist.tokens") if self.auth_probes else None
+        self.health = Health(self.app.extensions["mnist"].predictor, METHODS, probe_tokens)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*METHODS, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         try:
-            server.add_insecure_port(self.address)
+            if self.credentials is None:
+                server.add_insecure_port(self.address)
+            else:
+                server.add_secure_port(self.address, self.credentials)
         except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
             raise RuntimeError(f"gRPC could not bind {self.address} (GRPC_PORT): {exc}") from None
         await server.start()

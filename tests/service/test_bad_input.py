@@ -172,14 +172,6 @@ def test_bad_input(client, case, some_digits):
     assert client.post("/predict", json={"instances": [ZEROS]}).status_code == 200
 
 
-def test_body_over_max_body_bytes_is_413(client):
-    body = json.dumps({"instances": [[0.123456789] * 784] * 120})  # ~ 1.2 MB > 1 MiB
-    assert len(body) > 1024 * 1024
-    response = client.post("/predict", data=body, content_type="application/json")
-    assert response.status_code == 413
-    assert "MAX_BODY_BYTES" in response.get_json()["error"]
-
-
 def test_multipart_without_image_field(client):
     response = client.post("/predict", data={"file": (io.BytesIO(b"x"), "a.png")},
                            content_type="multipart/form-data")
