@@ -55,6 +55,7 @@ GRPC_CODES = {
     408: "DEADLINE_EXCEEDED",
     413: "RESOURCE_EXHAUSTED",  # as gRPC itself answers a message over grpc.max_receive_message_length
     415: "INVALID_ARGUMENT",
+    422: "INVALID_ARGUMENT",  # a photo with no digit, or several where one is expected (service/images)
     501: "UNIMPLEMENTED",
     503: "UNAVAILABLE",  # no version loaded yet, or the batch queue is full: retry later
 }

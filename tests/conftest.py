@@ -17,6 +17,15 @@ if os.environ.get("MNIST_DATA_DIR"):
 def pytest_runtest_logreport(report):
     """With ``PYTEST_SKIPPED_FILE`` set (by .ci/run), append each skipped test's id and reason to that file:
     CI installs the optional pieces afterwards and runs exactly those tests again."""
+    _record_skip(report)
+
+
+def pytest_collectreport(report):
+    """The same for a whole module skipped at collection (``pytest.skip(..., allow_module_level=True)``)."""
+    _record_skip(report)
+
+
+def _record_skip(report) -> None:
     path = os.environ.get("PYTEST_SKIPPED_FILE")
     if path and report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)

@@ -60,6 +60,7 @@ def stroke(page, points, *, check_while_drawing=None, width=None):
     the pen's width first (the page's slider)."""
     if width is not None:
         page.eval_on_selector("#width", "(el, value) => { el.value = value; }", str(width))
+    page.locator("#pad").scroll_into_view_if_needed()  # (filling a field lower down may have scrolled it away)
     box = page.locator("#pad").bounding_box()
     to_page = lambda x, y: (box["x"] + x * box["width"] / 280, box["y"] + y * box["height"] / 280)
     page.mouse.move(*to_page(*points[0]))

@@ -178,7 +178,7 @@ def test_one_json_access_line_per_request_and_every_line_parses(featured):
             requests.get(featured.url("/healthz"), timeout=10),
             requests.get(featured.url("/v2/models/mnist"), headers=bearer(TOKENS[0]), timeout=10),
             requests.get(featured.url("/no/such/route"), timeout=10),
-            requests.post(featured.url("/predict"), data=b"0" * (5 * 1024 * 1024), timeout=10)]
+            requests.post(featured.url("/predict"), data=b"0" * (9 * 1024 * 1024), timeout=10)]
     assert [answer.status_code for answer in sent] == [200, 200, 200, 404, 413]
     lines = access_lines(featured)[before:]
     assert len(lines) == len(sent)  # lines from the two workers: in any order

@@ -15,7 +15,7 @@ from service.asgi import asgi_app
 from .asgi_client import call
 from .operator_support import feature_app, require
 
-require(importlib.util.find_spec("opentelemetry.sdk") is not None, "OpenTelemetry (the tracing extra)",
+require(importlib.util.find_spec("opentelemetry") is not None and importlib.util.find_spec("opentelemetry.sdk") is not None, "OpenTelemetry (the tracing extra)",
         "pip install -r requirements-tracing.txt")
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
