@@ -59,7 +59,7 @@ def _one_digit(reading: images.Reading, service) -> np.ndarray:
         model = service.predictor.get()
         whole = model.predict(reading.pixels[None, :])[0]
         parts = model.predict(np.stack([part.pixels for part in reading.parts]))
-        if parts.max(axis=1).min() > whole.max():
+        if images.reads_as_parts(whole, parts):
             raise RequestError(images.several_digits(len(reading.parts), [part.box[0] for part in reading.parts],
                                                      touching=True), status=images.UNPROCESSABLE)
     return reading.pixels[None, :]

@@ -8,8 +8,8 @@ Request: the same image inputs as ``/predict`` (an image body, a multipart field
      "digits": [{"digit": 4, "confidence": 0.998, "probabilities": [10 numbers], "box": [x, y, w, h]}, ...]}
 
 ``box`` is in the photo's pixels (after its EXIF rotation). A mark much wider than tall is likely digits that
-touch: it is read both as one digit and cut into the digits it would hold, the more confident reading is kept
-(its digits marked ``"touching": true``), and ``"warnings"`` says so, with the other reading, instead of
+touch: it is read both as one digit and cut into the digits it would hold, one reading is kept
+(``images.reads_as_parts``; its digits marked ``"touching": true``), and ``"warnings"`` says so, with the other reading, instead of
 guessing silently. ``?explain=1`` adds each digit's 28x28 image (``"image"``, base64 PNG). A photo without a digit
 is a 422 saying what was found instead.
 """
@@ -69,7 +69,7 @@ def _weigh(model, reading: images.Reading, whole: np.ndarray, explain: bool) -> 
     if not reading.parts:
         return [_digit(reading, whole, explain)], None
     parts = model.predict(np.stack([part.pixels for part in reading.parts]))
-    split = parts.max(axis=1).min() > whole.max()
+    split = images.reads_as_parts(whole, parts)
     as_one, as_parts = str(int(whole.argmax())), "".join(str(int(p.argmax())) for p in parts)
     x, y, width, height = reading.box
     warning = (f"the mark at x={x}, y={y} is {width / max(height, 1):.1f} times wider than tall: likely "

@@ -31,7 +31,8 @@ from .paper import ink_map
 
 UNPROCESSABLE = 422
 TOUCHING_ASPECT = 1.2  # a digit this much wider than tall is likely two or more digits that touch
-DIGIT_ASPECT = 0.75  # a digit's usual width / height, to guess how many touch
+DIGIT_ASPECT = 0.75
+SURE = 0.8  # a wide mark read whole with this confidence or more is one digit  # a digit's usual width / height, to guess how many touch
 OWNED_MARGIN = 2  # working pixels around a digit's marks that still belong to it (the strokes' soft edges)
 
 
@@ -79,6 +80,13 @@ def _digits_on(image: Image.Image):
     """The ink map and the digits found on it."""
     ink = ink_map(image)
     return ink, find_digits(ink.mask, ink.ink)
+
+
+def reads_as_parts(whole: np.ndarray, parts: np.ndarray) -> bool:
+    """Whether a wide mark is better read as the digits it was cut into than as one: the model is unsure of it
+    whole (below ``SURE``) and surer of every part than of the whole (``whole``: its 10 probabilities;
+    ``parts``: one row per part). A wide but clear 2 or 4 stays one digit."""
+    return float(whole.max()) < SURE and float(parts.max(axis=1).min()) > float(whole.max())
 
 
 def digit_pixels(digit: Digit, ink: np.ndarray, labels: np.ndarray, columns: slice | None = None) -> np.ndarray:

@@ -155,11 +155,17 @@ def _remove_lines_along(mask: np.ndarray, faint: np.ndarray) -> tuple[np.ndarray
 
 
 def _best_angle(ys: np.ndarray, xs: np.ndarray) -> float:
-    """The angle of ``LINE_ANGLES`` at which the pixels pile highest into one bin of ``r``."""
+    """The angle at which the pixels pile highest into one bin of ``r``: the best of ``LINE_ANGLES``, then of
+    tenths of a degree around it (across a frame, half a degree moves a line by several pixels)."""
     step = max(1, len(ys) // LINE_SAMPLE)
     ys, xs = ys[::step], xs[::step]
+    coarse = _highest(ys, xs, LINE_ANGLES)
+    return _highest(ys, xs, coarse + np.deg2rad(np.arange(-0.4, 0.41, 0.1)))
+
+
+def _highest(ys: np.ndarray, xs: np.ndarray, angles) -> float:
     best, best_peak = 0.0, -1
-    for angle in LINE_ANGLES:
+    for angle in angles:
         r = np.round(ys * np.cos(angle) - xs * np.sin(angle)).astype(np.int64)
         peak = np.bincount(r - r.min()).max()
         if peak > best_peak:

@@ -9,7 +9,8 @@ Before that, what a pen, a pencil or a marker changes and MNIST's writers did no
 - **stroke width**: MNIST's strokes are ``MNIST_STROKE`` of the digit's extent (measured on MNIST's training
   digits, 2 x area / boundary at half intensity). The digit is first drawn at ``STROKE_SIDE`` pixels and its
   stroke measured the same way; a ballpoint's thinner stroke is thickened and a marker's thicker one thinned
-  (a grey-level dilation or erosion by a disk) to MNIST's before the final scaling.
+  (a grey-level dilation or erosion by a disk) to MNIST's before the final scaling, never so far that a
+  thinner part of a stroke vanishes or a loop closes.
 """
 
 from __future__ import annotations
@@ -65,14 +66,24 @@ def normalise_stroke(patch: np.ndarray) -> np.ndarray:
         return scaled
     radius = int(round(abs(target - width) / 2))
     if width > target:
-        radius = min(radius, int(width / 2) - 1)  # never erase a stroke
-    if radius < 1:
-        return scaled
-    disk = _disk(radius)
-    padded = np.pad(scaled, radius + 1)
-    changed = ndimage.grey_dilation(padded, footprint=disk) if width < target else \
-        ndimage.grey_erosion(padded, footprint=disk)
-    return crop_to_ink(changed)
+        radius = min(radius, int(width / 3))  # a stroke thinner than the average one must survive
+    holes = _holes(scaled)
+    while radius >= 1:
+        disk = _disk(radius)
+        padded = np.pad(scaled, radius + 1)
+        changed = ndimage.grey_dilation(padded, footprint=disk) if width < target else \
+            ndimage.grey_erosion(padded, footprint=disk)
+        if width > target or _holes(changed) >= holes:  # thickening must not close a loop (a small 9's, 6's)
+            return crop_to_ink(changed)
+        radius -= 1
+    return scaled
+
+
+def _holes(patch: np.ndarray) -> int:
+    """How many loops the strokes close (holes of at least 4 pixels in the half-intensity mask)."""
+    mask = patch >= 0.5
+    holes, count = ndimage.label(ndimage.binary_fill_holes(mask) & ~mask)
+    return int((np.bincount(holes.ravel())[1:] >= 4).sum()) if count else 0
 
 
 def _disk(radius: int) -> np.ndarray:
