@@ -53,7 +53,8 @@ RUN python3 -m venv /opt/venv \
 # endpoint, error path, hot reload, batching and shutdown; deploy/slim-venv.py lists each removal and
 # its reason, and stops if the pinned versions differ from the measured ones): Keras and its own
 # dependencies, h5py, libclang, pip/setuptools/wheel; TensorFlow's C++ headers and two unused
-# extension modules; tests folders, *.pyi, *.a; and the symbol tables of the shared objects (sections
+# extension modules; SciPy but for scipy.ndimage (photos, service/images) and what it imports;
+# tests folders, *.pyi, *.a; and the symbol tables of the shared objects (sections
 # no process maps; why not binutils' strip: the script's docstring). grpcio stays: the service serves
 # gRPC (service/grpc_api). The build log shows the sizes by package; tests/container/smoke.sh checks
 # the image's total.

@@ -6,17 +6,21 @@
 imports far less (it loads a plain SavedModel, never Keras). What goes was measured, not guessed: the
 service (gunicorn with ``service.worker.Worker``, requirements-serve.txt in a fresh venv) ran under
 ``strace -f -e trace=openat,open,execve,stat`` through every endpoint (JSON, the five image formats
-raw, base64 and multipart, TF Serving, KServe v2 JSON and binary FP16/32/64, /metrics, /openapi.json,
-the page), every 4xx path, a hot reload to a new version, a broken version and a roll back, a load
-burst, ``ENABLE_BATCHING=1`` and a SIGTERM shutdown (``python -m tests.container.measure_files``
-repeats that measurement). Nothing below was opened. It is pinned to the versions it was measured
+raw, base64 and multipart, TF Serving, KServe v2 JSON and binary FP16/32/64, photos read with SciPy
+under every condition of bench/photo_looks.py, numbers on /read, ``?explain=1``, sheets without a digit,
+a 12-megapixel JPEG, /metrics, /openapi.json, the page), every 4xx path, a hot reload to a new version,
+a broken version and a roll back, a load burst, ``ENABLE_BATCHING=1`` and a SIGTERM shutdown
+(``python -m tests.container.measure_files`` repeats that measurement). Nothing below was opened, but
+for two imports that TensorFlow tries and does without (h5py, scipy.sparse: their reasons say so). It
+is pinned to the versions it was measured
 with (``MEASURED_WITH``): with any other version this script stops, so that an upgrade is measured
 again instead of trusted (docs/deployment.md, "Image size", tells how).
 
 Three kinds of removal, each listed below with its reason:
 
 1. distributions, uninstalled with pip (their files, entry points and metadata go together);
-2. folders and files inside installed packages (C++ headers, tests, an unused extension module);
+2. folders and files inside installed packages (C++ headers, tests, an unused extension module,
+   SciPy but for scipy.ndimage and what it imports);
 3. the symbol tables (``.symtab``, ``.strtab``), ``.comment`` and ``.debug_*`` sections of shared
    objects. These sections are not part of any loadable segment: the dynamic loader never maps
    them, and dlopen/dlsym use ``.dynsym``, which stays. Only the section header table at the file's
@@ -49,10 +53,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # What the lists below were measured with: the pins in requirements-serve.txt whose code decides what
-# is loaded (TensorFlow imports, or not, the distributions below; the paths are TensorFlow's and
-# NumPy's). Another version of either: stop (measure again). The distributions uninstalled are
+# is loaded (TensorFlow imports, or not, the distributions below; the paths are TensorFlow's, NumPy's and
+# SciPy's). Another version of any: stop (measure again). The distributions uninstalled are
 # tensorflow-cpu's unpinned dependencies: whichever version pip picks, the service never imports them.
-MEASURED_WITH = {"tensorflow-cpu": "2.21.0", "numpy": "2.4.6"}
+MEASURED_WITH = {"tensorflow-cpu": "2.21.0", "numpy": "2.4.6", "scipy": "1.17.1"}
 
 # 1. Distributions the serving process never imports (none of their files was opened).
 UNINSTALL = {
@@ -73,6 +77,17 @@ UNINSTALL = {
     "wheel": "an installer (astunparse declares it)",
 }
 
+# SciPy subpackages the service never opens. It reads photos with scipy.ndimage, which imports
+# scipy.special and scipy._lib (they stay, with the OpenBLAS of scipy.libs that scipy.special links);
+# `import scipy` loads a subpackage only on first use (`scipy.<name>` or `import scipy.<name>`).
+SCIPY_UNUSED = {
+    "stats": "statistics", "optimize": "optimisation, root finding", "linalg": "linear algebra",
+    "spatial": "k-d trees, distances, Qhull", "io": "MATLAB, NetCDF, WAV files", "signal": "signal processing",
+    "interpolate": "interpolation", "integrate": "integration, ODEs", "fft": "FFTs", "fftpack": "legacy FFTs",
+    "cluster": "clustering", "odr": "orthogonal distance regression", "datasets": "sample data downloads",
+    "differentiate": "finite differences", "constants": "physical constants", "misc": "deprecated leftovers",
+}
+
 # 2. Paths inside site-packages (each must exist: a missing one means the layout changed).
 REMOVE = {
     "tensorflow/include": "C++ headers, only for compiling custom ops",
@@ -83,8 +98,18 @@ REMOVE = {
     "tensorflow/python/framework/lib_native_proto_caster.so": "no module loads it and no shared "
                                                               "object needs it (readelf -d)",
     "numpy/_core/include": "C headers, only for compiling against NumPy",
-    "numpy/f2py": "a Fortran wrapper generator (needs a compiler; loaded only on `numpy.f2py`)",
     "numpy/distutils": "build tooling (needs a compiler; loaded only on `numpy.distutils`)",
+    # (numpy/f2py stays: `from scipy import ndimage` loads it, through the `from numpy import *` of SciPy's
+    # vendored array_api_compat, and numpy's __all__ names f2py)
+    **{f"scipy/{name}": f"scipy.{name} ({what}): scipy.ndimage, the service's one use of SciPy "
+                        "(service/images), never imports it" for name, what in SCIPY_UNUSED.items()},
+    "scipy/sparse": "TensorFlow's legacy tf.python.keras imports it inside `try: ... except ImportError` "
+                    "(`issparse`, for Keras 2 training loops) and never needs it for a SavedModel",
+    "scipy/special/cython_special.cpython-311-x86_64-linux-gnu.so": "special functions for Cython's "
+                                                                    "`cimport`; scipy.special never loads it",
+    "scipy.libs/libgfortran-8f1e9814.so.5.0.0": "needed (readelf -d) only by extensions of scipy.linalg, "
+                                                "interpolate and odr; OpenBLAS links its own copy",
+    "scipy.libs/libquadmath-828275a7.so.0.0.0": "needed only by that libgfortran",
 }
 # ... and, anywhere in site-packages: folders named `tests` (test suites of numpy, opt_einsum,
 # TensorFlow's dtensor ...; `test` and `testing` stay, tf.test imports them), typing stubs (`*.pyi`,

@@ -44,6 +44,15 @@ missing = [m for m in ("grpc", "grpc_health", "grpc_reflection", "service.grpc_a
            if importlib.util.find_spec(m) is None]
 if missing:
     problems.append(f"gRPC's packages are missing from the image: {missing}")
+# ... and of SciPy only scipy.ndimage and what it imports (service/images reads photos with it)
+try:
+    importlib.import_module("scipy.ndimage")
+except ImportError as error:
+    problems.append(f"scipy.ndimage does not import (service/images reads photos with it): {error!r}")
+scipy_left = [m for m in ("scipy.stats", "scipy.optimize", "scipy.linalg", "scipy.sparse", "scipy.signal", "scipy.io")
+              if importlib.util.find_spec(m)]
+if scipy_left:
+    problems.append(f"left out by deploy/slim-venv.py, yet in the image: {scipy_left}")
 tensorflow_dir = os.path.dirname(importlib.util.find_spec("tensorflow").origin)
 for leftover in ("include", "compiler/mlir/stablehlo"):
     if os.path.exists(os.path.join(tensorflow_dir, leftover)):
@@ -72,4 +81,5 @@ if problems:
     sys.exit(1)
 print(f"image content: {len(dists)} distributions in the venv, tensorflow-cpu {md.version('tensorflow-cpu')}, "
       f"Python {sys.version.split()[0]}, no compiler, no tests, no training code, code and model read-only; "
-      "slimmed (no Keras, h5py, pip; TensorFlow without headers and symbol tables); gRPC's packages in")
+      "slimmed (no Keras, h5py, pip; TensorFlow without headers and symbol tables; of SciPy scipy.ndimage and "
+      "what it imports); gRPC's packages in")

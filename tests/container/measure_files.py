@@ -5,9 +5,12 @@
 VENV: a fresh virtual environment with requirements-serve.txt (``python3.11 -m venv V && V/bin/pip
 install -r requirements-serve.txt``), EXPORT_BASE: an export base with version 1 (``exports/mnist``).
 Runs the service as the image does (gunicorn, service/gunicorn.conf.py, 2 workers) from VENV under
-``strace -f -e trace=openat,open,execve``, twice: as shipped and with ENABLE_BATCHING=1. Each run:
-``smoke_client exercise`` (every kind of request, image format, refusal, GET route and /metrics), a
-load burst, a hot reload to version 2, a broken version 3 and a roll back to 1, then SIGTERM. Then it
+``strace -f -e trace=openat,open,execve``, twice: as shipped and with ENABLE_BATCHING=1 (both with
+MAX_BODY_BYTES at 8 MiB, room for a 12-megapixel phone photo). Each run: ``smoke_client exercise`` (every
+kind of request, image format, refusal, GET route and /metrics), ``photo_check photos`` and ``big-photo``
+(photos read with SciPy: a digit under every condition of bench/photo_looks.py to /predict, numbers to /read,
+?explain=1, sheets without a digit, a 12-megapixel JPEG), a load burst, a hot reload to version 2, a broken
+version 3 and a roll back to 1, then SIGTERM. Then it
 prints what was never opened in VENV's site-packages:
 
 - distributions none of whose files was opened (candidates for slim-venv.py's UNINSTALL);
@@ -43,8 +46,11 @@ OPENED = re.compile(r'^\d+\s+(?:openat|open|execve)\((?:AT_FDCWD, )?"([^"]+)"')
 MB = 1e6
 
 
-def client(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "tests.container.smoke_client", *args], check=True, cwd=REPO)
+MAX_BODY_BYTES = str(8 * 1024 * 1024)  # the 12-megapixel photo of photo_check big-photo (4-6 MB)
+
+
+def client(*args: str, module: str = "smoke_client") -> None:
+    subprocess.run([sys.executable, "-m", f"tests.container.{module}", *args], check=True, cwd=REPO)
 
 
 def run_service(venv: Path, export: Path, work: Path, name: str, extra_env: dict) -> Path:
@@ -54,7 +60,8 @@ def run_service(venv: Path, export: Path, work: Path, name: str, extra_env: dict
     trace = work / name / "trace"
     port = free_port()
     env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "HOME": str(work), "PYTHONPATH": str(REPO),
-           "TF_CPP_MIN_LOG_LEVEL": "2", "MODEL_DIR": str(base), "MODEL_POLL_SECONDS": "1", **extra_env}
+           "TF_CPP_MIN_LOG_LEVEL": "2", "MODEL_DIR": str(base), "MODEL_POLL_SECONDS": "1",
+           "MAX_BODY_BYTES": MAX_BODY_BYTES, **extra_env}
     log = open(work / name / "gunicorn.log", "w")
     tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=openat,open,execve", "-o", str(trace),
                                f"{venv}/bin/gunicorn", "-c", "service/gunicorn.conf.py", "--bind",
@@ -63,7 +70,10 @@ def run_service(venv: Path, export: Path, work: Path, name: str, extra_env: dict
     url = f"http://127.0.0.1:{port}"
     try:
         client("wait-ready", url, "240")
-        client("exercise", url, "--mnist-dir", os.environ.get("MNIST_DATA_DIR", str(REPO.parent / "shared/data/mnist")))
+        mnist = os.environ.get("MNIST_DATA_DIR", str(REPO.parent / "shared/data/mnist"))
+        client("exercise", url, "--mnist-dir", mnist)
+        for command in ("photos", "big-photo"):
+            client(command, url, "--mnist-dir", mnist, "--export", str(base), module="photo_check")
         client("load", url, "--out", str(work / name / "load.json"), "--seconds", "5")
         shutil.copytree(base / "1", base / ".tmp-2")
         os.rename(base / ".tmp-2", base / "2")
