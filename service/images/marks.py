@@ -10,9 +10,9 @@
      its strokes fill a small part of its box);
    - *specks*: dirt, dots, noise: below ``MIN_HEIGHT_SHARE`` of the short side, or solid blobs whose
      stroke width is ``BLOB_STROKE`` of their extent or more (a stroke is much thinner than it is long);
-   - *faint* marks, with less than ``FAINT`` of the strongest stroke's ink, a peak below ``MIN_PEAK``, or
-     mostly a faint halo (``HALO``): what is left of the light's unevenness (a dim corner), a crease, a faint
-     ruled line, never the pen's strokes, which are alike;
+   - *faint* marks, with less than ``FAINT`` of the strongest stroke's ink, a peak below ``MIN_PEAK``,
+     mostly a faint halo (``HALO``) or no edge (``SHARP``): what is left of the light's unevenness (a dim
+     corner fades in, a stroke has an edge), a crease, a faint ruled line, never the pen's strokes, which are alike;
    - the rest are strokes.
 3. **Digits** (``group``): strokes whose columns overlap belong to one digit (a 5's flag, a 4 written in two
    strokes, a pencil stroke broken by the paper's grain); groups much smaller than the tallest
@@ -41,6 +41,7 @@ BLOB_STROKE = 0.3  # stroke width / extent of a solid blob (a disk: 0.5) rather 
 FAINT = 0.4  # a stroke with less than this share of the strongest stroke's mean ink is the light's, not a pen's
 MIN_PEAK = 0.2  # ... and so is a mark whose strongest ink is below this (a pencil's: 0.25 and more)
 HALO = 0.3  # ... or whose mean ink is below this share of its peak: a faint halo around a dot
+SHARP = 0.1  # ... or whose ink rises by less than this share of its peak per pixel: light fading, not a stroke
 MIN_RELATIVE_HEIGHT = 0.45  # a group this much shorter than the tallest is not a digit of the number
 STRAIGHT = 0.08  # a mark whose pixels spread across its axis less than this share of along it is straight
 LINE_TILT = 50.0  # degrees from vertical beyond which a straight mark is a line, not a 1 (MNIST's lean less)
@@ -62,6 +63,7 @@ class Mark:
     contact: float
     ink: float = 1.0  # mean ink over its pixels
     peak: float = 1.0  # its strongest ink
+    sharpness: float = 1.0  # its steepest rise of ink per pixel, over its peak: a pen's stroke has an edge
     straightness: float = 1.0  # spread across its main axis / spread along it (0: a straight line)
     tilt: float = 0.0  # angle of its main axis from vertical, degrees (0-90)
     kind: str = "stroke"
@@ -190,10 +192,12 @@ def measure(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
     edges = np.bincount(labels[boundary], minlength=count + 1)
     inks = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1) / np.maximum(areas, 1)
     boxes = ndimage.find_objects(labels)
-    peaks = np.zeros(count + 1)
+    slope = np.hypot(ndimage.sobel(ink, axis=0), ndimage.sobel(ink, axis=1)) / 8.0  # per pixel
+    peaks, steepest = np.zeros(count + 1), np.zeros(count + 1)
     for label, box in enumerate(boxes, 1):  # per box: no sort of the whole image by label
         if box is not None:
-            peaks[label] = ink[box][labels[box] == label].max()
+            own = labels[box] == label
+            peaks[label], steepest[label] = ink[box][own].max(), slope[box][own].max()
     straightness, tilt = _shape_axes(labels, count, areas)
     contact = _border_contact(labels, count)
     marks = []
@@ -202,7 +206,8 @@ def measure(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
             continue
         marks.append(Mark(label, (box[0].start, box[1].start, box[0].stop, box[1].stop), int(areas[label]),
                           2.0 * areas[label] / max(edges[label], 1), contact[label], float(inks[label]),
-                          float(peaks[label]), float(straightness[label]), float(tilt[label])))
+                          float(peaks[label]), float(steepest[label] / max(peaks[label], 1e-6)),
+                          float(straightness[label]), float(tilt[label])))
     return labels, marks
 
 
@@ -242,8 +247,10 @@ def classify(marks: list[Mark], shape: tuple[int, int]) -> None:
     for mark in marks:
         fill = mark.area / max(mark.width * mark.height, 1)
         spans = mark.width >= SPAN_SHARE * cols or mark.height >= SPAN_SHARE * rows
-        if mark.straightness < STRAIGHT and (mark.tilt > LINE_TILT or spans):
-            mark.kind = "line"  # straight, and far from upright or across the frame: a 1 stands up, and ends
+        at_border = mark.box[0] == 0 or mark.box[1] == 0 or mark.box[2] == rows or mark.box[3] == cols
+        thin = mark.stroke <= LINE_THICKNESS * min(shape)
+        if mark.straightness < STRAIGHT and (mark.tilt > LINE_TILT or spans or (at_border and thin)):
+            mark.kind = "line"  # straight, and far from upright, across the frame, or a thin piece cut by the border
         elif (mark.contact >= EDGE_CONTACT and fill >= EDGE_FILL) or spans:
             mark.kind = "edge"
         elif max(mark.height, mark.width) < min_height or mark.stroke >= BLOB_STROKE * max(mark.height, mark.width):
@@ -251,7 +258,7 @@ def classify(marks: list[Mark], shape: tuple[int, int]) -> None:
     strongest = max((mark.ink for mark in marks if mark.kind == "stroke"), default=0.0)
     for mark in marks:
         if mark.kind == "stroke" and (mark.ink < FAINT * strongest or mark.peak < MIN_PEAK
-                                      or mark.ink < HALO * mark.peak):
+                                      or mark.ink < HALO * mark.peak or mark.sharpness < SHARP):
             mark.kind = "faint"
 
 

@@ -35,6 +35,7 @@ from scipy import ndimage
 AREA_SIDE = 256  # the area closing runs on the photo reduced to this longer side
 LIGHT_AREA = 0.3  # a dark region this large a share of the frame is the light's (a digit's ink: at most ~0.23)
 EDGE_AREA, LIGHT_CONTACT = 0.04, 0.25  # ... or this large, along a quarter of a side of the frame (a shadow, a table)
+CORNER_AREA, CORNER_CONTACT = 0.005, 0.02  # ... or this large, on two sides of the frame for this share of each
 AREA_LEVELS = np.exp(np.linspace(np.log(0.1), np.log(2.0), 32))  # times the median brightness
 FAT_STROKE = 0.2  # where the fine closing is this much darker than the coarse one, it sat on a fat stroke
 FINE_SHARE = 0.025  # the fine closing's side, of the short side: wider than a pen's stroke on most digits
@@ -102,7 +103,8 @@ def area_closing(values: np.ndarray) -> np.ndarray:
     around it (8-connected, below that level) is part of the sheet's light rather than a mark: it covers
     ``LIGHT_AREA`` of the frame, or ``EDGE_AREA`` while following the frame's border for ``LIGHT_CONTACT`` of a
     side (a shadow or a table comes in from the border; a digit is smaller, and touches the border, if at all,
-    with the end of a stroke). Paper stays as it is; a stroke, a digit, a speck take the level of the paper or
+    with the end of a stroke), or ``CORNER_AREA`` across a corner (a dim corner: two sides; a digit near the
+    border touches one). Paper stays as it is; a stroke, a digit, a speck take the level of the paper or
     the shadow they lie on; a shadow keeps its own."""
     levels = float(np.median(values)) * AREA_LEVELS
     out = np.full(values.shape, levels[-1], np.float32)
@@ -113,10 +115,12 @@ def area_closing(values: np.ndarray) -> np.ndarray:
         if count == 0:
             continue
         areas = np.bincount(labels.ravel(), minlength=count + 1) / values.size
-        contact = np.zeros(count + 1)
+        contact, sides = np.zeros(count + 1), np.zeros(count + 1)
         for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-            contact = np.maximum(contact, np.bincount(side, minlength=count + 1) / len(side))
-        light = (areas >= LIGHT_AREA) | ((areas >= EDGE_AREA) & (contact >= LIGHT_CONTACT))
+            share = np.bincount(side, minlength=count + 1) / len(side)
+            contact, sides = np.maximum(contact, share), sides + (share >= CORNER_CONTACT)
+        light = ((areas >= LIGHT_AREA) | ((areas >= EDGE_AREA) & (contact >= LIGHT_CONTACT))
+                 | ((areas >= CORNER_AREA) & (sides >= 2)))
         light[0] = False
         settled = light[labels] & ~done
         out[settled] = level
