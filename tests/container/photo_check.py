@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.container.smoke_client import image_requests, mnist_test_set
+from tests.container.smoke_client import image_requests
+from tests.container.smoke_support import mnist_test_set
 
 SEED = 21
 CONFIDENT = 0.9  # a digit chosen for a photo: read right as 784 numbers with at least this probability

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 from .report import REPORT, histogram, table
+from .strategies import CONTENT_TYPE, JSON_VALUES, MAX_BATCH, images, instances, valid_batch
 from .support import error_body_problem
 
 pytestmark = pytest.mark.reliability
@@ -33,7 +34,6 @@ pytestmark = pytest.mark.reliability
 # early): about 1,250 requests
 FUZZ_EXAMPLES = int(os.environ.get("RELIABILITY_FUZZ_EXAMPLES", "70"))
 OWN_EXAMPLES = int(os.environ.get("RELIABILITY_OWN_EXAMPLES", "200"))
-MAX_BATCH = 256  # the service's default MAX_BATCH (the fixture does not change it)
 SETTINGS = dict(deadline=None, database=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=list(HealthCheck))
 FUZZ_LOG: dict[str, Counter] = {}
@@ -104,6 +104,33 @@ def assert_service_still_correct(service, digits, expected, pids_before, log_fro
 
 
 # ---- schemathesis ---------------------------------------------------------------------------------
+def _fuzz_operation(operation, mode, service, session, checks, failures: list[str]) -> None:
+    """Up to ``FUZZ_EXAMPLES`` requests of one operation in one generation mode; what fails goes to ``failures``."""
+    from schemathesis import GenerationMode
+
+    # positive cases name the loaded version (1) so they reach the model, not only a 404
+    pinned = {"version": "1"} if mode == GenerationMode.POSITIVE and "{version}" in operation.path else None
+
+    @settings(max_examples=FUZZ_EXAMPLES, **SETTINGS)
+    @given(case=operation.as_strategy(mode, path_parameters=pinned))
+    def run(case):
+        try:
+            response = case.call(base_url=service.base_url, session=session, timeout=30)
+        except requests.RequestException as exc:
+            failures.append(f"{operation.label} [{mode.value}]: {type(exc).__name__}: {exc}")
+            service.check_alive()  # a dead server: stop here, with its log
+            return
+        try:
+            case.validate_response(response, checks=checks)
+        except Exception as exc:  # noqa: BLE001 - schemathesis' FailureGroup, reported below
+            failures.append(f"{operation.label} [{mode.value}]: {str(exc)[:1500]}")
+
+    try:
+        run()
+    except Unsatisfiable:
+        pass  # no negative input exists (an operation without parameters or body)
+
+
 def test_schemathesis_fuzz_of_the_openapi_document(service, digits, expected):
     import schemathesis
     from schemathesis import GenerationMode
@@ -126,28 +153,7 @@ def test_schemathesis_fuzz_of_the_openapi_document(service, digits, expected):
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             before = session.sent
-
-            # positive cases name the loaded version (1) so they reach the model, not only a 404
-            pinned = {"version": "1"} if mode == GenerationMode.POSITIVE and "{version}" in operation.path else None
-
-            @settings(max_examples=FUZZ_EXAMPLES, **SETTINGS)
-            @given(case=operation.as_strategy(mode, path_parameters=pinned))
-            def run(case):
-                try:
-                    response = case.call(base_url=service.base_url, session=session, timeout=30)
-                except requests.RequestException as exc:
-                    failures.append(f"{operation.label} [{mode.value}]: {type(exc).__name__}: {exc}")
-                    service.check_alive()  # a dead server: stop here, with its log
-                    return
-                try:
-                    case.validate_response(response, checks=checks)
-                except Exception as exc:  # noqa: BLE001 - schemathesis' FailureGroup, reported below
-                    failures.append(f"{operation.label} [{mode.value}]: {str(exc)[:1500]}")
-
-            try:
-                run()
-            except Unsatisfiable:
-                pass  # no negative input exists (an operation without parameters or body)
+            _fuzz_operation(operation, mode, service, session, checks, failures)
             per_operation.append((operation.label, mode.value, session.sent - before))
     seconds = time.monotonic() - started
 
@@ -168,63 +174,7 @@ def test_schemathesis_fuzz_of_the_openapi_document(service, digits, expected):
     assert_service_still_correct(service, digits, expected, pids, log_from)
 
 
-# ---- our own strategies ---------------------------------------------------------------------------
-GOOD = st.floats(0, 1, allow_nan=False, width=32)
-BAD = st.sampled_from([math.nan, math.inf, -math.inf, -0.5, 1.5, 255, -1e300, 1e300, True, False, "0.5",
-                       None, [], {}])
-LEAF = st.one_of(GOOD, GOOD, GOOD, st.integers(0, 1), BAD)
-
-
-def _shaped(leaf, shape):
-    if not shape:
-        return leaf
-    return st.lists(_shaped(leaf, shape[1:]), min_size=shape[0], max_size=shape[0])
-
-
-@st.composite
-def instances(draw):
-    """``{"instances": X}`` bodies: mostly well-formed batches, with shapes and leaves broken at random."""
-    kind = draw(st.sampled_from(["flat", "square", "mixed", "shape", "ragged", "any"]))
-    n = draw(st.integers(0, 3))  # full and overfull batches: the explicit examples
-    clean = draw(st.booleans())
-    leaf = GOOD if clean else LEAF
-    if kind == "flat":
-        return draw(st.lists(_shaped(leaf, (784,)), min_size=n, max_size=n))
-    if kind == "square":
-        return draw(st.lists(_shaped(leaf, (28, 28)), min_size=n, max_size=n))
-    if kind == "mixed":
-        return draw(st.lists(_shaped(leaf, (784,)) | _shaped(leaf, (28, 28)), min_size=max(n, 1),
-                             max_size=max(n, 1)))
-    if kind == "shape":
-        dims = draw(st.lists(st.sampled_from([0, 1, 2, 27, 28, 29, 783, 784, 785]), min_size=0, max_size=3))
-        if math.prod(dims) > 3000:
-            dims = dims[:1]
-        return draw(_shaped(leaf, tuple(dims)))
-    if kind == "ragged":
-        return draw(st.lists(st.lists(leaf, min_size=0, max_size=800), min_size=1, max_size=3))
-    return draw(st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
-                             lambda children: st.lists(children, max_size=4)
-                             | st.dictionaries(st.text(max_size=4), children, max_size=3), max_leaves=20))
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _valid_instance(item) -> bool:
-    if not isinstance(item, list):
-        return False
-    if len(item) == 784 and all(_is_number(v) and 0 <= v <= 1 for v in item):
-        return True
-    return (len(item) == 28 and all(isinstance(r, list) and len(r) == 28 and
-                                    all(_is_number(v) and 0 <= v <= 1 for v in r) for r in item))
-
-
-def valid_batch(value) -> bool:
-    return (isinstance(value, list) and 1 <= len(value) <= MAX_BATCH
-            and all(_valid_instance(item) for item in value))
-
-
+# ---- our own strategies (strategies.py) -------------------------------------------------------
 @pytest.fixture(scope="module")
 def session(service):
     with CountingSession(service) as s:
@@ -285,10 +235,6 @@ def test_pixel_arrays_of_any_shape_and_value(service, session, digits, expected)
     assert_service_still_correct(service, digits, expected, pids, log_from)
 
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=6), children, max_size=4),
-    max_leaves=25)
 ENDPOINTS = ["/predict", "/v1/models/mnist:predict", "/v1/models/mnist/versions/1:predict",
              "/v2/models/mnist/infer", "/v2/models/mnist/versions/1/infer"]
 
@@ -323,37 +269,6 @@ def test_arbitrary_json_and_numbers_on_every_prediction_endpoint(service, sessio
             session, sent, statuses)
     assert not problems, problems[:5]
     assert_service_still_correct(service, digits, expected, pids, log_from)
-
-
-MODES = {"PNG": ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"], "JPEG": ["L", "RGB", "CMYK"],
-         "GIF": ["L", "P"], "BMP": ["1", "L", "P", "RGB"], "WEBP": ["RGB", "RGBA"]}
-
-
-@st.composite
-def images(draw):
-    """A random image: random size, mode and format, random or drawn content."""
-    from PIL import Image
-
-    width, height = draw(st.integers(1, 300)), draw(st.integers(1, 300))
-    fmt = draw(st.sampled_from(sorted(MODES)))
-    mode = draw(st.sampled_from(MODES[fmt]))
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    pattern = draw(st.sampled_from(["noise", "blank", "blob"]))
-    grey = np.full((height, width), 255, np.uint8)
-    if pattern == "noise":
-        grey = rng.integers(0, 256, (height, width), dtype=np.uint8)
-    elif pattern == "blob":
-        y0, x0 = rng.integers(0, height), rng.integers(0, width)
-        grey[y0:y0 + max(1, height // 3), x0:x0 + max(1, width // 5)] = 0
-    image = Image.fromarray(grey).convert(mode)
-    out = io.BytesIO()
-    image.save(out, format=fmt)
-    return fmt, out.getvalue()
-
-
-CONTENT_TYPE = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "BMP": "image/bmp",
-                "WEBP": "image/webp"}
 
 
 def test_random_images_and_random_bytes(service, session, digits, expected):

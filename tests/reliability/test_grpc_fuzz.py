@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from tests.service.grpc_support import Clients, channel, infer_probabilities, probabilities
 
 from .report import REPORT, histogram, table
-from .test_fuzz import MAX_BATCH, OWN_EXAMPLES, SETTINGS, assert_service_still_correct
+from .strategies import MAX_BATCH
+from .test_fuzz import OWN_EXAMPLES, SETTINGS, assert_service_still_correct
 
 pytestmark = pytest.mark.reliability
 

@@ -51,6 +51,26 @@ def load_checkpoint_weights(path):
     return keras.saving.load_model(path).get_weights()
 
 
+def check_export_metadata(metrics: dict, export_base: Path) -> Path:
+    """The export's folder and metadata agree with metrics.json (calibration included); returns the folder."""
+    test = metrics["test"]
+    version_dir = Path(metrics["export"]["path"])
+    assert version_dir.parent == export_base and version_dir.name == str(metrics["export"]["version"])
+    metadata = json.loads((version_dir / "assets.extra" / "metadata.json").read_text())
+    assert metadata["version"] == metrics["export"]["version"]
+    calibration = metrics["calibration"]  # training/calibration.py: T fitted on the validation split
+    assert calibration["temperature"] > 0 and calibration["bins"] == 15
+    assert calibration["fitted_on_validation_images"] == metrics["dataset"]["validation"]
+    assert 0 <= calibration["test_ece_after"] <= 1 and 0 <= calibration["test_ece_before"] <= 1
+    assert calibration["validation_nll_after"] <= calibration["validation_nll_before"]
+    assert metadata["calibration"] == calibration
+    assert metadata["test_accuracy"] == test["accuracy"]
+    assert metadata["sizes"] == [784, 128, 64, 10]
+    for key in ("created", "activation", "optimizer", "hyperparameters", "dataset", "per_class_accuracy", "versions"):
+        assert key in metadata, key
+    return version_dir
+
+
 def check_run(run_dir: Path, export_base: Path, epochs: int, x_test, y_test, tmp_path):
     for name in RUN_FILES:
         assert (run_dir / name).is_file(), f"{name} missing from {sorted(p.name for p in run_dir.iterdir())}"
@@ -77,20 +97,7 @@ def check_run(run_dir: Path, export_base: Path, epochs: int, x_test, y_test, tmp
     assert {"tensorflow", "keras", "numpy", "python"} <= set(metrics["versions"])
     assert metrics["epochs_completed"] == epochs
 
-    version_dir = Path(metrics["export"]["path"])
-    assert version_dir.parent == export_base and version_dir.name == str(metrics["export"]["version"])
-    metadata = json.loads((version_dir / "assets.extra" / "metadata.json").read_text())
-    assert metadata["version"] == metrics["export"]["version"]
-    calibration = metrics["calibration"]  # training/calibration.py: T fitted on the validation split
-    assert calibration["temperature"] > 0 and calibration["bins"] == 15
-    assert calibration["fitted_on_validation_images"] == metrics["dataset"]["validation"]
-    assert 0 <= calibration["test_ece_after"] <= 1 and 0 <= calibration["test_ece_before"] <= 1
-    assert calibration["validation_nll_after"] <= calibration["validation_nll_before"]
-    assert metadata["calibration"] == calibration
-    assert metadata["test_accuracy"] == test["accuracy"]
-    assert metadata["sizes"] == [784, 128, 64, 10]
-    for key in ("created", "activation", "optimizer", "hyperparameters", "dataset", "per_class_accuracy", "versions"):
-        assert key in metadata, key
+    version_dir = check_export_metadata(metrics, export_base)
 
     # The export, loaded in a fresh process from another folder without the project, scores the same.
     np.savez(tmp_path / "test.npz", x=x_test, y=y_test)
