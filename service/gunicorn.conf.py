@@ -15,18 +15,17 @@
   importing initialises no runtime and starts no thread, and the imported code is then shared, copy on
   write, by all workers instead of held once per worker. ``gc.freeze()`` then puts those objects out
   of the collector's reach: collections no longer write to the shared pages, and a full collection no
-  longer walks TensorFlow's ~263,000 objects (about 100 ms, a stall of every request in flight on that
-  worker; after the freeze, under 1 ms). Measured with 2 workers (``python -m bench.peers --servers ours``): total
-  PSS 732 -> 601 MiB at start, 606 MiB after load (without ``gc.freeze()``: 711 MiB after load); a
-  killed worker's replacement is ready in 0.3 s instead of 2.4 s (tests/reliability, docs/reliability.md).
+  longer walks TensorFlow's hundreds of thousands of objects (a stall of every request in flight on that
+  worker). What it saves in memory is the peers table's PSS column (``python -m bench.peers``,
+  docs/benchmarks.md); how fast a killed worker's replacement is ready, docs/reliability.md.
 - ``service`` is importable because gunicorn puts its working directory (``chdir``, by default the one
   it was started in: the repository root, or ``/app`` in the image) first on ``sys.path`` before it
   reads this file.
 - Prometheus multiprocess mode: the master creates a fresh ``PROMETHEUS_MULTIPROC_DIR`` (or empties the
   one given) before forking, marks dead workers so their live gauges disappear, and removes its own
   temporary folder at exit. (That variable is prometheus_client's, not one of the service's settings.)
-- The master, and so every worker, refuses to import Keras, scikit-learn, SciPy, matplotlib, pandas, JAX
-  and torch (``service/lean.py``): TensorFlow and Keras would import them when installed, for nothing.
+- The master, and so every worker, refuses to import Keras, scikit-learn, matplotlib, pandas, JAX and
+  torch (``service/lean.py``): TensorFlow would import them when installed, for nothing.
 - No control socket (gunicorn >= 25 would create one in ``~/.gunicorn/`` or ``$XDG_RUNTIME_DIR``).
 - TLS when ``TLS_CERT_FILE`` and ``TLS_KEY_FILE`` are set: gunicorn's ``certfile``/``keyfile``, TLS 1.2 at
   least (``ssl_context`` below); the worker balances TLS connections too and gives a handshake

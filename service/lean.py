@@ -2,12 +2,13 @@
 
 ``import tensorflow`` eagerly imports Keras (``keras.src.optimizers``, "for the SavedModel registry"),
 and Keras imports scikit-learn, matplotlib and pandas when they are installed, only to offer integrations
-the service never uses (memory per worker and a second of start-up: ``python -m bench.peers`` measures the
-workers' PSS). SciPy is the exception: the service uses ``scipy.ndimage`` to read photos
-(``service/images``), and imports it itself; with Keras and scikit-learn kept out, nothing else does. TensorFlow Lite's helpers import JAX when it is installed (``from jax import jit``,
-for their converter), where the torch/JAX backends share the environment. The service loads plain SavedModels (the exported graph needs no Keras
-code), so the gunicorn master refuses these imports before it imports the service, and its workers
-inherit that (``on_starting`` in ``service/gunicorn.conf.py``); TensorFlow and Keras treat them as
+the service never uses (memory per worker and start-up time: ``python -m bench.peers`` measures the
+workers' PSS). SciPy is not kept out: the service uses ``scipy.ndimage`` to read photos
+(``service/images``); with Keras and scikit-learn kept out, nothing else imports it. TensorFlow Lite's
+helpers import JAX when it is installed (``from jax import jit``, for their converter), where the
+torch/JAX backends share the environment. The service loads plain SavedModels (the exported graph needs
+no Keras code), so the gunicorn master refuses these imports before it imports the service, and its
+workers inherit that (``on_starting`` in ``service/gunicorn.conf.py``); TensorFlow and Keras treat them as
 absent (both catch the ``ImportError``), which is what they are for the service.
 
 An import of a kept-out module raises ``ModuleNotFoundError``, but ``importlib.util.find_spec``
