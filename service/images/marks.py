@@ -32,6 +32,7 @@ LINE_BIN = 0.2  # ... piling at least this share of the columns into each bin of
 LINE_THICKNESS = 0.02  # ... at most this share of the short side thick
 LINE_INK = 0.05  # lines are looked for among the pixels with this much ink or more (the mask's threshold is higher)
 LINE_SAMPLE = 40_000  # mask pixels used to find the lines' angle
+LINE_PASSES = 3  # angles looked at for the lines of one direction (perspective turns them differently)
 EDGE_CONTACT = 0.2  # a solid mark along the border for this share of a side is a table, the sheet's edge, a
 EDGE_FILL = 0.5  # shadow ... (solid: filling this share of its box; a digit's strokes fill much less of theirs)
 SPAN_SHARE = 0.96  # a mark this wide or tall (of the frame) is a line or an edge, not a digit
@@ -121,39 +122,81 @@ def remove_lines(mask: np.ndarray, faint: np.ndarray | None = None) -> tuple[np.
 
 
 def _remove_lines_along(mask: np.ndarray, faint: np.ndarray) -> tuple[np.ndarray, int]:
-    """Lines within ``LINE_ANGLES`` of horizontal. Each pixel's distance ``r = y cos a - x sin a`` to the line
-    through the origin at the angle ``a`` where the pixels pile highest; a line at that angle is a thin run of
-    full bins of ``r`` (at most ``LINE_THICKNESS`` of the short side) whose pixels cover ``LINE_SPAN`` of the
-    columns or more. A digit's bar is much thicker than a ruled line, or much shorter. Found in ``faint``,
-    removed from ``mask``."""
+    """Lines within ``LINE_ANGLES`` of horizontal, found in ``faint`` and removed from ``mask``, one angle at a
+    time: a photo's perspective turns the lines of one family by different angles (they meet far away), so
+    after the lines at the angle where most pixels pile up, those at the next such angle, ``LINE_PASSES``
+    times at most."""
+    lines = 0
+    for _ in range(LINE_PASSES):
+        found = _lines_at_best_angle(mask, faint)
+        if found is None:
+            break
+        on_line, count = found
+        mask, faint, lines = _without(mask, on_line), faint & ~on_line(faint), lines + count
+    return mask, lines
+
+
+def _lines_at_best_angle(mask: np.ndarray, faint: np.ndarray):
+    """Each pixel's distance ``r = y cos a - x sin a`` to the line through the origin at the angle ``a`` where
+    the pixels of ``faint`` pile highest; a line at that angle is a thin run of full bins of ``r`` (at most
+    ``LINE_THICKNESS`` of the short side) whose pixels cover ``LINE_SPAN`` of the columns or more. A digit's
+    bar is much thicker than a ruled line, or much shorter. None if there is none; else a function that marks
+    the pixels of a mask on those lines, and how many lines."""
     ys, xs = np.nonzero(faint)
     rows, cols = mask.shape
     if len(ys) < LINE_SPAN * cols:
-        return mask, 0
+        return None
     angle = _best_angle(ys, xs)
     r = np.round(ys * np.cos(angle) - xs * np.sin(angle)).astype(np.int64)
     offset = r.min()
     r -= offset
-    runs, _ = ndimage.label(np.bincount(r) >= LINE_BIN * cols)  # a thin line spreads over one to three bins
+    counts = np.bincount(r)
     thickest = max(3, LINE_THICKNESS * min(rows, cols))
     line_bins = np.zeros(r.max() + 2, bool)
     lines = 0
-    for run in ndimage.find_objects(runs):
-        low, high = max(run[0].start - 1, 0), run[0].stop + 1  # and the antialiased fringe on either side
-        if run[0].stop - run[0].start <= thickest and np.unique(xs[(r >= low) & (r < high)]).size >= LINE_SPAN * cols:
+    for start, stop in _thin_runs(counts, LINE_BIN * cols, thickest):
+        low, high = max(start - 1, 0), stop + 1  # and the antialiased fringe on either side
+        if np.unique(xs[(r >= low) & (r < high)]).size >= LINE_SPAN * cols:
             line_bins[low:high] = True
             lines += 1
     if not lines:
-        return mask, 0
-    ys, xs = np.nonzero(mask)
-    r = np.clip(np.round(ys * np.cos(angle) - xs * np.sin(angle)).astype(np.int64) - offset, 0, len(line_bins) - 1)
-    on_line = line_bins[r]
-    removed = np.zeros_like(mask)
-    removed[ys[on_line], xs[on_line]] = True
+        return None
+
+    def on_line(pixels: np.ndarray) -> np.ndarray:
+        ys, xs = np.nonzero(pixels)
+        r = np.round(ys * np.cos(angle) - xs * np.sin(angle)).astype(np.int64) - offset
+        hit = line_bins[np.clip(r, 0, len(line_bins) - 1)] & (r >= 0) & (r < len(line_bins))
+        marked = np.zeros_like(pixels)
+        marked[ys[hit], xs[hit]] = True
+        return marked
+
+    on_line.widest = _widest_run(line_bins)
+    return on_line, lines
+
+
+def _thin_runs(counts: np.ndarray, least: float, thickest: float) -> list[tuple[int, int]]:
+    """Runs of bins holding ``least`` pixels or more, at most ``thickest`` bins wide: a thin line spreads over
+    one to three bins. Where a line crosses a digit, the digit's pixels fill the bins beside it and the run
+    grows thick: then the bins holding half its fullest bin or more, the line's own, if they are thin."""
+    found = []
+    runs, _ = ndimage.label(counts >= least)
+    for (run,) in ndimage.find_objects(runs):
+        if run.stop - run.start <= thickest:
+            found.append((run.start, run.stop))
+            continue
+        part = counts[run]
+        cores, _ = ndimage.label(part >= part.max() / 2)
+        found += [(run.start + core.start, run.start + core.stop) for (core,) in ndimage.find_objects(cores)
+                  if core.stop - core.start <= thickest]
+    return found
+
+
+def _without(mask: np.ndarray, on_line) -> np.ndarray:
+    """``mask`` without the lines' pixels, but where a stroke crossed a line: it joins again across it."""
+    removed = on_line(mask)
     kept = mask & ~removed
-    bridge = np.ones((2 * _widest_run(line_bins) + 3, 1), bool)  # across a line: strokes that crossed it join again
-    kept |= removed & ndimage.binary_closing(kept, structure=bridge)
-    return kept, lines
+    bridge = np.ones((2 * on_line.widest + 3, 1), bool)  # across a line
+    return kept | (removed & ndimage.binary_closing(kept, structure=bridge))
 
 
 def _best_angle(ys: np.ndarray, xs: np.ndarray) -> float:

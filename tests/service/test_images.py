@@ -131,6 +131,26 @@ def test_ruled_lines_are_removed_and_the_strokes_they_crossed_joined_again():
     assert len(result.digits) == 1 and result.lines >= 6
 
 
+def test_lines_seen_in_perspective_and_a_line_along_a_digits_bar_are_removed():
+    """A photo's perspective turns the ruled lines by different angles (they meet far away): each angle is
+    looked at in turn. A line lying along the 7's bar piles the bar's pixels into its bins, a run too thick
+    for a line: the line's own bins, the fullest, are still found."""
+    picture = sheet()
+    draw = ImageDraw.Draw(picture)
+    for k, y in enumerate(range(40, 480, 60)):  # the lines fan out: 1.0 to 2.9 degrees
+        draw.line([(0, y), (640, y + 11 + 3 * k)], fill=(120, 140, 200), width=3)
+    seven(draw, 250, 175, 220, 14)  # its bar along the line from (0, 160) to (640, 177): y=167 at x=250
+    ink = paper.ink_map(picture)
+    cleaned, lines = marks.remove_lines(ink.mask)
+    assert lines >= 8
+    for away in (np.s_[:, :200], np.s_[:, 460:]):  # away from the digit: a few stray pixels of the fringe at most
+        assert cleaned[away].sum() < 0.05 * ink.mask[away].sum()
+    result = marks.find_digits(ink.mask, ink.ink)
+    assert len(result.digits) == 1 and result.lines >= 8
+    top, left, bottom, right = result.digits[0].box
+    assert 160 <= top <= 180 and bottom - top >= 200  # the 7 kept whole: its bar and its stem
+
+
 def test_specks_and_dots_are_not_digits():
     picture = sheet()
     draw = ImageDraw.Draw(picture)
