@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -87,10 +88,16 @@ def plain(tmp_path_factory, export_base):
         yield server
 
 
-def access_lines(server) -> list[dict]:
+def access_lines(server, until=lambda lines: True, seconds: float = 5.0) -> list[dict]:
     """Every access-log line of the server's log (its standard output and error, interleaved), parsed: a line
-    that starts like one and does not parse fails here."""
-    return [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    that starts like one and does not parse fails here. A worker writes a request's line just after sending
+    its answer, so a test that has its answer waits (at most ``seconds``) until ``until(lines)`` holds."""
+    deadline = time.monotonic() + seconds
+    while True:
+        lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+        if until(lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
 
 
 def on_fresh_connections(server, method: str, path: str, times: int = 6, **kwargs) -> list[requests.Response]:
@@ -151,7 +158,13 @@ def test_grpc_tokens_missing_wrong_right_and_revoked(featured, tokens_file):
         assert revoked.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         write_tokens(tokens_file, *TOKENS)
-    lines = [line for line in access_lines(featured) if line["protocol"] == "grpc"]
+    def grpc_lines(lines):
+        return [line for line in lines if line["protocol"] == "grpc"]
+
+    def revoked_call_logged(lines):  # the last call's line, after the accepted one's
+        ids = [line["id"] for line in grpc_lines(lines)]
+        return "grpc-1" in ids and ids.index("grpc-1") < len(ids) - 1
+    lines = grpc_lines(access_lines(featured, until=revoked_call_logged))
     assert {"id": "grpc-1", "status": "OK", "instances": 1} == {k: v for k, v in lines[-2].items()
                                                                if k in ("id", "status", "instances")}
     assert lines[-1]["status"] == "UNAUTHENTICATED"
@@ -163,7 +176,9 @@ def test_the_request_id_is_in_the_answer_the_error_body_and_the_access_log(featu
                                      **bearer(TOKENS[0])}, timeout=10)
     assert refused.status_code == 400 and refused.headers["X-Request-Id"] == "op-check-17"
     assert refused.json()["request_id"] == "op-check-17"
-    (line,) = [line for line in access_lines(featured) if line["id"] == "op-check-17"]
+    def ours(lines):
+        return [line for line in lines if line["id"] == "op-check-17"]
+    (line,) = ours(access_lines(featured, until=ours))
     assert (line["status"], line["route"], line["method"], line["client"]) == (400, "/predict", "POST", "127.0.0.1")
     with socket.create_connection(("127.0.0.1", featured.port), timeout=10) as sock:  # refused by the parser
         sock.sendall(b"GARBAGE\r\n\r\n")
@@ -180,7 +195,7 @@ def test_one_json_access_line_per_request_and_every_line_parses(featured):
             requests.get(featured.url("/no/such/route"), timeout=10),
             requests.post(featured.url("/predict"), data=b"0" * (9 * 1024 * 1024), timeout=10)]
     assert [answer.status_code for answer in sent] == [200, 200, 200, 404, 413]
-    lines = access_lines(featured)[before:]
+    lines = access_lines(featured, until=lambda lines: len(lines) >= before + len(sent))[before:]
     assert len(lines) == len(sent)  # lines from the two workers: in any order
     assert all(list(line) == ACCESS_KEYS for line in access_lines(featured))
     by_id = {line["id"]: line for line in lines}
