@@ -126,10 +126,11 @@ USER 10001:10001
 # and reflection; 0 turns it off), service/config.py's defaults
 EXPOSE 8000 8500
 # /healthz answers 200 while the process is alive (readiness, i.e. a loaded model, is /readyz).
-# Python, not curl: slim bases have no curl. start-period covers TensorFlow's start (~10 s per worker).
-# The port is the one gunicorn binds: $PORT as service/config.py reads it (stdlib only, no TensorFlow).
+# Python, not curl: slim bases have no curl. start-period covers TensorFlow's start in every worker.
+# service/healthcheck.py asks the port gunicorn binds ($PORT as service/config.py reads it), over HTTPS when
+# TLS_CERT_FILE is set and with a token when AUTH_PROBES=1 (stdlib only, no TensorFlow).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; from service.config import load_config; urllib.request.urlopen('http://127.0.0.1:%d/healthz' % load_config().port, timeout=4)"]
+    CMD ["python", "-m", "service.healthcheck"]
 # gunicorn is PID 1 (exec form, no shell in between), so it receives SIGTERM itself: it stops accepting,
 # lets the workers finish their requests (graceful_timeout in service/gunicorn.conf.py) and exits 0.
 # Give `docker stop` at least that long: --stop-timeout / stop_grace_period / terminationGracePeriodSeconds.
