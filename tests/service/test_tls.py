@@ -177,17 +177,3 @@ def test_the_image_healthcheck_speaks_tls_when_the_service_does(server, certific
     assert check(load_config({"PORT": server.port, "TLS_CERT_FILE": cert, "TLS_KEY_FILE": key}, environ={})) == 200
     with pytest.raises((OSError, http.client.HTTPException)):
         check(load_config({"PORT": server.port}, environ={}))
-
-
-def test_gunicorns_private_hook_for_the_tls_context_is_still_there():
-    """service/worker.py overrides gunicorn's private ``ASGIWorker._get_ssl_context`` so that a TLS context
-    that cannot be made stops the worker (gunicorn's own logs it and serves plain HTTP): if a new gunicorn
-    renamed it, the override would be silently dead. This fails loudly instead."""
-    import inspect
-
-    from gunicorn.workers import gasgi
-
-    from service.worker import Worker
-
-    assert "self._get_ssl_context()" in inspect.getsource(gasgi.ASGIWorker._serve)
-    assert Worker._get_ssl_context is not gasgi.ASGIWorker._get_ssl_context
