@@ -46,6 +46,7 @@ def render(results: dict, output: Path, plots: Path) -> None:
     lines += section_peers(plots / PEERS_JSON, output)
     lines += section_peers_grpc(plots / PEERS_GRPC_JSON, output)
     lines += section_photos(plots / PHOTOS_JSON, output)
+    lines += section_operator_features(plots / OPERATOR_FEATURES_JSON, output)
     write_bytes_atomic(output, "\n".join(lines).encode())
 
 
@@ -103,6 +104,25 @@ def section_photos(path: Path, output: Path) -> list[str]:
             "condition (bench/photo_looks.py says what each models), sent to the service as a user sends them, "
             "next to the same digits sent as 784 numbers; CPU per photo is the service's (decoding, preprocessing, "
             "the model), not the rendering's.", "", photos_report(data), ""]
+
+
+OPERATOR_FEATURES_JSON = "operator-features.json"  # python -m bench.operator_features --json ...
+
+
+def section_operator_features(path: Path, output: Path) -> list[str]:
+    """What request IDs, the JSON access log, tokens and TLS cost per request (bench/operator_features.py)."""
+    if not path.is_file():
+        return []
+    from bench.operator_features import report_from_json as features_report
+
+    data = json.loads(path.read_text())
+    link = os.path.relpath(path, output.parent)
+    return ["## What the operator features cost", "",
+            f"`python -m bench.operator_features --json docs/benchmarks/{OPERATOR_FEATURES_JSON} --markdown`, run on "
+            f"its own at commit {data['commit']} ({data['minutes']:.0f} minutes, {data['cpu']}); raw figures: [`{link}`]({link}). Our service under "
+            "gunicorn (2 workers), one configuration at a time, the order alternating between rounds; `off` is this "
+            "checkout as shipped, `base` the service before the features (same settings). \"vs off\" is each "
+            "round's ratio to `off`, median (min-max) over the rounds.", "", *features_report(data)]
 
 
 def header_lines(results: dict, raw_link: str) -> list[str]:
