@@ -1,6 +1,7 @@
 """docs/benchmarks.md from the figures of ``python -m bench.run_all`` (a run's, or a saved results.json's
 with ``--render-only``): the header (run, machine, libraries), the table of stages, each stage's section
-(bench/training_sections.py, bench/serving_sections.py) and, when saved, the peers and photo benchmarks' reports.
+(bench/training_sections.py, bench/serving_sections.py) and, when saved, the peers, photo and hot-path benchmarks'
+reports.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def render(results: dict, output: Path, plots: Path) -> None:
     lines += section_peers_grpc(plots / PEERS_GRPC_JSON, output)
     lines += section_photos(plots / PHOTOS_JSON, output)
     lines += section_operator_features(plots / OPERATOR_FEATURES_JSON, output)
+    lines += section_hot_paths(plots / HOT_PATHS_JSON, output)
     write_bytes_atomic(output, "\n".join(lines).encode())
 
 
@@ -119,10 +121,30 @@ def section_operator_features(path: Path, output: Path) -> list[str]:
     link = os.path.relpath(path, output.parent)
     return ["## What the operator features cost", "",
             f"`python -m bench.operator_features --json docs/benchmarks/{OPERATOR_FEATURES_JSON} --markdown`, run on "
-            f"its own at commit {data['commit']} ({data['minutes']:.0f} minutes, {data['cpu']}); raw figures: [`{link}`]({link}). Our service under "
-            "gunicorn (2 workers), one configuration at a time, the order alternating between rounds; `off` is this "
-            "checkout as shipped, `base` the service before the features (same settings). \"vs off\" is each "
-            "round's ratio to `off`, median (min-max) over the rounds.", "", *features_report(data)]
+            f"its own at commit {data['commit']} ({data['minutes']:.0f} minutes, {data['cpu']}); raw figures: "
+            f"[`{link}`]({link}). Our service under gunicorn (2 workers), one configuration at a time, the order "
+            "alternating between rounds; `off` is this checkout as shipped, `base` the service before the features "
+            "(same settings). \"vs off\" is each round's ratio to `off`, median (min-max) over the rounds.", "",
+            *features_report(data)]
+
+
+HOT_PATHS_JSON = "hot-paths.json"  # python -m bench.hot_paths --json docs/benchmarks/hot-paths.json
+
+
+def section_hot_paths(path: Path, output: Path) -> list[str]:
+    """Each serving hot-path mechanism against the plain way it replaces (bench/hot_paths.py), if saved."""
+    if not path.is_file():
+        return []
+    from bench.hot_paths import report_from_json as hot_paths_report
+
+    data = json.loads(path.read_text())
+    link = os.path.relpath(path, output.parent)
+    return ["## Hot paths", "",
+            f"`{data['command']}`, run on its own on {data['when']} ({data['elapsed_seconds'] / 60:.1f} "
+            f"minutes); raw figures: [`{link}`]({link}). Each mechanism of the serving hot path that the code "
+            "names this benchmark for, side by side in one process with the plain way it replaces (both checked "
+            "to give the same results first); the two take turns in every repeat; µs per call, medians. "
+            "bench/hot_paths.py says exactly what each row times.", "", hot_paths_report(data), ""]
 
 
 def header_lines(results: dict, raw_link: str) -> list[str]:

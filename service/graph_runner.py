@@ -4,8 +4,9 @@ Calling ``tf.saved_model.load(path).signatures["serving_default"]`` canonicalise
 Python and runs the function through a ``PartitionedCall`` on every request: most of a one-image
 request's CPU time. The same computation with its variables folded into constants
 (``convert_variables_to_constants_v2``), imported into a ``tf.Graph`` and run by a ``Session``
-callable, costs a tenth of that: the way TensorFlow Serving runs a SavedModel (``Session::Run``). What
-it buys is in the peers table (``python -m bench.peers``, docs/benchmarks.md). The
+callable, skips both: the way TensorFlow Serving runs a SavedModel (``Session::Run``); measured
+against the signature by ``python -m bench.hot_paths`` (rows ``graph_runner_*``). What it buys a
+whole request is in the peers table (``python -m bench.peers``, docs/benchmarks.md). The
 results are the signature's own, bit for bit (see ``remapping`` below); ``load_version`` checks that on
 every load and falls back to the signature if freezing is impossible (a model with tables or other
 resources) or its results differ.
@@ -77,7 +78,8 @@ class GraphRunner:
         self._batched = batching is not None
         self.on_batch: Callable[[int], None] | None = None  # called with each batch's size
         # Session.make_callable with a feed goes through Session.run's Python; a callable made from
-        # CallableOptions is TF_SessionRunCallable in C, several times cheaper: Keras 2's way to the same.
+        # CallableOptions is TF_SessionRunCallable in C: Keras 2's way to the same. Measured by
+        # python -m bench.hot_paths (rows callable_options_*).
         outputs = list(fetches) if self._batched else [fetches]
         options = config_pb2.CallableOptions(feed=[pixels.name], fetch=[t.name for t in outputs])
         self._call = self.session._make_callable_from_options(options)

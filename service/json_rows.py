@@ -1,10 +1,11 @@
 """The usual prediction body, ``{"instances": [[784 numbers], ...]}``, parsed straight into NumPy.
 
 The general path (``inputs.parse_json`` + ``inputs.to_pixel_batch``) has orjson make a Python float
-of every pixel and NumPy then copy those into an array: for 64 images (50,176 numbers, 330 kB) that
-is 1.3 ms, the largest cost of such a request. simdjson (pysimdjson) parses the body into its own
-tape and copies the numbers out as C doubles: 0.48 ms (one image: 20 -> 8 us). Both parsers round
-each decimal correctly, so the doubles, and the float32 pixels made from them, are the same.
+of every pixel and NumPy then copy those into an array: for a batch of images (64 of them: 50,176
+numbers) the largest cost of such a request. simdjson (pysimdjson) parses the body into its own tape
+and copies the numbers out as C doubles, with no Python object per number; measured by
+``python -m bench.hot_paths`` (rows ``instance_rows_*``). Both parsers round each decimal correctly,
+so the doubles, and the float32 pixels made from them, are the same.
 
 Only exactly this shape takes the fast path: an object whose one key is ``instances``, a non-empty
 list of rows, each row a list of exactly 784 JSON numbers and nothing nested. For anything else

@@ -44,8 +44,9 @@ class WholeRequests:
     """``WholeRequests(wsgi_app, threads, max_body_bytes, body_timeout)``: an ASGI 3 application.
 
     ``threads=0``: the WSGI app runs on the event loop's own thread, one request at a time. Python
-    runs one thread at a time anyway, and the model call takes ~20 us, so this is the fastest way
-    (measured: no hand-off between threads per request). ``threads > 0``: a pool of that many
+    runs one thread at a time anyway, and the model call is short next to handing it to a pool thread
+    and back, so this is the fastest way: no hand-off between threads per request (measured by
+    ``python -m bench.hot_paths``, rows ``inline_*``). ``threads > 0``: a pool of that many
     threads, for apps whose calls wait (TensorFlow's batch scheduler merges the predictions of
     requests waiting in different threads).
     """
