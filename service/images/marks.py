@@ -154,11 +154,15 @@ def _lines_at_best_angle(mask: np.ndarray, faint: np.ndarray):
     thickest = max(3, LINE_THICKNESS * min(rows, cols))
     line_bins = np.zeros(r.max() + 2, bool)
     lines = 0
-    for start, stop in _thin_runs(counts, LINE_BIN * cols, thickest):
+    for (start, stop), (run_start, run_stop) in _thin_runs(counts, LINE_BIN * cols, thickest):
         low, high = max(start - 1, 0), stop + 1  # and the antialiased fringe on either side
-        if np.unique(xs[(r >= low) & (r < high)]).size >= LINE_SPAN * cols:
-            line_bins[low:high] = True
-            lines += 1
+        if np.unique(xs[(r >= low) & (r < high)]).size < LINE_SPAN * cols:
+            continue
+        beside = (r >= run_start) & (r < run_stop) & ((r < low) | (r >= high))
+        if np.unique(xs[beside]).size >= LINE_SPAN * cols:
+            continue  # what thickens the run spans the frame too: the sheet's edge against a table, not a digit
+        line_bins[low:high] = True
+        lines += 1
     if not lines:
         return None
 
@@ -174,20 +178,23 @@ def _lines_at_best_angle(mask: np.ndarray, faint: np.ndarray):
     return on_line, lines
 
 
-def _thin_runs(counts: np.ndarray, least: float, thickest: float) -> list[tuple[int, int]]:
+def _thin_runs(counts: np.ndarray, least: float, thickest: float) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """Runs of bins holding ``least`` pixels or more, at most ``thickest`` bins wide: a thin line spreads over
     one to three bins. Where a line crosses a digit, the digit's pixels fill the bins beside it and the run
-    grows thick: then the bins holding half its fullest bin or more, the line's own, if they are thin."""
+    grows thick: then the bins holding half its fullest bin or more, the line's own, if they are thin (the
+    caller checks that what is beside them is a digit's width, not a band across the frame). Each as
+    ``((start, stop), (start, stop) of its whole run)``."""
     found = []
     runs, _ = ndimage.label(counts >= least)
     for (run,) in ndimage.find_objects(runs):
+        whole = (run.start, run.stop)
         if run.stop - run.start <= thickest:
-            found.append((run.start, run.stop))
+            found.append((whole, whole))
             continue
         part = counts[run]
         cores, _ = ndimage.label(part >= part.max() / 2)
-        found += [(run.start + core.start, run.start + core.stop) for (core,) in ndimage.find_objects(cores)
-                  if core.stop - core.start <= thickest]
+        found += [((run.start + core.start, run.start + core.stop), whole)
+                  for (core,) in ndimage.find_objects(cores) if core.stop - core.start <= thickest]
     return found
 
 
