@@ -19,6 +19,12 @@ the adapter refuses itself keeps the service's error contract (``errors.error_bo
 The WSGI environ is built as PEP 3333 says, from the ASGI scope (the ASGI spec's "WSGI
 compatibility" section): ``PATH_INFO`` is the URL-decoded path as latin-1, headers become
 ``HTTP_*`` keys, ``wsgi.input`` holds the whole body and ``CONTENT_LENGTH`` its size.
+
+Why not a2wsgi's or asgiref's WSGI adapter: both hand every call to a thread pool (a2wsgi: up to 10
+threads by default) and let the app read the body while it arrives, so a slow body holds a thread, and
+neither has a deadline for the whole body. This one reads the body on the loop under a total deadline and
+can run the app on the loop itself (``threads=0``); what the hand-off to a pool thread costs per call is
+measured by ``python -m bench.hot_paths`` (rows ``inline_*``).
 """
 
 from __future__ import annotations
