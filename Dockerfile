@@ -130,7 +130,7 @@ EXPOSE 8000 8500
 # service/healthcheck.py asks the port gunicorn binds ($PORT as service/config.py reads it), over HTTPS when
 # TLS_CERT_FILE is set and with a token when AUTH_PROBES=1 (stdlib only, no TensorFlow).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-m", "service.healthcheck"]
+    CMD ["python", "-m", "service.healthcheck", "/healthz"]
 # gunicorn is PID 1 (exec form, no shell in between), so it receives SIGTERM itself: it stops accepting,
 # lets the workers finish their requests (graceful_timeout in service/gunicorn.conf.py) and exits 0.
 # Give `docker stop` at least that long: --stop-timeout / stop_grace_period / terminationGracePeriodSeconds.
