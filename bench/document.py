@@ -6,6 +6,7 @@ reports.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -52,15 +53,24 @@ def render(results: dict, output: Path, plots: Path) -> None:
     write_bytes_atomic(output, "\n".join(lines).encode())
 
 
+def saved_run(render):
+    """A section from a benchmark's saved run: ``section(path, output)`` is ``[]`` when ``path`` is absent,
+    else ``render(data, link)`` with the JSON's content and its link relative to the document."""
+    @functools.wraps(render)
+    def section(path: Path, output: Path) -> list[str]:
+        if not path.is_file():
+            return []
+        return render(json.loads(path.read_text()), os.path.relpath(path, output.parent))
+
+    return section
+
+
 PEERS_JSON = "peers.json"  # python -m bench.peers --json docs/benchmarks/peers.json (not run by run_all: too long)
 
 
-def section_peers(path: Path, output: Path) -> list[str]:
+@saved_run
+def section_peers(data: dict, link: str) -> list[str]:
     """The serving frameworks side by side (bench/peers.py), from its last saved run, if there is one."""
-    if not path.is_file():
-        return []
-    data = json.loads(path.read_text())
-    link = os.path.relpath(path, output.parent)
     return ["## Serving against the Python serving frameworks", "",
             "`python -m bench.peers --json docs/benchmarks/peers.json --markdown` (not part of `run_all`: it "
             "builds a virtual environment per framework; this run took "
@@ -73,12 +83,9 @@ def section_peers(path: Path, output: Path) -> list[str]:
 PEERS_GRPC_JSON = "peers-grpc.json"  # python -m bench.peers --servers ours,ours-grpc,kserve-grpc --json ...
 
 
-def section_peers_grpc(path: Path, output: Path) -> list[str]:
+@saved_run
+def section_peers_grpc(data: dict, link: str) -> list[str]:
     """Ours over gRPC against KServe's gRPC server and our HTTP (bench/peers.py's gRPC rows), if saved."""
-    if not path.is_file():
-        return []
-    data = json.loads(path.read_text())
-    link = os.path.relpath(path, output.parent)
     return ["## Serving over gRPC", "",
             "`python -m bench.peers --servers ours,ours-grpc,kserve-grpc --json docs/benchmarks/peers-grpc.json "
             f"--markdown`, run on its own on {data['when']} ({data['elapsed_seconds'] / 60:.0f} minutes); raw "
@@ -92,14 +99,11 @@ def section_peers_grpc(path: Path, output: Path) -> list[str]:
 PHOTOS_JSON = "photos.json"  # python -m bench.photos --json docs/benchmarks/photos.json
 
 
-def section_photos(path: Path, output: Path) -> list[str]:
+@saved_run
+def section_photos(data: dict, link: str) -> list[str]:
     """Digits photographed, scanned and drawn (bench/photos.py), from its last saved run, if there is one."""
-    if not path.is_file():
-        return []
     from bench.photo_report import report_from_json as photos_report
 
-    data = json.loads(path.read_text())
-    link = os.path.relpath(path, output.parent)
     return ["## Photos, scans and drawings", "",
             "`python -m bench.photos --json docs/benchmarks/photos.json --markdown`, run on its own; raw figures: "
             f"[`{link}`]({link}). MNIST test digits rendered as phone photos, scans and drawings under each "
@@ -111,14 +115,11 @@ def section_photos(path: Path, output: Path) -> list[str]:
 OPERATOR_FEATURES_JSON = "operator-features.json"  # python -m bench.operator_features --json ...
 
 
-def section_operator_features(path: Path, output: Path) -> list[str]:
+@saved_run
+def section_operator_features(data: dict, link: str) -> list[str]:
     """What request IDs, the JSON access log, tokens and TLS cost per request (bench/operator_features.py)."""
-    if not path.is_file():
-        return []
     from bench.operator_features import report_from_json as features_report
 
-    data = json.loads(path.read_text())
-    link = os.path.relpath(path, output.parent)
     return ["## What the operator features cost", "",
             f"`python -m bench.operator_features --json docs/benchmarks/{OPERATOR_FEATURES_JSON} --markdown`, run on "
             f"its own at commit {data['commit']} ({data['minutes']:.0f} minutes, {data['cpu']}); raw figures: "
@@ -131,14 +132,11 @@ def section_operator_features(path: Path, output: Path) -> list[str]:
 HOT_PATHS_JSON = "hot-paths.json"  # python -m bench.hot_paths --json docs/benchmarks/hot-paths.json
 
 
-def section_hot_paths(path: Path, output: Path) -> list[str]:
+@saved_run
+def section_hot_paths(data: dict, link: str) -> list[str]:
     """Each serving hot-path mechanism against the plain way it replaces (bench/hot_paths.py), if saved."""
-    if not path.is_file():
-        return []
     from bench.hot_paths import report_from_json as hot_paths_report
 
-    data = json.loads(path.read_text())
-    link = os.path.relpath(path, output.parent)
     return ["## Hot paths", "",
             f"`{data['command']}`, run on its own on {data['when']} ({data['elapsed_seconds'] / 60:.1f} "
             f"minutes); raw figures: [`{link}`]({link}). Each mechanism of the serving hot path that the code "

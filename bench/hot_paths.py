@@ -54,7 +54,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench.support import REPO, cpu_model, git_commit, markdown_table, mnist_dir
+from bench.support import REPO, command_line, cpu_model, git_commit, markdown_table, mnist_dir
 
 SIZES = (1, 64)
 
@@ -355,8 +355,7 @@ def report_from_json(data: dict) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__)
     parser.add_argument("--model-dir", type=Path, default=REPO / "exports" / "mnist",
                         help="export base; its newest complete version is measured (default exports/mnist)")
     parser.add_argument("--repeats", type=int, default=15, help="interleaved repeats per row (default 15)")

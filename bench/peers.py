@@ -70,7 +70,7 @@ from bench.peers_load import DEFAULT_LEVELS, parse_levels, wrk_version
 from bench.peers_report import describe_run, render_report
 from bench.peers_run import TOLERANCE, mnist_test_images, reference_probabilities, run_rounds
 from bench.peers_servers import DEFAULT_SERVERS, SERVER_NAMES, SPECS, Context, ensure_venv
-from bench.support import REPO, machine, newest_version
+from bench.support import REPO, command_line, machine, newest_version
 
 DEFAULT_CACHE = Path.home() / ".cache" / "mnist-digits" / "bench-peers"
 
@@ -86,8 +86,7 @@ def load_average() -> list[float]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__)
     parser.add_argument("--model-dir", type=Path, default=REPO / "exports" / "mnist",
                         help="export base with numbered SavedModel versions (default exports/mnist); the "
                              "newest version is served by every server")

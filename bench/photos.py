@@ -52,8 +52,8 @@ from bench.photo_ink import resize
 from bench.photo_report import report_from_json, row_line
 from bench.photo_sheets import (CONDITION_NOTES, CONDITIONS, NO_DIGIT, NON_DIGIT_KINDS, digit_sheet, encode,
                                 render_non_digit, render_number)
+from bench.support import REPO, command_line
 
-REPO = Path(__file__).resolve().parents[1]
 NUMBER_ROWS = {"numbers": "2-6 digits in a row (2, 3, 4, 5, 6 in turn)", "numbers_4": "4 digits in a row",
                "touching": "2-6 digits in a row, each touching its neighbour"}
 NON_DIGIT_ROWS = {f"no_digit_{kind}": kind for kind in NON_DIGIT_KINDS}
@@ -276,8 +276,7 @@ def model_version(model_dir: Path) -> int | None:
 
 # ---- main ---------------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_line(__doc__)
     parser.add_argument("--model-dir", type=Path, default=REPO / "exports" / "mnist",
                         help="export base with numbered SavedModel versions (default exports/mnist)")
     parser.add_argument("--count", type=int, default=150, help="photos (or sheets) per row (default 150)")

@@ -9,6 +9,7 @@ The benchmarks run as modules from the repository root: ``python -m bench.servin
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -27,6 +28,13 @@ PACKAGES = ("numpy", "tensorflow-cpu", "keras", "flask", "gunicorn", "pillow", "
 
 
 # ---- where things are -----------------------------------------------------------------------------
+def command_line(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's parser: its module docstring's first paragraph as the description, the rest (the
+    commands and what they measure) as the epilogue, as written."""
+    return argparse.ArgumentParser(description=doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[1],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def mnist_dir() -> Path | None:
     """The folder with the four MNIST IDX files: $MNIST_DATA_DIR, else ../shared/data/mnist."""
     configured = os.environ.get("MNIST_DATA_DIR")
