@@ -84,15 +84,21 @@ def peers_block(data: dict) -> str:
 
 # ---- photos -----------------------------------------------------------------------------------------
 def photos_block(data: dict) -> str:
-    """Each row of a saved ``bench.photos --json`` run: share read right, ratio to clean, the goal."""
-    lines = ["| photos of | photos | read right | of the clean accuracy | goal |", "|---|---:|---:|---:|---|"]
+    """Each row of a saved ``bench.photos --json`` run: the share answered right, its ratio to the clean
+    accuracy, the service's CPU per photo (median), the goal."""
+    lines = ["| photos of | photos | right | of the clean accuracy | CPU ms per photo | goal |",
+             "|---|---:|---:|---:|---:|---|"]
     for row in data["rows"]:
         if row.get("available") is False:
             continue
         ratio = "1" if row["group"] == "clean" else ("" if row.get("ratio") is None else f"{row['ratio']:.3f}")
+        cpu = f"{row['cpu_ms']['median']:.1f}" if row.get("cpu_ms") else ""
         goal = {True: "met", False: "**not met**"}.get(row.get("meets_goal"), "")
-        lines.append(f"| {row['name']} | {row['count']} | {row['success']:.1%} | {ratio} | {goal} |")
-    return "\n".join(lines)
+        lines.append(f"| {row['name']} | {row['count']} | {row['success']:.1%} | {ratio} | {cpu} | {goal} |")
+    return "\n".join(lines + ["", "Right: read right (one digit), read exactly (numbers; touching: or flagged as "
+                              "touching), answered 422 (no digit). "
+                              f"Seed {data.get('seed')}, run of {str(data.get('created', ''))[:10]}, commit "
+                              f"{data.get('machine', {}).get('commit')}."])
 
 
 BLOCKS = {"peers": ("peers.json", peers_block), "photos": ("photos.json", photos_block)}

@@ -41,11 +41,14 @@ def test_ratios_are_computed_within_each_repeat():
 
 
 def test_photo_rows_say_whether_the_goal_is_met():
-    data = {"rows": [{"name": "clean", "group": "clean", "count": 10, "success": 0.9},
-                     {"name": "plain", "group": "digit", "count": 10, "success": 0.8, "ratio": 0.889, "meets_goal": False},
+    data = {"seed": 21, "created": "2026-12-07T13:58:30+00:00", "machine": {"commit": "abc1234"},
+            "rows": [{"name": "clean", "group": "clean", "count": 10, "success": 0.9, "cpu_ms": {"median": 0.41}},
+                     {"name": "plain", "group": "digit", "count": 10, "success": 0.8, "ratio": 0.889, "meets_goal": False,
+                      "cpu_ms": {"median": 94.26}},
                      {"name": "numbers", "group": "number", "available": False}]}
-    assert photos_block(data).splitlines()[2:] == ["| clean | 10 | 90.0% | 1 |  |",
-                                                   "| plain | 10 | 80.0% | 0.889 | **not met** |"]
+    lines = photos_block(data).splitlines()
+    assert lines[2:4] == ["| clean | 10 | 90.0% | 1 | 0.4 |  |", "| plain | 10 | 80.0% | 0.889 | 94.3 | **not met** |"]
+    assert lines[-1].endswith("Seed 21, run of 2026-12-07, commit abc1234.")
 
 
 def test_an_unknown_block_name_is_refused():
