@@ -79,7 +79,7 @@ def to_mnist(data: bytes, max_pixels: int = 4096 * 4096) -> np.ndarray:
 def _digits_on(image: Image.Image):
     """The ink map and the digits found on it."""
     ink = ink_map(image)
-    return ink, find_digits(ink.mask, ink.ink)
+    return ink, find_digits(ink.mask, ink.ink, ink.off_sheet)
 
 
 def reads_as_parts(whole: np.ndarray, parts: np.ndarray) -> bool:

@@ -7,7 +7,8 @@
 2. **Components** (8-connected) are then measured (``Mark``) and sorted out (``classify``):
    - *edges*: the sheet's edge, a table, a shadow: solid marks that follow the frame's border for
      ``EDGE_CONTACT`` of a side, or marks that cross the whole frame (a digit may touch the border too, but
-     its strokes fill a small part of its box);
+     its strokes fill a small part of its box), or marks lying mostly (``BEYOND_SHEET``) beyond the sheet,
+     where the light is a dark table's or floor's (``paper.OFF_SHEET``): its grain, never a digit;
    - *specks*: dirt, dots, noise: below ``MIN_HEIGHT_SHARE`` of the short side, or solid blobs whose
      stroke width is ``BLOB_STROKE`` of their extent or more (a stroke is much thinner than it is long);
    - *faint* marks, with less than ``FAINT`` of the strongest stroke's ink, a peak below ``MIN_PEAK``,
@@ -35,6 +36,7 @@ LINE_SAMPLE = 40_000  # mask pixels used to find the lines' angle
 LINE_PASSES = 3  # angles looked at for the lines of one direction (perspective turns them differently)
 EDGE_CONTACT = 0.2  # a solid mark along the border for this share of a side is a table, the sheet's edge, a
 EDGE_FILL = 0.5  # shadow ... (solid: filling this share of its box; a digit's strokes fill much less of theirs)
+BEYOND_SHEET = 0.5  # a mark with more than this share of its pixels beyond the sheet is the table's grain
 SPAN_SHARE = 0.96  # a mark this wide or tall (of the frame) is a line or an edge, not a digit
 MIN_HEIGHT_SHARE = 0.025  # digits are at least this share of the short side tall ...
 MIN_HEIGHT_PX = 7  # ... and this many working pixels
@@ -67,6 +69,7 @@ class Mark:
     sharpness: float = 1.0  # its steepest rise of ink per pixel, over its peak: a pen's stroke has an edge
     straightness: float = 1.0  # spread across its main axis / spread along it (0: a straight line)
     tilt: float = 0.0  # angle of its main axis from vertical, degrees (0-90)
+    off_sheet: float = 0.0  # share of its pixels beyond the sheet (where the light is a table's, not paper's)
     kind: str = "stroke"
 
     @property
@@ -232,8 +235,9 @@ def _widest_run(flags: np.ndarray) -> int:
 
 
 # ---- 2. components -----------------------------------------------------------------------------------------
-def measure(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
-    """The label image of the mask's 8-connected components and a ``Mark`` for each."""
+def measure(mask: np.ndarray, ink: np.ndarray, off_sheet: np.ndarray | None = None) -> tuple[np.ndarray, list[Mark]]:
+    """The label image of the mask's 8-connected components and a ``Mark`` for each (``off_sheet``: the
+    pixels beyond the sheet, ``paper.InkMap.off_sheet``)."""
     labels, count = ndimage.label(mask, structure=EIGHT)
     if count == 0:
         return labels, []
@@ -250,6 +254,8 @@ def measure(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
             peaks[label], steepest[label] = ink[box][own].max(), slope[box][own].max()
     straightness, tilt = _shape_axes(labels, count, areas)
     contact = _border_contact(labels, count)
+    beyond = (np.zeros(count + 1) if off_sheet is None else
+              np.bincount(labels.ravel(), weights=off_sheet.ravel(), minlength=count + 1) / np.maximum(areas, 1))
     marks = []
     for label, box in enumerate(boxes, 1):
         if box is None:
@@ -257,7 +263,7 @@ def measure(mask: np.ndarray, ink: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
         marks.append(Mark(label, (box[0].start, box[1].start, box[0].stop, box[1].stop), int(areas[label]),
                           2.0 * areas[label] / max(edges[label], 1), contact[label], float(inks[label]),
                           float(peaks[label]), float(steepest[label] / max(peaks[label], 1e-6)),
-                          float(straightness[label]), float(tilt[label])))
+                          float(straightness[label]), float(tilt[label]), float(beyond[label])))
     return labels, marks
 
 
@@ -301,7 +307,7 @@ def classify(marks: list[Mark], shape: tuple[int, int]) -> None:
         thin = mark.stroke <= LINE_THICKNESS * min(shape)
         if mark.straightness < STRAIGHT and (mark.tilt > LINE_TILT or spans or (at_border and thin)):
             mark.kind = "line"  # straight, and far from upright, across the frame, or a thin piece cut by the border
-        elif (mark.contact >= EDGE_CONTACT and fill >= EDGE_FILL) or spans:
+        elif (mark.contact >= EDGE_CONTACT and fill >= EDGE_FILL) or spans or mark.off_sheet > BEYOND_SHEET:
             mark.kind = "edge"
         elif max(mark.height, mark.width) < min_height or mark.stroke >= BLOB_STROKE * max(mark.height, mark.width):
             mark.kind = "speck"
@@ -362,10 +368,11 @@ def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
-def find_digits(mask: np.ndarray, ink: np.ndarray) -> Found:
-    """Lines removed, marks sorted out, strokes grouped into digits: what the mask of the ink map holds."""
+def find_digits(mask: np.ndarray, ink: np.ndarray, off_sheet: np.ndarray | None = None) -> Found:
+    """Lines removed, marks sorted out, strokes grouped into digits: what the mask of the ink map holds
+    (``off_sheet``: the pixels beyond the sheet, where no mark is a digit)."""
     mask, lines = remove_lines(mask, ink > LINE_INK)
-    labels, marks = measure(mask, ink)
+    labels, marks = measure(mask, ink, off_sheet)
     classify(marks, mask.shape)
     digits = group([mark for mark in marks if mark.kind == "stroke"])
     tallest = max((digit.height for digit in digits), default=0)

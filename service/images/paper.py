@@ -17,6 +17,11 @@
 5. **Mask**: hysteresis thresholds above the noise (``HIGH``/``LOW`` noise deviations, at least
    ``MIN_HIGH``/``MIN_LOW`` of ink): pixels clearly ink, and the fainter pixels connected to them (a pencil
    stroke's grainy edge, a thin line's blurred edge), nothing isolated.
+6. **Beyond the sheet** (``beyond_sheet``): where the coarse light (the area closing's, right under strokes
+   of any width) is below ``OFF_SHEET`` of the brightest sheet's, in a region that comes in from the frame's
+   border, there is no paper but a dark table or floor: paper in a hand's shadow keeps a third of the light
+   or more, a table beside white paper a fifth or less. Its grain is not ink of a digit (``marks`` drops the
+   marks lying there).
 
 Why SciPy (``scipy.ndimage``): its closings (separable, in C, whatever their size), labelling, morphology and
 filters are what this needs, and the serving image keeps only the parts it loads; OpenCV's headless wheel is a
@@ -45,6 +50,7 @@ LIGHT_EDGE = 0.08  # log-light change per reduced pixel above which the light ha
 LIGHT_EDGE_BAND = 2  # reduced pixels either side of such an edge where the fine closing's light is taken
 INK_SMOOTHING = 1.0  # Gaussian sigma, pixels, of the ink map
 EDGE_SMOOTHING = 1.5  # Gaussian sigma, pixels, of the photo the light is estimated from
+OFF_SHEET = 0.25  # where the paper's light is below this share of the brightest sheet's, there is no paper
 FLOOR = 0.2  # the light is never taken below this share of the brightest sheet (noise in near-black areas)
 HIGH, LOW = 7.0, 3.5  # hysteresis thresholds, in noise standard deviations above the sheet
 MIN_HIGH, MIN_LOW = 0.14, 0.07  # ... and at least this much ink
@@ -53,24 +59,28 @@ MIN_HIGH, MIN_LOW = 0.14, 0.07  # ... and at least this much ink
 @dataclass
 class InkMap:
     """``ink``: float32 (rows, cols) in [0, 1]; ``mask``: bool, the pixels taken as ink; ``light_on_dark``:
-    the polarity found; ``noise``: the standard deviation of ``ink`` on the bare sheet."""
+    the polarity found; ``noise``: the standard deviation of ``ink`` on the bare sheet; ``off_sheet``: bool,
+    the pixels beyond the sheet (step 6 of the module docstring)."""
 
     ink: np.ndarray
     mask: np.ndarray
     light_on_dark: bool
     noise: float
+    off_sheet: np.ndarray | None = None  # None: not known (every pixel on the sheet)
 
 
 def ink_map(image: Image.Image) -> InkMap:
     """The ink map of an RGB photo (float32 in [0, 1]) and its mask (see the module docstring)."""
     light_on_dark = is_light_on_dark(image)
     channel = ink_channel(image, light_on_dark)
-    ink, mask, noise = _ink(channel, sheet_light(channel))
-    return InkMap(ink, mask, light_on_dark, noise)
+    light, reduced_light = sheet_light(channel)
+    ink, mask, noise = _ink(channel, light)
+    return InkMap(ink, mask, light_on_dark, noise, beyond_sheet(reduced_light, channel.shape))
 
 
-def sheet_light(channel: np.ndarray) -> np.ndarray:
-    """The sheet's light under every pixel, marks erased. Two estimates, each right where the other is not:
+def sheet_light(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(light, reduced)``: the sheet's light under every pixel, marks erased, and the coarse estimate at the
+    reduced size it is made at. Two estimates, each right where the other is not:
 
     - ``coarse``: an *area closing* (``area_closing``: every dark region too small to be the light's own filled
       to the level of what surrounds it), on the photo reduced to ``AREA_SIDE`` pixels and brought back to full
@@ -89,7 +99,24 @@ def sheet_light(channel: np.ndarray) -> np.ndarray:
     edges = enlarged(light_edges(closed).astype(np.float32), channel.shape) > 0
     fine = closing(ndimage.gaussian_filter(channel, EDGE_SMOOTHING), odd(FINE_SHARE * min(channel.shape)))
     take_fine = (coarse - fine <= FAT_STROKE * coarse) | edges
-    return np.where(take_fine, fine, coarse)
+    return np.where(take_fine, fine, coarse), np.maximum(closed, small)
+
+
+def beyond_sheet(light: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels (bool, ``shape``) beyond the sheet: regions of the reduced coarse ``light`` below
+    ``OFF_SHEET`` of the brightest sheet's light that come in from the frame's border along ``LIGHT_CONTACT``
+    of a side, as a table beyond the sheet's edge does (a huge fat digit can be as dark and as large, but it
+    lies on the sheet)."""
+    dark = light < OFF_SHEET * float(np.percentile(light, 95))
+    labels, count = ndimage.label(dark, structure=np.ones((3, 3), bool))
+    if count == 0:
+        return np.zeros(shape, bool)
+    contact = np.zeros(count + 1)
+    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        contact = np.maximum(contact, np.bincount(side, minlength=count + 1) / len(side))
+    contact[0] = 0
+    beyond = (contact >= LIGHT_CONTACT)[labels].astype(np.float32)
+    return enlarged(beyond, shape) > 0.5
 
 
 def enlarged(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -56,7 +56,7 @@ def lit(image: Image.Image, light: np.ndarray) -> Image.Image:
 
 def found(image: Image.Image) -> marks.Found:
     ink = paper.ink_map(image)
-    return marks.find_digits(ink.mask, ink.ink)
+    return marks.find_digits(ink.mask, ink.ink, ink.off_sheet)
 
 
 # ---- the light ------------------------------------------------------------------------------------------------
@@ -165,6 +165,31 @@ def test_the_sheets_edge_against_a_table_is_not_a_line_to_remove():
         data = render_digit(np.asarray(patch, np.float32), "table_edge", photo_rng(21, "table_edge", index))
         image, _ = decode.decode_image(data, 4096 * 4096)
         assert len(found(image).digits) == 1, f"photo {index}"
+
+
+def test_beyond_the_sheet_a_tables_grain_is_no_digit_while_a_digit_in_a_deep_shadow_is():
+    """Where the paper's light falls below a quarter of the brightest sheet's, in a region that comes in from
+    the frame's border, there is no paper but a table: its grain is dropped. Paper in a hand's shadow keeps a
+    third of the light, and its digit is read; so is a huge fat digit, as dark but on the sheet. The tables:
+    three sheets of the photo benchmark's 'no digit, table edge' row that were read as digits."""
+    from bench.photo_sheets import render_non_digit
+    from bench.photos import photo_rng
+
+    for index in (33, 58, 73):
+        with pytest.raises(RequestError) as info:
+            images.read(render_non_digit("table_edge", photo_rng(21, "no_digit_table_edge", index)))
+        assert info.value.status == 422 and info.value.message.startswith("no digit found in the image"), index
+    picture = sheet()
+    seven(ImageDraw.Draw(picture), 260, 150, 200, 16)
+    light = np.ones((480, 640), np.float32)
+    light[:, :200] = 0.21  # a dark table beyond the sheet's edge (darker still is ink: paper.FLOOR)
+    light[:, 200:] = np.where(np.mgrid[0:480, 200:640][0] < 240, 0.33, 1.0)  # the 7's top in a hand's shadow
+    ink = paper.ink_map(lit(picture, light))
+    assert ink.off_sheet[:, :190].mean() > 0.95 and ink.off_sheet[:, 210:].mean() < 0.01
+    assert len(found(lit(picture, light)).digits) == 1
+    fat = sheet()  # a marker's 0 as dark and as large as a table (31 % of the frame), but on the sheet
+    ImageDraw.Draw(fat).ellipse([150, 40, 490, 440], outline=INK, width=120)
+    assert not paper.ink_map(fat).off_sheet.any() and len(found(fat).digits) == 1
 
 
 def test_specks_and_dots_are_not_digits():

@@ -33,7 +33,6 @@ PHOTOS_12MP = 20  # 12-megapixel photos (about 1 s each to render and encode): t
 SEED = 21
 NOT_REACHED = {  # row -> floor reached at SEED (issue 21's goal not reached; see the module docstring)
     "pencil": 0.94,  # 94.7 % read right against 99.3 % as numbers: 0.953 of clean; the palest strokes are lost
-    "no_digit_table_edge": 0.90,  # 92.0 % answered 422: a dark table's texture is taken for strokes
 }
 
 
