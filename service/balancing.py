@@ -8,6 +8,10 @@ accepts a connection only while it holds no more connections than the least busy
 otherwise it leaves the connection to the others for up to ``LEAVE_SECONDS`` and then takes it
 anyway (the others may be busy with a long request).
 
+What it buys: an even split of the keep-alive connections, asserted by
+``tests/service/test_worker.py::test_connections_spread_evenly_over_the_workers``; its share of the
+service's throughput is inside ``python -m bench.peers``'s figures for ours, not measured on its own.
+
 TLS connections (``TLS_CERT_FILE``) are balanced the same way: the listener accepts, then hands the
 socket to the event loop's TLS machinery, which must finish the handshake within ``tls_timeout`` (the
 service's ``KEEPALIVE_SECONDS``: a client that connects and stays silent is closed as a plain one is;
