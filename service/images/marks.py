@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from .paper import side_shares
+
 LINE_ANGLES = np.deg2rad(np.arange(-6.0, 6.01, 0.5))  # around horizontal (and, turned, vertical)
 LINE_SPAN = 0.5  # a line's pixels cover at least this share of the frame's columns (rows, turned)
 LINE_BIN = 0.2  # ... piling at least this share of the columns into each bin of its thickness
@@ -134,8 +136,8 @@ def _remove_lines_along(mask: np.ndarray, faint: np.ndarray) -> tuple[np.ndarray
         found = _lines_at_best_angle(mask, faint)
         if found is None:
             break
-        on_line, count = found
-        mask, faint, lines = _without(mask, on_line), faint & ~on_line(faint), lines + count
+        on_line, widest, count = found
+        mask, faint, lines = _without(mask, on_line, widest), faint & ~on_line(faint), lines + count
     return mask, lines
 
 
@@ -144,7 +146,7 @@ def _lines_at_best_angle(mask: np.ndarray, faint: np.ndarray):
     the pixels of ``faint`` pile highest; a line at that angle is a thin run of full bins of ``r`` (at most
     ``LINE_THICKNESS`` of the short side) whose pixels cover ``LINE_SPAN`` of the columns or more. A digit's
     bar is much thicker than a ruled line, or much shorter. None if there is none; else a function that marks
-    the pixels of a mask on those lines, and how many lines."""
+    the pixels of a mask on those lines, the widest line's bins, and how many lines."""
     ys, xs = np.nonzero(faint)
     rows, cols = mask.shape
     if len(ys) < LINE_SPAN * cols:
@@ -177,8 +179,7 @@ def _lines_at_best_angle(mask: np.ndarray, faint: np.ndarray):
         marked[ys[hit], xs[hit]] = True
         return marked
 
-    on_line.widest = _widest_run(line_bins)
-    return on_line, lines
+    return on_line, _widest_run(line_bins), lines
 
 
 def _thin_runs(counts: np.ndarray, least: float, thickest: float) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -201,11 +202,12 @@ def _thin_runs(counts: np.ndarray, least: float, thickest: float) -> list[tuple[
     return found
 
 
-def _without(mask: np.ndarray, on_line) -> np.ndarray:
-    """``mask`` without the lines' pixels, but where a stroke crossed a line: it joins again across it."""
+def _without(mask: np.ndarray, on_line, widest: int) -> np.ndarray:
+    """``mask`` without the lines' pixels (``widest``: the widest line's bins), but where a stroke crossed a
+    line: it joins again across it."""
     removed = on_line(mask)
     kept = mask & ~removed
-    bridge = np.ones((2 * on_line.widest + 3, 1), bool)  # across a line
+    bridge = np.ones((2 * widest + 3, 1), bool)  # across a line
     return kept | (removed & ndimage.binary_closing(kept, structure=bridge))
 
 
@@ -253,7 +255,7 @@ def measure(mask: np.ndarray, ink: np.ndarray, off_sheet: np.ndarray | None = No
             own = labels[box] == label
             peaks[label], steepest[label] = ink[box][own].max(), slope[box][own].max()
     straightness, tilt = _shape_axes(labels, count, areas)
-    contact = _border_contact(labels, count)
+    contact = side_shares(labels, count).max(axis=0)  # the largest share of one side its pixels lie on
     beyond = (np.zeros(count + 1) if off_sheet is None else
               np.bincount(labels.ravel(), weights=off_sheet.ravel(), minlength=count + 1) / np.maximum(areas, 1))
     marks = []
@@ -285,15 +287,6 @@ def _shape_axes(labels: np.ndarray, count: int, areas: np.ndarray) -> tuple[np.n
     straightness = np.sqrt(minor / np.maximum(major, 1e-9))
     tilt = np.degrees(np.abs(np.arctan2(2 * sxy, syy - sxx) / 2))  # 0: along the rows' axis (vertical)
     return straightness, tilt
-
-
-def _border_contact(labels: np.ndarray, count: int) -> np.ndarray:
-    """Per label, the largest share of one side of the frame that its pixels lie on."""
-    best = np.zeros(count + 1)
-    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        best = np.maximum(best, np.bincount(side, minlength=count + 1) / len(side))
-    best[0] = 0
-    return best
 
 
 def classify(marks: list[Mark], shape: tuple[int, int]) -> None:

@@ -66,7 +66,7 @@ class InkMap:
     mask: np.ndarray
     light_on_dark: bool
     noise: float
-    off_sheet: np.ndarray | None = None  # None: not known (every pixel on the sheet)
+    off_sheet: np.ndarray
 
 
 def ink_map(image: Image.Image) -> InkMap:
@@ -111,12 +111,17 @@ def beyond_sheet(light: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     labels, count = ndimage.label(dark, structure=np.ones((3, 3), bool))
     if count == 0:
         return np.zeros(shape, bool)
-    contact = np.zeros(count + 1)
-    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        contact = np.maximum(contact, np.bincount(side, minlength=count + 1) / len(side))
-    contact[0] = 0
-    beyond = (contact >= LIGHT_CONTACT)[labels].astype(np.float32)
+    beyond = (side_shares(labels, count).max(axis=0) >= LIGHT_CONTACT)[labels].astype(np.float32)
     return enlarged(beyond, shape) > 0.5
+
+
+def side_shares(labels: np.ndarray, count: int) -> np.ndarray:
+    """``(4, count + 1)``: for each side of the frame (top, bottom, left, right), the share of it that each
+    label's pixels lie on (label 0, the background, counts for nothing)."""
+    shares = np.stack([np.bincount(side, minlength=count + 1) / len(side)
+                       for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1])])
+    shares[:, 0] = 0
+    return shares
 
 
 def enlarged(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -142,10 +147,8 @@ def area_closing(values: np.ndarray) -> np.ndarray:
         if count == 0:
             continue
         areas = np.bincount(labels.ravel(), minlength=count + 1) / values.size
-        contact, sides = np.zeros(count + 1), np.zeros(count + 1)
-        for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-            share = np.bincount(side, minlength=count + 1) / len(side)
-            contact, sides = np.maximum(contact, share), sides + (share >= CORNER_CONTACT)
+        shares = side_shares(labels, count)
+        contact, sides = shares.max(axis=0), (shares >= CORNER_CONTACT).sum(axis=0)
         light = ((areas >= LIGHT_AREA) | ((areas >= EDGE_AREA) & (contact >= LIGHT_CONTACT))
                  | ((areas >= CORNER_AREA) & (sides >= 2)))
         light[0] = False
