@@ -161,10 +161,13 @@ def area_closing(values: np.ndarray) -> np.ndarray:
 
 
 def reduced(values: np.ndarray, side: int) -> tuple[np.ndarray, int]:
-    """``values`` block-averaged down to at most ``side`` pixels on the longer side, and the factor."""
+    """``values`` block-averaged down to at most ``side`` pixels on the longer side, and the factor. A side
+    shorter than the factor (a strip of a photo, 300 x 1) is first extended by repeating its last pixels, so that
+    it keeps one block."""
     factor = max(1, int(np.ceil(max(values.shape) / side)))
     if factor == 1:
         return values, 1
+    values = np.pad(values, [(0, max(0, factor - length)) for length in values.shape], mode="edge")
     rows, cols = values.shape[0] // factor * factor, values.shape[1] // factor * factor
     return values[:rows, :cols].reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3)), factor
 

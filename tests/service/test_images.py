@@ -275,6 +275,15 @@ def test_an_image_over_max_image_pixels_is_refused_before_decoding():
     assert info.value.status == 413 and "1200x1000 = 1200000 pixels" in info.value.message
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 300), (300, 1), (2, 600), (3, 4000), (4000, 3)])
+def test_a_strip_one_to_a_few_pixels_thin_is_a_422_not_a_crash(shape):
+    # a strip thinner than the reduction's block (300 x 1 at a block of 2) once reduced to nothing: IndexError, 500
+    rng = np.random.default_rng(7)
+    for pixels in (np.full(shape, 255, np.uint8), rng.integers(0, 256, shape, dtype=np.uint8)):
+        with pytest.raises(RequestError) as info:
+            images.read(png(Image.fromarray(pixels)))
+        assert info.value.status == 422 and info.value.message.startswith("no digit found in the image")
+
 # ---- touching digits and honest answers -----------------------------------------------------------------------
 def test_a_mark_much_wider_than_tall_is_also_cut_into_the_digits_it_likely_holds():
     picture = sheet()
