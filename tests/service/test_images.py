@@ -12,11 +12,13 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image, ImageDraw
 
 from service import images
 from service.errors import RequestError
 from service.images import decode, marks, mnist, paper
+from tests.reliability.strategies import images as images_strategy
 
 PAPER, INK = (235, 232, 225), (25, 25, 30)
 
@@ -283,6 +285,19 @@ def test_a_strip_one_to_a_few_pixels_thin_is_a_422_not_a_crash(shape):
         with pytest.raises(RequestError) as info:
             images.read(png(Image.fromarray(pixels)))
         assert info.value.status == 422 and info.value.message.startswith("no digit found in the image")
+
+
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(picture=images_strategy(), keep=st.sampled_from([1.0, 1.0, 0.9, 0.5]))
+def test_random_pictures_are_read_or_refused_with_a_request_error(picture, keep):
+    # the reliability suite sends these through gunicorn; here, in-process, every exception shows its traceback
+    _, data = picture
+    try:
+        readings = images.read(data[:int(len(data) * keep)])
+    except RequestError as error:
+        assert 400 <= error.status < 500
+    else:
+        assert readings and all(reading.pixels.shape == (784,) for reading in readings)
 
 # ---- touching digits and honest answers -----------------------------------------------------------------------
 def test_a_mark_much_wider_than_tall_is_also_cut_into_the_digits_it_likely_holds():
