@@ -21,9 +21,9 @@ from service.grpc_api.generated.tensorflow_serving.apis import (get_model_metada
 GRPC_LISTENING = "[{pid}] INFO service.grpc_api.server: gRPC server listening on"  # one line per worker
 
 
-def channel(port: int) -> grpc.Channel:
+def channel(port: int, options: list = ()) -> grpc.Channel:
     """A channel of its own (a new TCP connection, so new channels spread over the workers)."""
-    return grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+    return grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1), *options])
 
 
 def grpc_workers(server) -> set[int]:
@@ -39,8 +39,8 @@ def wait_for_grpc(server, workers: int = 2, timeout: float = 120) -> None:
 class Clients:
     """The three services' stubs on one channel."""
 
-    def __init__(self, port: int):
-        self.channel = channel(port)
+    def __init__(self, port: int, options: list = ()):
+        self.channel = channel(port, options)
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self.inference = oip_grpc.GRPCInferenceServiceStub(self.channel)
