@@ -74,6 +74,16 @@ def logits_model(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, logits.output, name=f"{model.name}_{LOGITS_NAME}")
 
 
+def predict_in_batches(model: keras.Model, x, batch_size: int = 2048):
+    """``model(x)`` as a NumPy array, called eagerly on ``batch_size`` rows at a time: what ``model.predict``
+    gives, without the tf.function it builds per model, which TensorFlow traces again for every new input shape
+    (each set's last, shorter batch) and warns about ("triggered tf.function retracing")."""
+    import numpy as np
+
+    return np.concatenate([keras.ops.convert_to_numpy(model(x[start:start + batch_size], training=False))
+                           for start in range(0, len(x), batch_size)])
+
+
 def compile_for_training(model: keras.Model, optimizer="adam", learning_rate=1e-3, loss="cross_entropy",
                          jit_compile=False, **optimizer_kwargs) -> keras.Model:
     """``logits_model(model)`` compiled for ``fit``/``train_on_batch`` with integer class-id labels.

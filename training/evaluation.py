@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from model.keras_losses import get as get_loss
-from model.keras_network import logits_model
+from model.keras_network import logits_model, predict_in_batches
 from training.data import NUM_CLASSES
 
 
@@ -14,7 +14,7 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, loss_name: str, r
     """Test loss (from the logits, as in training), accuracy, per-class accuracy and confusion matrix of
     the probabilities ``model`` on ``(x, y)``; with ``return_probabilities``, also the (n, 10)
     probabilities, ``softmax(logits) = exp(z - max z) / sum exp(z - max z)`` per row (float32)."""
-    logits = logits_model(model).predict(x, batch_size=2048, verbose=0)
+    logits = predict_in_batches(logits_model(model), x)
     loss = float(keras.ops.convert_to_numpy(get_loss(loss_name)(y, logits)))
     predicted = logits.argmax(axis=1)
     confusion = confusion_matrix(y, predicted, NUM_CLASSES)

@@ -107,3 +107,25 @@ def test_the_exported_signature_returns_softmax_of_logits_over_t(tmp_path):
     with pytest.raises(ExportVerificationError, match="disagrees with the trained model"):
         export_model(model, tmp_path / "exports", verify=verify_probabilities(x, expected.astype(np.float32)))
     assert list_versions(tmp_path / "exports") == [1]
+
+
+def test_evaluating_and_calibrating_match_predict_and_trace_nothing_again(caplog):
+    """train.py evaluates then calibrates: sets whose last batch is shorter each time. Through ``model.predict``
+    TensorFlow traced its function again for each new shape and logged "triggered tf.function retracing" twice
+    in the README's main job; ``predict_in_batches`` gives the same logits without that."""
+    import logging
+
+    from model.keras_network import from_numpy, logits_model, predict_in_batches
+    from model.numpy_network import NumpyNetwork
+    from training.evaluation import evaluate
+
+    model = from_numpy(NumpyNetwork(seed=0))
+    rng = np.random.default_rng(2)
+    x, y = rng.random((5000, 784), dtype=np.float32), rng.integers(0, 10, 5000)
+    np.testing.assert_allclose(predict_in_batches(logits_model(model), x, 2048),
+                               logits_model(model).predict(x, verbose=0), rtol=0, atol=1e-5)
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for size in (5000, 4321, 3333, 2222, 1111, 999, 777):  # 7 sets, 7 shapes of last batch, in 2 functions
+            evaluate(model, x[:size], y[:size], "cross_entropy")
+            calibrate(model, (x[:size // 2], y[:size // 2]), (x[:size], y[:size]))
+    assert not [record.getMessage() for record in caplog.records if "retracing" in record.getMessage()]
