@@ -19,6 +19,7 @@ as ``[W1, b1, W2, b2, ...]`` with ``W`` of shape ``(fan_in, fan_out)``, which is
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from model import keras_losses
 from model import keras_optimizers
@@ -78,8 +79,6 @@ def predict_in_batches(model: keras.Model, x, batch_size: int = 2048):
     """``model(x)`` as a NumPy array, called eagerly on ``batch_size`` rows at a time: what ``model.predict``
     gives, without the tf.function it builds per model, which TensorFlow traces again for every new input shape
     (each set's last, shorter batch) and warns about ("triggered tf.function retracing")."""
-    import numpy as np
-
     return np.concatenate([keras.ops.convert_to_numpy(model(x[start:start + batch_size], training=False))
                            for start in range(0, len(x), batch_size)])
 

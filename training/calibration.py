@@ -41,7 +41,6 @@ from model.keras_network import OUTPUT_NAME, logits_model, predict_in_batches
 
 BINS = 15  # Guo et al.'s M
 LOG_T_BOUNDS = (math.log(1e-2), math.log(1e2))  # T searched in [0.01, 100]
-PREDICT_BATCH = 2048
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -91,8 +90,8 @@ def calibrate(model: keras.Model, validation: tuple[np.ndarray, np.ndarray],
     """Fit ``T`` on ``validation`` with the probabilities model ``model``'s logits, and measure the test
     set's ECE and NLL before (``T = 1``) and after. What metrics.json and the export record."""
     logits = logits_model(model)
-    val_logits = predict_in_batches(logits, validation[0], PREDICT_BATCH) if len(validation[1]) else None
-    test_logits = predict_in_batches(logits, test[0], PREDICT_BATCH)
+    val_logits = predict_in_batches(logits, validation[0]) if len(validation[1]) else None
+    test_logits = predict_in_batches(logits, test[0])
     temperature = fit_temperature(val_logits, validation[1]) if val_logits is not None else 1.0
     result = {"temperature": temperature, "fitted_on_validation_images": int(len(validation[1])), "bins": BINS,
               "test_ece_before": ece(softmax(test_logits), test[1]),

@@ -237,7 +237,7 @@ def _widest_run(flags: np.ndarray) -> int:
 
 
 # ---- 2. components -----------------------------------------------------------------------------------------
-def measure(mask: np.ndarray, ink: np.ndarray, off_sheet: np.ndarray | None = None) -> tuple[np.ndarray, list[Mark]]:
+def measure(mask: np.ndarray, ink: np.ndarray, off_sheet: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
     """The label image of the mask's 8-connected components and a ``Mark`` for each (``off_sheet``: the
     pixels beyond the sheet, ``paper.InkMap.off_sheet``)."""
     labels, count = ndimage.label(mask, structure=EIGHT)
@@ -256,8 +256,7 @@ def measure(mask: np.ndarray, ink: np.ndarray, off_sheet: np.ndarray | None = No
             peaks[label], steepest[label] = ink[box][own].max(), slope[box][own].max()
     straightness, tilt = _shape_axes(labels, count, areas)
     contact = side_shares(labels, count).max(axis=0)  # the largest share of one side its pixels lie on
-    beyond = (np.zeros(count + 1) if off_sheet is None else
-              np.bincount(labels.ravel(), weights=off_sheet.ravel(), minlength=count + 1) / np.maximum(areas, 1))
+    beyond = np.bincount(labels.ravel(), weights=off_sheet.ravel(), minlength=count + 1) / np.maximum(areas, 1)
     marks = []
     for label, box in enumerate(boxes, 1):
         if box is None:
@@ -361,7 +360,7 @@ def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[
     return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
-def find_digits(mask: np.ndarray, ink: np.ndarray, off_sheet: np.ndarray | None = None) -> Found:
+def find_digits(mask: np.ndarray, ink: np.ndarray, off_sheet: np.ndarray) -> Found:
     """Lines removed, marks sorted out, strokes grouped into digits: what the mask of the ink map holds
     (``off_sheet``: the pixels beyond the sheet, where no mark is a digit)."""
     mask, lines = remove_lines(mask, ink > LINE_INK)

@@ -129,7 +129,7 @@ def test_ruled_lines_are_removed_and_the_strokes_they_crossed_joined_again():
     sizes = np.bincount(labels.ravel())[1:]
     assert count >= 1 and sizes.max() > 0.9 * sizes.sum()  # the 1, whole: the crossings were bridged
     assert not cleaned[:, :200].any()  # no line left away from the digit
-    result = marks.find_digits(ink.mask, ink.ink)
+    result = marks.find_digits(ink.mask, ink.ink, ink.off_sheet)
     assert len(result.digits) == 1 and result.lines >= 6
 
 
@@ -147,7 +147,7 @@ def test_lines_seen_in_perspective_and_a_line_along_a_digits_bar_are_removed():
     assert lines >= 8
     for away in (np.s_[:, :200], np.s_[:, 460:]):  # away from the digit: a few stray pixels of the fringe at most
         assert cleaned[away].sum() < 0.05 * ink.mask[away].sum()
-    result = marks.find_digits(ink.mask, ink.ink)
+    result = marks.find_digits(ink.mask, ink.ink, ink.off_sheet)
     assert len(result.digits) == 1 and result.lines >= 8
     top, left, bottom, right = result.digits[0].box
     assert 160 <= top <= 180 and bottom - top >= 200  # the 7 kept whole: its bar and its stem
