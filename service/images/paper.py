@@ -10,7 +10,7 @@
    each right where the other is not: an *area closing* (every dark region too small to be a shadow or a
    table filled to the level around it: right under strokes of any width) on a reduced photo, and a fine
    grey-level closing at full size (exact on the bare sheet and along a shadow's straight edge, which the
-   reduction blurs).
+   reduction blurs), widened to a medium one where it sat on a stroke wider than itself (a pale pencil's).
 4. **Ink** = ``(light - channel) / light``: dividing by the light makes a stroke in a shadow or a dim corner as
    strong as one in full light (Beer-Lambert: ink lets through a share of the light), lightly smoothed (a
    pencil's or chalk's grain).
@@ -44,6 +44,8 @@ CORNER_AREA, CORNER_CONTACT = 0.005, 0.02  # ... or this large, on two sides of 
 AREA_LEVELS = np.exp(np.linspace(np.log(0.1), np.log(2.0), 32))  # times the median brightness
 FAT_STROKE = 0.2  # where the fine closing is this much darker than the coarse one, it sat on a fat stroke
 FINE_SHARE = 0.025  # the fine closing's side, of the short side: wider than a pen's stroke on most digits
+MEDIUM_SHARE = 0.06  # the medium closing's side, of the short side: wider than most digits' fattest strokes
+MEDIUM_STEP = 0.1  # where the medium closing is this much lighter than the fine one, the fine sat on a stroke
 POLARITY_SIDE = 192  # the polarity is judged on the photo reduced to this longer side
 DARK = 0.02  # grey level added to both sides of a contrast ratio (black is not infinitely darker than 0.01)
 LIGHT_EDGE = 0.08  # log-light change per reduced pixel above which the light has an edge (a shadow's: 0.4-1)
@@ -88,7 +90,10 @@ def sheet_light(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
       the light (a shadow's) by the reduction;
     - ``fine``: a grey-level closing of side ``FINE_SHARE`` of the short side at full size: exact on the bare
       sheet, along a straight shadow's edge (a closing keeps monotone steps) and under thin strokes, but blind
-      to strokes wider than its side.
+      to strokes wider than its side. Where a *medium* closing (side ``MEDIUM_SHARE``) is ``MEDIUM_STEP``
+      lighter, the fine one sat on a stroke wider than itself, and the medium one is taken instead (not along
+      the light's edges): a pale pencil stroke where the pen lingered is too faint for ``FAT_STROKE``, and
+      a blotch of the light is wider than the medium side, so it stays the light's.
 
     The coarse one is taken where the fine one is ``FAT_STROKE`` darker (it sat on a fat stroke, as dark as ink),
     except in a band along the coarse light's own edges; the fine one everywhere else (the coarse one would fill
@@ -97,7 +102,10 @@ def sheet_light(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     closed = area_closing(small)
     coarse = np.maximum(enlarged(closed, channel.shape), channel)
     edges = enlarged(light_edges(closed).astype(np.float32), channel.shape) > 0
-    fine = closing(ndimage.gaussian_filter(channel, EDGE_SMOOTHING), odd(FINE_SHARE * min(channel.shape)))
+    smooth = ndimage.gaussian_filter(channel, EDGE_SMOOTHING)
+    fine = closing(smooth, odd(FINE_SHARE * min(channel.shape)))
+    medium = closing(smooth, odd(MEDIUM_SHARE * min(channel.shape)))
+    fine = np.where((medium - fine > MEDIUM_STEP * medium) & ~edges, medium, fine)
     take_fine = (coarse - fine <= FAT_STROKE * coarse) | edges
     return np.where(take_fine, fine, coarse), np.maximum(closed, small)
 

@@ -98,6 +98,22 @@ def test_a_fat_stroke_is_ink_all_the_way_across():
     assert float(ink.ink[100:300, 170:230].min()) > 0.7  # the middle too, not only the edges
 
 
+@pytest.mark.parametrize("darkness", [0.15, 0.2])
+def test_the_light_under_a_pale_pencil_stroke_wider_than_the_fine_closing_is_the_papers(darkness):
+    """A pencil's stroke lets through 80-85 % of the light: too pale for ``FAT_STROKE``'s switch to the coarse
+    light, and 20 px wide, wider than the fine closing's side (13 px here): without the medium closing, the
+    light follows the stroke over most of it (65-99 % of its pixels off by more than 5 %) and the stroke is
+    lost."""
+    outline = Image.new("L", (640, 480), 0)
+    seven(ImageDraw.Draw(outline), 200, 120, 240, 20, colour=255)
+    stroke = np.asarray(outline) > 0
+    channel = (0.9 * (1.0 - darkness * stroke)).astype(np.float32)
+    light, _ = paper.sheet_light(channel)
+    off = (0.9 - light[stroke]) / 0.9
+    assert float(np.mean(off > 0.05)) < 0.1
+    assert float(np.percentile(off, 90)) < 0.05
+
+
 def test_chalk_on_a_board_is_read_as_light_ink_on_a_dark_sheet():
     board = sheet(colour=(40, 60, 50))
     seven(ImageDraw.Draw(board), 250, 120, 220, 16, colour=(230, 230, 225))

@@ -31,9 +31,7 @@ pytestmark = pytest.mark.slow
 PHOTOS = 150  # photos per row
 PHOTOS_12MP = 20  # 12-megapixel photos (about 1 s each to render and encode): the plain photo's digits, at that size
 SEED = 21
-NOT_REACHED = {  # row -> floor reached at SEED (issue 21's goal not reached; see the module docstring)
-    "pencil": 0.94,  # 94.7 % read right against 99.3 % as numbers: 0.953 of clean; the palest strokes are lost or broken into pieces
-}
+NOT_REACHED: dict[str, float] = {}  # row -> floor reached at SEED (issue 21's goal not reached; see the module docstring)
 
 
 def check_goal(name: str, reached: float, goal: float, said: str) -> None:
