@@ -239,40 +239,68 @@ def _widest_run(flags: np.ndarray) -> int:
 # ---- 2. components -----------------------------------------------------------------------------------------
 def measure(mask: np.ndarray, ink: np.ndarray, off_sheet: np.ndarray) -> tuple[np.ndarray, list[Mark]]:
     """The label image of the mask's 8-connected components and a ``Mark`` for each (``off_sheet``: the
-    pixels beyond the sheet, ``paper.InkMap.off_sheet``)."""
-    labels, count = ndimage.label(mask, structure=EIGHT)
-    if count == 0:
-        return labels, []
-    areas = np.bincount(labels.ravel(), minlength=count + 1)
-    boundary = mask & ~ndimage.binary_erosion(mask, structure=EIGHT, border_value=0)
-    edges = np.bincount(labels[boundary], minlength=count + 1)
-    inks = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1) / np.maximum(areas, 1)
-    boxes = ndimage.find_objects(labels)
-    slope = np.hypot(ndimage.sobel(ink, axis=0), ndimage.sobel(ink, axis=1)) / 8.0  # per pixel
+    pixels beyond the sheet, ``paper.InkMap.off_sheet``).
+
+    Everything is measured on the mask's extent and a pixel around it (a digit's box is a few % of the
+    photo), with the same results as on the whole photo: labels are numbered in the same raster order, each
+    label's sums add its pixels in the same order, and the erosion and the Sobel filter at a mask pixel see
+    its 3x3 neighbourhood, inside the extent or beyond the photo's border as on the whole photo."""
+    rows, cols = _extent(mask, margin=1)
+    if rows is None:
+        return np.zeros(mask.shape, np.int32), []
+    part, part_ink = mask[rows, cols], ink[rows, cols]
+    part_labels, count = ndimage.label(part, structure=EIGHT)
+    labels = np.zeros(mask.shape, part_labels.dtype)
+    labels[rows, cols] = part_labels
+    flat_labels = part_labels.ravel()
+    areas = np.bincount(flat_labels, minlength=count + 1)
+    areas[0] = mask.size - areas[1:].sum()  # the background, as on the whole photo
+    boundary = part & ~ndimage.binary_erosion(part, structure=EIGHT, border_value=0)
+    edges = np.bincount(part_labels[boundary], minlength=count + 1)
+    inks = np.bincount(flat_labels, weights=part_ink.ravel(), minlength=count + 1) / np.maximum(areas, 1)
+    part_boxes = ndimage.find_objects(part_labels)
+    # per pixel; the extent's outer ring (wrong: the filter reflects there) holds no mask pixel
+    slope = np.hypot(ndimage.sobel(part_ink, axis=0), ndimage.sobel(part_ink, axis=1)) / 8.0
     peaks, steepest = np.zeros(count + 1), np.zeros(count + 1)
-    for label, box in enumerate(boxes, 1):  # per box: no sort of the whole image by label
+    for label, box in enumerate(part_boxes, 1):  # per box: no sort of the pixels by label
         if box is not None:
-            own = labels[box] == label
-            peaks[label], steepest[label] = ink[box][own].max(), slope[box][own].max()
-    straightness, tilt = _shape_axes(labels, count, areas)
+            own = part_labels[box] == label
+            peaks[label], steepest[label] = part_ink[box][own].max(), slope[box][own].max()
+    straightness, tilt = _shape_axes(part_labels, count, areas, (rows.start, cols.start))
     contact = side_shares(labels, count).max(axis=0)  # the largest share of one side its pixels lie on
-    beyond = np.bincount(labels.ravel(), weights=off_sheet.ravel(), minlength=count + 1) / np.maximum(areas, 1)
+    beyond = (np.bincount(flat_labels, weights=off_sheet[rows, cols].ravel(), minlength=count + 1)
+              / np.maximum(areas, 1))
     marks = []
-    for label, box in enumerate(boxes, 1):
+    for label, box in enumerate(part_boxes, 1):
         if box is None:
             continue
-        marks.append(Mark(label, (box[0].start, box[1].start, box[0].stop, box[1].stop), int(areas[label]),
+        top, left = box[0].start + rows.start, box[1].start + cols.start
+        bottom, right = box[0].stop + rows.start, box[1].stop + cols.start
+        marks.append(Mark(label, (top, left, bottom, right), int(areas[label]),
                           2.0 * areas[label] / max(edges[label], 1), contact[label], float(inks[label]),
                           float(peaks[label]), float(steepest[label] / max(peaks[label], 1e-6)),
                           float(straightness[label]), float(tilt[label]), float(beyond[label])))
     return labels, marks
 
 
-def _shape_axes(labels: np.ndarray, count: int, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _extent(mask: np.ndarray, margin: int) -> tuple[slice | None, slice | None]:
+    """The rows and columns of the mask's pixels, widened by ``margin`` (within the frame); (None, None) if the
+    mask is empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None, None
+    return (slice(max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, mask.shape[0])),
+            slice(max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, mask.shape[1])))
+
+
+def _shape_axes(labels: np.ndarray, count: int, areas: np.ndarray,
+                origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
     """Per label, from the covariance of its pixels' coordinates: ``sqrt(minor / major)`` eigenvalue (how far
-    from a straight line) and the major axis's angle from vertical in degrees."""
+    from a straight line) and the major axis's angle from vertical in degrees (``labels``: a part of the label
+    image whose first pixel is at ``origin`` of the photo)."""
     ys, xs = np.nonzero(labels)
     which = labels[ys, xs]
+    ys, xs = ys + origin[0], xs + origin[1]
     n = np.maximum(areas, 1).astype(np.float64)
 
     def mean(values):
