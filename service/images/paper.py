@@ -207,8 +207,43 @@ def closing(flat: np.ndarray, side: int) -> np.ndarray:
     the light there."""
     pad = side // 2 + 1
     extended = np.pad(flat, pad, mode="reflect", reflect_type="odd")
-    closed = ndimage.grey_closing(np.clip(extended, 0.0, 2.0), size=(side, side), mode="nearest")
+    np.clip(extended, 0.0, 2.0, out=extended)
+    arrays = [extended, np.empty_like(extended), np.empty_like(extended)]  # each pass works in the other two
+    closed = extended
+    for pick in (np.maximum, np.minimum):  # a dilation, then an erosion (ndimage.grey_closing, mode "nearest")
+        for axis in (0, 1):
+            closed = extreme_along(closed, side, axis, pick, [array for array in arrays if array is not closed])
     return closed[pad:-pad, pad:-pad]
+
+
+def extreme_along(values: np.ndarray, size: int, axis: int, pick, work: list[np.ndarray]) -> np.ndarray:
+    """``pick`` (``np.maximum`` or ``np.minimum``) of ``values`` over the ``size`` pixels (odd) centred on each
+    along ``axis``, the array extended by its edge values: ``ndimage.maximum_filter1d`` / ``minimum_filter1d``
+    with ``mode="nearest"``, exactly (a maximum rounds nothing), in a few whole-array passes (the window
+    doubled at each) rather than pixel by pixel. ``work``: two arrays of ``values``' shape, not ``values``, to
+    work in; the result is one of them."""
+    length, half = values.shape[axis], size // 2
+    if length <= size:  # no window lies wholly inside
+        scipy_filter = ndimage.maximum_filter1d if pick is np.maximum else ndimage.minimum_filter1d
+        return scipy_filter(values, size, axis=axis, mode="nearest")
+
+    def part(array: np.ndarray, start: int, stop: int) -> np.ndarray:
+        return array[start:stop] if axis == 0 else array[:, start:stop]
+
+    acc, width, count = values, 1, length  # acc[i]: pick of values[i:i + width], for i < count
+    while 2 * width <= size:
+        target = work[0] if acc is not work[0] else work[1]
+        count -= width
+        pick(part(acc, 0, count), part(acc, width, width + count), out=part(target, 0, count))
+        acc, width = target, 2 * width
+    out = work[0] if acc is not work[0] else work[1]
+    count = length - size + 1  # each window wholly inside: the pick of two windows of width that cover it
+    pick(part(acc, 0, count), part(acc, size - width, size - width + count), out=part(out, half, length - half))
+    # the first and last half windows reach beyond the edge, whose value repeats: a running pick from the edge
+    part(out, 0, half)[...] = part(pick.accumulate(part(values, 0, 2 * half), axis=axis), half, 2 * half)
+    tail = np.flip(pick.accumulate(np.flip(part(values, length - 2 * half, length), axis), axis=axis), axis)
+    part(out, length - half, length)[...] = part(tail, 0, half)
+    return out
 
 
 def ink_channel(image: Image.Image, light_on_dark: bool) -> np.ndarray:
