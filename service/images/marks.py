@@ -228,16 +228,20 @@ def _best_angle(ys: np.ndarray, xs: np.ndarray) -> float:
     """The angle at which the pixels pile highest into one bin of ``r``: the best of ``LINE_ANGLES``, then of
     tenths of a degree around it (across a frame, half a degree moves a line by several pixels)."""
     step = max(1, len(ys) // LINE_SAMPLE)
-    ys, xs = ys[::step], xs[::step]
+    ys, xs = ys[::step].astype(np.float64), xs[::step].astype(np.float64)  # converted once, not per angle
     coarse = _highest(ys, xs, LINE_ANGLES)
     return _highest(ys, xs, coarse + np.deg2rad(np.arange(-0.4, 0.41, 0.1)))
 
 
 def _highest(ys: np.ndarray, xs: np.ndarray, angles) -> float:
     best, best_peak = 0.0, -1
-    for angle in angles:
-        r = np.round(ys * np.cos(angle) - xs * np.sin(angle)).astype(np.int64)
-        peak = np.bincount(r - r.min()).max()
+    r, across = np.empty_like(ys), np.empty_like(ys)
+    for angle in angles:  # r = round(y cos a - x sin a), as in _lines_at_best_angle, in place
+        np.multiply(ys, np.cos(angle), out=r)
+        r -= np.multiply(xs, np.sin(angle), out=across)
+        np.rint(r, out=r)
+        r -= r.min()  # whole numbers: exact
+        peak = np.bincount(r.astype(np.int64)).max()
         if peak > best_peak:
             best, best_peak = float(angle), peak
     return best
