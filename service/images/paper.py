@@ -150,8 +150,14 @@ def area_closing(values: np.ndarray) -> np.ndarray:
     out = np.full(values.shape, levels[-1], np.float32)
     done = np.zeros(values.shape, bool)
     eight = np.ones((3, 3), bool)
+    previous = -1  # how many pixels lay below the previous level
     for level in levels:
-        labels, count = ndimage.label(values < level, structure=eight)
+        below = values < level
+        dark = np.count_nonzero(below)
+        if dark == previous:  # the same pixels as at the previous level: the same regions, settled there if light
+            continue
+        previous = dark
+        labels, count = ndimage.label(below, structure=eight, output=np.intp)  # intp: bincount and indexing take it as is
         if count == 0:
             continue
         areas = np.bincount(labels.ravel(), minlength=count + 1) / values.size
@@ -160,6 +166,8 @@ def area_closing(values: np.ndarray) -> np.ndarray:
         light = ((areas >= LIGHT_AREA) | ((areas >= EDGE_AREA) & (contact >= LIGHT_CONTACT))
                  | ((areas >= CORNER_AREA) & (sides >= 2)))
         light[0] = False
+        if not light.any():
+            continue
         settled = light[labels] & ~done
         out[settled] = level
         done |= settled
