@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .paper import extreme_along, side_shares
+from .paper import extent, extreme_along, side_shares
 
 LINE_ANGLES = np.deg2rad(np.arange(-6.0, 6.01, 0.5))  # around horizontal (and, turned, vertical)
 LINE_SPAN = 0.5  # a line's pixels cover at least this share of the frame's columns (rows, turned)
@@ -262,7 +262,7 @@ def measure(mask: np.ndarray, ink: np.ndarray, off_sheet: np.ndarray) -> tuple[n
     photo), with the same results as on the whole photo: labels are numbered in the same raster order, each
     label's sums add its pixels in the same order, and the erosion and the Sobel filter at a mask pixel see
     its 3x3 neighbourhood, inside the extent or beyond the photo's border as on the whole photo."""
-    rows, cols = _extent(mask, margin=1)
+    rows, cols = extent(mask, margin=1)
     if rows is None:
         return np.zeros(mask.shape, np.int32), []
     part, part_ink = mask[rows, cols], ink[rows, cols]
@@ -298,16 +298,6 @@ def measure(mask: np.ndarray, ink: np.ndarray, off_sheet: np.ndarray) -> tuple[n
                           float(peaks[label]), float(steepest[label] / max(peaks[label], 1e-6)),
                           float(straightness[label]), float(tilt[label]), float(beyond[label])))
     return labels, marks
-
-
-def _extent(mask: np.ndarray, margin: int) -> tuple[slice | None, slice | None]:
-    """The rows and columns of the mask's pixels, widened by ``margin`` (within the frame); (None, None) if the
-    mask is empty."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None, None
-    return (slice(max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, mask.shape[0])),
-            slice(max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, mask.shape[1])))
 
 
 def _shape_axes(labels: np.ndarray, count: int, areas: np.ndarray,

@@ -101,13 +101,15 @@ def sheet_light(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     small, _ = reduced(channel, AREA_SIDE)
     closed = area_closing(small)
     coarse = np.maximum(enlarged(closed, channel.shape), channel)
-    edges = enlarged(light_edges(closed).astype(np.float32), channel.shape) > 0
+    band = light_edges(closed)
+    edges = (enlarged(band.astype(np.float32), channel.shape) > 0 if band.any()  # (no band: all 0 enlarged)
+             else np.zeros(channel.shape, bool))
     smooth = ndimage.gaussian_filter(channel, EDGE_SMOOTHING)
     fine = closing(smooth, odd(FINE_SHARE * min(channel.shape)))
     medium = closing(smooth, odd(MEDIUM_SHARE * min(channel.shape)))
-    fine = np.where((medium - fine > MEDIUM_STEP * medium) & ~edges, medium, fine)
-    take_fine = (coarse - fine <= FAT_STROKE * coarse) | edges
-    return np.where(take_fine, fine, coarse), np.maximum(closed, small)
+    np.copyto(fine, medium, where=(medium - fine > MEDIUM_STEP * medium) & ~edges)
+    np.copyto(coarse, fine, where=(coarse - fine <= FAT_STROKE * coarse) | edges)
+    return coarse, np.maximum(closed, small)
 
 
 def beyond_sheet(light: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -192,8 +194,10 @@ def _ink(flat: np.ndarray, light: np.ndarray) -> tuple[np.ndarray, np.ndarray, f
     """``(ink, mask, noise)`` of the flattened photo against the sheet's ``light``."""
     light = np.maximum(light, FLOOR * float(np.percentile(light[::4, ::4], 95)) + 1e-6)
     # smoothed: a pencil's or chalk's grain breaks a stroke into specks, a blur joins them again
-    signed = ndimage.gaussian_filter((light - flat) / light, INK_SMOOTHING)
-    ink = np.clip(signed, 0.0, 1.0).astype(np.float32)
+    ratio = np.subtract(light, flat)
+    ratio /= light
+    signed = ndimage.gaussian_filter(ratio, INK_SMOOTHING)
+    ink = np.clip(signed, 0.0, 1.0).astype(np.float32, copy=False)
     noise, level = robust_spread(signed)
     high = level + max(HIGH * noise, MIN_HIGH)
     low = level + max(LOW * noise, MIN_LOW)
@@ -291,13 +295,26 @@ def robust_spread(values: np.ndarray) -> tuple[float, float]:
 def hysteresis(ink: np.ndarray, low: float, high: float) -> np.ndarray:
     """The pixels above ``low`` that are connected (8-neighbourhood) to a pixel above ``high``."""
     weak = ink > low
-    labels, count = ndimage.label(weak, structure=np.ones((3, 3), bool))
-    if count == 0:
+    rows, cols = extent(weak)  # labelled there only: the same regions
+    if rows is None:
         return weak
+    labels, count = ndimage.label(weak[rows, cols], structure=np.ones((3, 3), bool), output=np.intp)
     strong = np.zeros(count + 1, bool)
-    strong[np.unique(labels[ink > high])] = True
+    strong[labels[ink[rows, cols] > high]] = True  # (high >= low: the strong pixels lie in the extent)
     strong[0] = False
-    return strong[labels]
+    mask = np.zeros_like(weak)
+    mask[rows, cols] = strong[labels]
+    return mask
+
+
+def extent(mask: np.ndarray, margin: int = 0) -> tuple[slice | None, slice | None]:
+    """The rows and columns holding the mask's pixels, widened by ``margin`` (within the frame); (None, None)
+    if the mask is empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None, None
+    return (slice(max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, mask.shape[0])),
+            slice(max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, mask.shape[1])))
 
 
 def odd(value: float) -> int:
