@@ -147,7 +147,7 @@ def _lines_at_best_angle(mask: np.ndarray, faint: np.ndarray):
     ``LINE_THICKNESS`` of the short side) whose pixels cover ``LINE_SPAN`` of the columns or more. A digit's
     bar is much thicker than a ruled line, or much shorter. None if there is none; else a function that marks
     the pixels of a mask on those lines, the widest line's bins, and how many lines."""
-    ys, xs = np.nonzero(faint)
+    ys, xs = _coordinates(faint)
     rows, cols = mask.shape
     if len(ys) < LINE_SPAN * cols:
         return None
@@ -172,7 +172,7 @@ def _lines_at_best_angle(mask: np.ndarray, faint: np.ndarray):
         return None
 
     def on_line(pixels: np.ndarray) -> np.ndarray:
-        ys, xs = np.nonzero(pixels)
+        ys, xs = _coordinates(pixels)
         r = np.round(ys * np.cos(angle) - xs * np.sin(angle)).astype(np.int64) - offset
         hit = line_bins[np.clip(r, 0, len(line_bins) - 1)] & (r >= 0) & (r < len(line_bins))
         marked = np.zeros_like(pixels)
@@ -180,6 +180,12 @@ def _lines_at_best_angle(mask: np.ndarray, faint: np.ndarray):
         return marked
 
     return on_line, _widest_run(line_bins), lines
+
+
+def _coordinates(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero(pixels)`` of a 2-D array, the same arrays in the same order, by the flat indices (several
+    times faster than ``np.nonzero``'s 2-D path on a photo)."""
+    return np.divmod(np.flatnonzero(pixels), pixels.shape[1])
 
 
 def _thin_runs(counts: np.ndarray, least: float, thickest: float) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -305,7 +311,7 @@ def _shape_axes(labels: np.ndarray, count: int, areas: np.ndarray,
     """Per label, from the covariance of its pixels' coordinates: ``sqrt(minor / major)`` eigenvalue (how far
     from a straight line) and the major axis's angle from vertical in degrees (``labels``: a part of the label
     image whose first pixel is at ``origin`` of the photo)."""
-    ys, xs = np.nonzero(labels)
+    ys, xs = _coordinates(labels)
     which = labels[ys, xs]
     ys, xs = ys + origin[0], xs + origin[1]
     n = np.maximum(areas, 1).astype(np.float64)
