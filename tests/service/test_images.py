@@ -353,6 +353,61 @@ def test_several_digits_where_one_is_expected_is_a_422_pointing_to_read():
     assert info.value.message.endswith("POST it to /read to read them as a number, or send one digit per image")
 
 
+# ---- the fast paths match the SciPy operations they stand for -------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 9), (7, 40), (61, 33), (200, 151)])
+@pytest.mark.parametrize("size", [3, 5, 13, 35, 63])
+def test_extreme_along_is_scipys_maximum_and_minimum_filter(shape, size):
+    from scipy import ndimage
+
+    values = np.random.default_rng(size).random(shape, dtype=np.float32)
+    for axis in (0, 1):
+        for pick, scipy_filter in ((np.maximum, ndimage.maximum_filter1d), (np.minimum, ndimage.minimum_filter1d)):
+            work = [np.empty_like(values), np.empty_like(values)]
+            got = paper.extreme_along(values, size, axis, pick, work)
+            np.testing.assert_array_equal(got, scipy_filter(values, size, axis=axis, mode="nearest"))
+
+
+@pytest.mark.parametrize("side", [3, 13, 35])
+def test_the_closing_is_scipys_grey_closing_of_the_reflected_photo(side):
+    from scipy import ndimage
+
+    flat = np.random.default_rng(side).random((90, 120), dtype=np.float32) * 1.2
+    pad = side // 2 + 1
+    extended = np.clip(np.pad(flat, pad, mode="reflect", reflect_type="odd"), 0.0, 2.0)
+    expected = ndimage.grey_closing(extended, size=(side, side), mode="nearest")[pad:-pad, pad:-pad]
+    np.testing.assert_array_equal(paper.closing(flat, side), expected)
+
+
+@pytest.mark.parametrize("size", [3, 7, 21])
+def test_the_bridge_across_a_removed_line_is_scipys_binary_closing(size):
+    from scipy import ndimage
+
+    kept = np.random.default_rng(size).random((80, 50)) < 0.3
+    expected = ndimage.binary_closing(kept, structure=np.ones((size, 1), bool))
+    np.testing.assert_array_equal(marks._closed_across(kept, size), expected)
+
+
+def test_marks_measured_on_the_inks_extent_are_those_of_the_whole_photo():
+    """``measure`` labels and measures only the rows and columns the mask covers (plus a pixel): the label image
+    is the whole photo's own labelling, and each mark's box is where its pixels are."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    mask = np.zeros((300, 400), bool)
+    mask[60:240, 90:330] = ndimage.binary_opening(rng.random((180, 240)) < 0.55)
+    ink = rng.random(mask.shape).astype(np.float32) * mask
+    labels, found_marks = marks.measure(mask, ink, np.zeros(mask.shape, bool))
+    expected, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    np.testing.assert_array_equal(labels, expected)
+    assert len(found_marks) == count > 10
+    for mark in found_marks:
+        rows, cols = np.nonzero(expected == mark.label)
+        assert mark.box == (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+        assert mark.area == rows.size
+        assert mark.peak == pytest.approx(float(ink[rows, cols].max()))
+        assert mark.ink == pytest.approx(float(ink[rows, cols].mean()), rel=1e-5)
+
+
 # ---- helpers --------------------------------------------------------------------------------------------------
 def ndimage_dilate(mask: np.ndarray, iterations: int) -> np.ndarray:
     from scipy import ndimage
