@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .paper import extent, extreme_along, side_shares
+from .paper import closed_along, extent, side_shares
 
 LINE_ANGLES = np.deg2rad(np.arange(-6.0, 6.01, 0.5))  # around horizontal (and, turned, vertical)
 LINE_SPAN = 0.5  # a line's pixels cover at least this share of the frame's columns (rows, turned)
@@ -218,12 +218,10 @@ def _without(mask: np.ndarray, on_line, widest: int) -> np.ndarray:
 
 def _closed_across(kept: np.ndarray, size: int) -> np.ndarray:
     """``ndimage.binary_closing(kept, structure=np.ones((size, 1), bool))`` (``size`` odd: across a line),
-    computed as a running maximum then minimum down the columns (``paper.extreme_along``): the same pixels,
+    computed as a running maximum then minimum down the columns (``paper.closed_along``): the same pixels,
     a fraction of the time. The erosion counts what lies beyond the top and bottom as empty, as
     ``binary_closing``'s ``border_value=0`` does."""
-    work = [np.empty_like(kept) for _ in range(3)]
-    dilated = extreme_along(kept, size, 0, np.maximum, work[:2])
-    closed = extreme_along(dilated, size, 0, np.minimum, [array for array in work if array is not dilated][:2])
+    closed = closed_along(kept, size, (0,))
     half = size // 2
     closed[:half] = False
     closed[max(closed.shape[0] - half, 0):] = False

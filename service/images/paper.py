@@ -222,12 +222,19 @@ def closing(flat: np.ndarray, side: int) -> np.ndarray:
     pad = side // 2 + 1
     extended = np.pad(flat, pad, mode="reflect", reflect_type="odd")
     np.clip(extended, 0.0, 2.0, out=extended)
-    arrays = [extended, np.empty_like(extended), np.empty_like(extended)]  # each pass works in the other two
-    closed = extended
-    for pick in (np.maximum, np.minimum):  # a dilation, then an erosion (ndimage.grey_closing, mode "nearest")
-        for axis in (0, 1):
-            closed = extreme_along(closed, side, axis, pick, [array for array in arrays if array is not closed])
-    return closed[pad:-pad, pad:-pad]
+    return closed_along(extended, side, (0, 1))[pad:-pad, pad:-pad]
+
+
+def closed_along(values: np.ndarray, size: int, axes: tuple[int, ...]) -> np.ndarray:
+    """A closing of ``values`` by a flat window of ``size`` pixels (odd) along each of ``axes``, the array extended
+    by its edge values: a dilation, then an erosion (``ndimage.grey_closing``, mode "nearest"), each as
+    ``extreme_along`` passes. ``values`` is left as it is."""
+    work = [np.empty_like(values) for _ in range(3)]  # each pass reads one and writes another
+    closed = values
+    for pick in (np.maximum, np.minimum):
+        for axis in axes:
+            closed = extreme_along(closed, size, axis, pick, [array for array in work if array is not closed][:2])
+    return closed
 
 
 def extreme_along(values: np.ndarray, size: int, axis: int, pick, work: list[np.ndarray]) -> np.ndarray:
